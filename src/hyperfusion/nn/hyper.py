@@ -1,0 +1,325 @@
+"""Hyper layers: ``nn.Linear`` / ``nn.Conv3d`` whose weights a hypernetwork generates per sample.
+
+HyperFusion (Duenias et al., §3.1.1) generates the parameters of an "external" layer of the primary network from an
+embedding ``e = Emb(T)`` of the tabular record through two linear heads::
+
+    W(e) = H_W · e + c_W      (reshaped to the plain layer's weight shape)
+    b(e) = H_B · e + c_B
+
+Because the heads are linear, ``W(e) = c_W + Σ_j e_j · A_j`` with ``A_j`` the j-th column of ``H_W`` reshaped. We
+store exactly that: ``weight_head[0] = c_W`` and ``weight_head[1 + j] = A_j``, so the layer can be applied in
+whichever exact batched form is cheapest, never with a Python loop over the batch:
+
+* ``"factorized"``: ``layer(x_b, W(e_b)) = layer(x_b, c_W) + Σ_j e_bj · layer(x_b, A_j)`` — ONE ordinary
+  linear/conv with ``(E + 1)·out`` outputs, then a per-sample weighted sum. No per-sample weight is ever formed.
+* ``"grouped"``: per-sample weights are generated, the batch is folded into channels and one convolution with
+  ``groups = B`` applies each sample's kernel to that sample only (any kernel, stride, padding, dilation).
+* ``"bmm"``: 1×1×1 convolutions with zero padding are a strided slice followed by one batched matrix product.
+
+Which form ``method="auto"`` picks (measured in ``benchmarks/hyper_layers.py`` and ``shared/research/perf.md``):
+
+* ``HyperLinear`` → ``factorized``. Its FLOPs equal those of the materialised weights for any ``E`` (one output
+  position), it is one dense GEMM, and it needs no ``B × |W|`` weight tensor (16–30× less memory for the big layers).
+* ``HyperConv3d`` with a 1×1×1 kernel and no padding → ``bmm`` (the paper's AD shortcut; fastest on CPU and GPU).
+* any other ``HyperConv3d`` → ``grouped``: general, exact and adds no memory beyond the generated weights; the
+  factorized conv costs ``(E + 1)×`` the conv FLOPs, which only a GPU in bf16 absorbs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Method = Literal["auto", "factorized", "grouped", "bmm"]
+_METHODS = ("auto", "factorized", "grouped", "bmm")
+
+
+def _triple(value: int | Sequence[int], name: str, *, minimum: int) -> tuple[int, int, int]:
+    """A 3D convolution argument as a 3-tuple of ints, checked against a lower bound."""
+    values = (value,) * 3 if isinstance(value, int) else tuple(value)
+    if len(values) != 3 or not all(isinstance(v, int) for v in values):
+        raise ValueError(f"{name} must be an int or a sequence of 3 ints, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{name} must be >= {minimum} in every dimension, got {value!r}")
+    return values  # type: ignore[return-value]
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class HyperLayer(nn.Module):
+    """Shared machinery of the hyper layers: the two linear generator heads and their application.
+
+    Args:
+        weight_shape: shape of the plain layer's weight (``[out, in]`` or ``[out, in, kD, kH, kW]``).
+        embedding_dim: ``E``, the size of the embedding the heads read.
+        bias: whether a bias is generated (``b(e) = H_B·e + c_B``).
+    """
+
+    weight_head: nn.Parameter
+
+    def __init__(self, weight_shape: Sequence[int], embedding_dim: int, *, bias: bool) -> None:
+        super().__init__()
+        _check_positive(embedding_dim=embedding_dim)
+        self.embedding_dim = embedding_dim
+        self.weight_shape = tuple(weight_shape)
+        # weight_head[0] = c_W, weight_head[1 + j] = column j of H_W, each reshaped to the plain weight's shape.
+        self.weight_head = nn.Parameter(torch.empty(embedding_dim + 1, *self.weight_shape))
+        self.bias_generator = nn.Linear(embedding_dim, self.weight_shape[0]) if bias else None
+        self.reset_parameters()
+
+    @property
+    def out_features(self) -> int:
+        return self.weight_shape[0]
+
+    @property
+    def fan_in(self) -> int:
+        """``d_j`` of the paper: inputs feeding one output unit of the primary layer."""
+        return math.prod(self.weight_shape[1:])
+
+    def reset_parameters(self) -> None:
+        """Principled initialisation for a unit-second-moment embedding (see :func:`principled_init_`)."""
+        principled_init_(self, embedding_variance=1.0)
+
+    def _coefficients(self, embedding: Tensor) -> Tensor:
+        """``[1, e]`` per sample: the weights of ``c_W`` and of each ``A_j`` in ``W(e)``."""
+        ones = embedding.new_ones(embedding.shape[0], 1)
+        return torch.cat([ones, embedding], dim=1)
+
+    def _check_embedding(self, embedding: Tensor, batch: int | None = None) -> None:
+        if embedding.dim() != 2 or embedding.shape[1] != self.embedding_dim:
+            raise ValueError(
+                f"embedding must have shape [B, {self.embedding_dim}], got {list(embedding.shape)}"
+            )
+        if batch is not None and embedding.shape[0] != batch:
+            raise ValueError(f"embedding batch {embedding.shape[0]} does not match input batch {batch}")
+
+    def generate(self, embedding: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Per-sample parameters: weight ``[B, *weight_shape]`` and bias ``[B, out]`` (or ``None``)."""
+        self._check_embedding(embedding)
+        return self.generate_weight(embedding), self.generate_bias(embedding)
+
+    def generate_weight(self, embedding: Tensor) -> Tensor:
+        """``W(e) = c_W + Σ_j e_j·A_j`` per sample, ``[B, *weight_shape]``."""
+        coefficients = self._coefficients(embedding).to(self.weight_head.dtype)
+        return (coefficients @ self.weight_head.flatten(1)).view(-1, *self.weight_shape)
+
+    def generate_bias(self, embedding: Tensor) -> Tensor | None:
+        """``b(e) = H_B·e + c_B`` per sample, ``[B, out]``, or ``None`` for a layer without bias."""
+        return None if self.bias_generator is None else self.bias_generator(embedding)
+
+    def _mix(self, stacked: Tensor, embedding: Tensor) -> Tensor:
+        """Factorized combination: ``Σ_k coef_bk · stacked[b, k]`` for stacked ``[B, E+1, out, *rest]``."""
+        coefficients = self._coefficients(embedding).to(stacked.dtype)
+        batch = stacked.shape[0]
+        mixed = torch.bmm(coefficients.unsqueeze(1), stacked.flatten(2))  # [B, 1, out * rest]
+        return mixed.view(batch, *stacked.shape[2:])
+
+
+class HyperLinear(HyperLayer):
+    """``F.linear(x_b, W(e_b), b(e_b))`` for every sample b, with W, b generated from the embedding e_b.
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        embedding_dim: size of the embedding ``e`` that generates the weights.
+        bias: generate a bias too.
+        method: ``"auto"`` (= ``"factorized"``), ``"factorized"`` or ``"bmm"`` (materialised per-sample weights).
+
+    Example:
+        >>> layer = HyperLinear(32, 4, embedding_dim=8)
+        >>> layer(torch.randn(5, 32), torch.randn(5, 8)).shape
+        torch.Size([5, 4])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        embedding_dim: int,
+        *,
+        bias: bool = True,
+        method: Method = "auto",
+    ) -> None:
+        _check_positive(in_features=in_features, out_features=out_features)
+        if method not in ("auto", "factorized", "bmm"):
+            raise ValueError(f"HyperLinear method must be 'auto', 'factorized' or 'bmm', got {method!r}")
+        self.in_features = in_features
+        self.method = "factorized" if method == "auto" else method
+        super().__init__((out_features, in_features), embedding_dim, bias=bias)
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"input must have shape [B, {self.in_features}], got {list(x.shape)}")
+        self._check_embedding(embedding, x.shape[0])
+        if self.method == "factorized":
+            stacked = F.linear(x, self.weight_head.flatten(0, 1))  # [B, (E+1)·out]
+            out = self._mix(stacked.view(x.shape[0], self.embedding_dim + 1, self.out_features), embedding)
+        else:
+            out = torch.bmm(self.generate_weight(embedding), x.unsqueeze(2)).squeeze(2)
+        bias = self.generate_bias(embedding)
+        return out if bias is None else out + bias.to(out.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"embedding_dim={self.embedding_dim}, bias={self.bias_generator is not None}, method={self.method}"
+        )
+
+
+class HyperConv3d(HyperLayer):
+    """``F.conv3d(x_b, W(e_b), b(e_b), stride, padding, dilation)`` for every sample b, computed batched.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: int or 3 ints.
+        embedding_dim: size of the embedding ``e`` that generates the kernels.
+        stride, padding, dilation: as ``nn.Conv3d`` (``padding`` may also be ``"valid"`` or ``"same"``).
+        bias: generate a bias too.
+        method: ``"auto"``, ``"factorized"``, ``"grouped"`` or ``"bmm"`` (1×1×1 kernels without padding only);
+            see the module docstring for the rule ``"auto"`` follows.
+
+    Example:
+        >>> layer = HyperConv3d(4, 6, 3, embedding_dim=8, padding=1)
+        >>> layer(torch.randn(2, 4, 5, 6, 7), torch.randn(2, 8)).shape
+        torch.Size([2, 6, 5, 6, 7])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        embedding_dim: int,
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilation: int | Sequence[int] = 1,
+        bias: bool = True,
+        method: Method = "auto",
+    ) -> None:
+        _check_positive(in_channels=in_channels, out_channels=out_channels)
+        self.in_channels = in_channels
+        self.kernel_size = _triple(kernel_size, "kernel_size", minimum=1)
+        self.stride = _triple(stride, "stride", minimum=1)
+        self.dilation = _triple(dilation, "dilation", minimum=1)
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"padding must be 'valid', 'same', an int or 3 ints, got {padding!r}")
+            if padding == "same" and self.stride != (1, 1, 1):
+                raise ValueError(f"padding='same' needs stride 1, got stride={stride!r}")
+            self.padding: tuple[int, int, int] | str = padding
+        else:
+            self.padding = _triple(padding, "padding", minimum=0)
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+        pointwise = self.kernel_size == (1, 1, 1) and self.padding in ((0, 0, 0), "valid", "same")
+        if method == "bmm" and not pointwise:
+            raise ValueError(
+                f"method='bmm' needs a 1x1x1 kernel without padding, got kernel_size={kernel_size!r}, "
+                f"padding={padding!r}"
+            )
+        self.method = ("bmm" if pointwise else "grouped") if method == "auto" else method
+        super().__init__((out_channels, in_channels, *self.kernel_size), embedding_dim, bias=bias)
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        if x.dim() != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"input must have shape [B, {self.in_channels}, D, H, W], got {list(x.shape)}"
+            )
+        self._check_embedding(embedding, x.shape[0])
+        if self.method == "factorized":
+            out = self._forward_factorized(x, embedding)
+        elif self.method == "bmm":
+            out = self._forward_pointwise(x, embedding)
+        else:
+            out = self._forward_grouped(x, embedding)
+        bias = self.generate_bias(embedding)
+        if bias is None:
+            return out
+        return out + bias.to(out.dtype).view(*bias.shape, 1, 1, 1)
+
+    def _conv(self, x: Tensor, weight: Tensor, groups: int = 1) -> Tensor:
+        return F.conv3d(x, weight, None, self.stride, self.padding, self.dilation, groups)
+
+    def _forward_factorized(self, x: Tensor, embedding: Tensor) -> Tensor:
+        stacked = self._conv(x, self.weight_head.flatten(0, 1))  # [B, (E+1)·out, D', H', W']
+        spatial = stacked.shape[2:]
+        stacked = stacked.view(x.shape[0], self.embedding_dim + 1, self.out_features, *spatial)
+        return self._mix(stacked, embedding)
+
+    def _forward_grouped(self, x: Tensor, embedding: Tensor) -> Tensor:
+        batch = x.shape[0]
+        weight = self.generate_weight(embedding)
+        folded = x.reshape(1, batch * self.in_channels, *x.shape[2:])
+        out = self._conv(folded, weight.flatten(0, 1), groups=batch)
+        return out.view(batch, self.out_features, *out.shape[2:])
+
+    def _forward_pointwise(self, x: Tensor, embedding: Tensor) -> Tensor:
+        sd, sh, sw = self.stride
+        sampled = x[:, :, ::sd, ::sh, ::sw]
+        spatial = sampled.shape[2:]
+        weight = self.generate_weight(embedding)  # [B, out, in, 1, 1, 1]
+        out = torch.bmm(weight.flatten(2), sampled.flatten(2))  # [B, out, N]
+        return out.view(x.shape[0], self.out_features, *spatial)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_features}, kernel_size={self.kernel_size}, "
+            f"embedding_dim={self.embedding_dim}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, bias={self.bias_generator is not None}, method={self.method}"
+        )
+
+
+@torch.no_grad()
+def principled_init_(
+    layer: HyperLayer,
+    embedding_variance: float,
+    *,
+    gain: float = 1.0,
+    bias_variance: float = 1.0,
+) -> HyperLayer:
+    """Initialise the generator heads so generated parameters have a chosen variance (paper eqs. 1–2).
+
+    Following Chang et al. (2019), with ``d_k`` the embedding size, ``d_j`` the primary layer's fan-in and
+    ``V = E[e_k²]`` the embedding's second moment over the training data::
+
+        H_W ~ U(±√(3·𝒱_W)),  𝒱_W = gain / (d_j · d_k · V)          (eq. 1 with gain = 1)
+        H_B ~ U(±√(3·𝒱_B)),  𝒱_B = bias_variance / (d_k · V)        (eq. 2 with bias_variance = 1)
+        c_W = c_B = 0
+
+    so that ``Var(W(e)) = Σ_k 𝒱_W · e_k² ≈ gain / d_j`` and ``Var(b(e)) ≈ bias_variance``. Use ``gain = 2`` for He
+    scaling before a ReLU. The paper writes ``Var(e(T))``; the derivation needs ``E[e²]``, which equals it for a
+    centred embedding and stays correct for a non-centred one (a PReLU output, or the brain-age embedding that is
+    constant at initialisation). :func:`estimate_embedding_variance` measures it.
+
+    Raises:
+        ValueError: for a non-positive or non-finite ``embedding_variance`` or ``gain``, or a negative
+            ``bias_variance``.
+    """
+    if not isinstance(layer, HyperLayer):
+        raise ValueError(f"principled_init_ expects a HyperLinear or HyperConv3d, got {type(layer).__name__}")
+    if not (math.isfinite(embedding_variance) and embedding_variance > 0):
+        raise ValueError(f"embedding_variance must be positive and finite, got {embedding_variance!r}")
+    if not (math.isfinite(gain) and gain > 0):
+        raise ValueError(f"gain must be positive and finite, got {gain!r}")
+    if not (math.isfinite(bias_variance) and bias_variance >= 0):
+        raise ValueError(f"bias_variance must be >= 0 and finite, got {bias_variance!r}")
+    d_k, d_j = layer.embedding_dim, layer.fan_in
+    weight_bound = math.sqrt(3.0 * gain / (d_j * d_k * embedding_variance))
+    layer.weight_head[0].zero_()
+    layer.weight_head[1:].uniform_(-weight_bound, weight_bound)
+    if layer.bias_generator is not None:
+        bias_bound = math.sqrt(3.0 * bias_variance / (d_k * embedding_variance))
+        layer.bias_generator.weight.uniform_(-bias_bound, bias_bound)
+        layer.bias_generator.bias.zero_()
+    return layer
