@@ -1,0 +1,176 @@
+"""Metrics against scikit-learn on random inputs, plus the documented undefined cases and bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from hyperfusion.evaluation import metrics as m
+
+NAMES = ["CN", "MCI", "AD"]
+
+
+def _random_case(seed: int, n: int = 40, c: int = 3, *, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, c))
+    if ties:  # coarse scores so the AUC tie handling is exercised
+        logits = np.round(logits)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = rng.integers(0, c, size=n)
+    y[:c] = np.arange(c)  # every class present
+    return p, y
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("ties", [False, True])
+def test_matches_sklearn_on_random_inputs(seed: int, ties: bool) -> None:
+    p, y = _random_case(seed, n=30 + seed * 7, ties=ties)
+    pred = p.argmax(axis=1)
+    labels = list(range(3))
+    assert m.balanced_accuracy(p, y) == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert m.macro_precision(p, y) == pytest.approx(
+        skm.precision_score(y, pred, labels=labels, average="macro", zero_division=0)
+    )
+    assert m.macro_f1(p, y) == pytest.approx(
+        skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0)
+    )
+    assert m.macro_auc(p, y) == pytest.approx(skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    np.testing.assert_allclose(
+        m.per_class_recall(p, y), skm.recall_score(y, pred, labels=labels, average=None, zero_division=0)
+    )
+    np.testing.assert_allclose(
+        m.row_normalised_confusion(p, y), skm.confusion_matrix(y, pred, labels=labels, normalize="true")
+    )
+    np.testing.assert_array_equal(
+        m.confusion_matrix(y, pred, 3), skm.confusion_matrix(y, pred, labels=labels)
+    )
+
+
+def test_four_classes_and_two_classes() -> None:
+    for c in (2, 4):
+        p, y = _random_case(11, n=50, c=c)
+        pred = p.argmax(axis=1)
+        assert m.balanced_accuracy(p, y) == pytest.approx(skm.balanced_accuracy_score(y, pred))
+        expected_auc = (
+            skm.roc_auc_score(y, p[:, 1])
+            if c == 2
+            else skm.roc_auc_score(y, p, multi_class="ovr", average="macro")
+        )
+        # for two classes the macro of both one-vs-rest AUCs equals the binary AUC
+        assert m.macro_auc(p, y) == pytest.approx(expected_auc)
+
+
+def test_hand_computed_example() -> None:
+    # truth:     CN CN CN MCI MCI AD
+    # predicted: CN CN MCI MCI AD AD
+    y = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 0, 1, 1, 2, 2])
+    p = np.full((6, 3), 0.1)
+    p[np.arange(6), pred] = 0.8
+    out = m.classification_metrics(p, y, NAMES)
+    assert out["TP-CN"] == pytest.approx(2 / 3)
+    assert out["TP-MCI"] == pytest.approx(1 / 2)
+    assert out["TP-AD"] == pytest.approx(1.0)
+    assert out["BA"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    # precision: CN 2/2, MCI 1/2, AD 1/2
+    assert out["PRC"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert out["cm/CN/MCI"] == pytest.approx(1 / 3)
+    assert out["cm/MCI/AD"] == pytest.approx(1 / 2)
+    assert out["cm/AD/CN"] == 0.0
+
+
+def test_flat_dict_keys_and_values_match_the_functions() -> None:
+    p, y = _random_case(3)
+    out = m.classification_metrics(p, y, NAMES)
+    expected = {"BA", "PRC", "F1", "AUC", "TP-CN", "TP-MCI", "TP-AD"} | {
+        f"cm/{a}/{b}" for a in NAMES for b in NAMES
+    }
+    assert set(out) == expected
+    assert all(isinstance(v, float) for v in out.values())
+    assert out["F1"] == pytest.approx(m.macro_f1(p, y))
+    cm = m.row_normalised_confusion(p, y)
+    assert out["cm/MCI/CN"] == pytest.approx(cm[1, 0])
+
+
+def test_class_absent_from_targets() -> None:
+    p, y = _random_case(5, n=30)
+    y = np.where(y == 2, 0, y)  # AD absent
+    pred = p.argmax(axis=1)
+    recall = m.per_class_recall(p, y)
+    assert np.isnan(recall[2])
+    assert m.balanced_accuracy(p, y) == pytest.approx(np.mean(recall[:2]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns about the absent class too
+        assert m.balanced_accuracy(p, y) == pytest.approx(skm.balanced_accuracy_score(y, pred))
+        assert m.macro_precision(p, y) == pytest.approx(
+            skm.precision_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0)
+        )
+        assert m.macro_f1(p, y) == pytest.approx(
+            skm.f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0)
+        )
+    with pytest.warns(RuntimeWarning, match=r"\['AD'\]"):
+        auc = m.macro_auc(p, y, NAMES)
+    expected = np.mean([skm.roc_auc_score(y == c, p[:, c]) for c in (0, 1)])
+    assert auc == pytest.approx(expected)
+    with pytest.warns(RuntimeWarning):
+        out = m.classification_metrics(p, y, NAMES)
+    assert np.isnan(out["TP-AD"]) and np.isnan(out["cm/AD/CN"])
+
+
+def test_single_class_auc_is_nan() -> None:
+    p, _ = _random_case(2, n=10)
+    with pytest.warns(RuntimeWarning):
+        assert np.isnan(m.macro_auc(p, np.zeros(10, dtype=int)))
+
+
+def test_never_predicted_class_counts_zero_precision() -> None:
+    y = np.array([0, 1, 2, 2])
+    p = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1]])  # AD never predicted
+    # precision: CN 1/2, MCI 1/2, AD 0/0 -> 0
+    assert m.macro_precision(p, y) == pytest.approx((0.5 + 0.5 + 0.0) / 3)
+
+
+def test_regression_metrics_against_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    t = rng.uniform(40, 80, size=50)
+    q = t + rng.normal(scale=4, size=50)
+    sex = rng.choice(["F", "M"], size=50)
+    out = m.regression_metrics(q, t, sex)
+    assert out["MAE"] == pytest.approx(skm.mean_absolute_error(t, q))
+    for s in ("F", "M"):
+        assert out[f"MAE-{s}"] == pytest.approx(skm.mean_absolute_error(t[sex == s], q[sex == s]))
+    assert set(m.regression_metrics(q, t)) == {"MAE"}
+
+
+@pytest.mark.parametrize(
+    ("probs", "targets", "match"),
+    [
+        (np.array([[0.5, 0.5], [2.0, -1.0]]), np.array([0, 1]), "row 1"),
+        (np.array([[0.5, 0.5], [np.nan, 0.5]]), np.array([0, 1]), "row 1 is not finite"),
+        (np.array([[3.0, 1.0], [0.5, 0.5]]), np.array([0, 1]), "logits"),
+        (np.array([[0.5, 0.5], [0.5, 0.5]]), np.array([0, 2]), "class 2"),
+        (np.array([[0.5, 0.5], [0.5, 0.5]]), np.array([0]), "shape"),
+        (np.array([0.5, 0.5]), np.array([0]), "shape"),
+        (np.array([[0.5, 0.5]]), np.array([0.5]), "integer"),
+    ],
+)
+def test_bad_classification_input(probs: np.ndarray, targets: np.ndarray, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        m.balanced_accuracy(probs, targets)
+
+
+def test_bad_class_names_and_regression_input() -> None:
+    p, y = _random_case(0)
+    with pytest.raises(ValueError, match="2 names"):
+        m.classification_metrics(p, y, ["CN", "AD"])
+    with pytest.raises(ValueError, match="unique"):
+        m.classification_metrics(p, y, ["CN", "CN", "AD"])
+    with pytest.raises(ValueError, match="predictions row 1"):
+        m.mae(np.array([1.0, np.inf]), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="equal-length"):
+        m.mae(np.array([1.0, 2.0]), np.array([1.0]))
+    with pytest.raises(ValueError, match="groups"):
+        m.mae_by_group(np.array([1.0, 2.0]), np.array([1.0, 2.0]), ["F"])
