@@ -233,9 +233,7 @@ class HyperConv3d(HyperLayer):
 
     def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
         if x.dim() != 5 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"input must have shape [B, {self.in_channels}, D, H, W], got {list(x.shape)}"
-            )
+            raise ValueError(f"input must have shape [B, {self.in_channels}, D, H, W], got {list(x.shape)}")
         self._check_embedding(embedding, x.shape[0])
         if self.method == "factorized":
             out = self._forward_factorized(x, embedding)

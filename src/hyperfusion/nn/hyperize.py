@@ -78,7 +78,8 @@ class HyperModel(nn.Module):
             shared = self.embeddings[0](tabular)
             return {name: shared for name in self.layer_names}
         return {
-            name: embedding(tabular) for name, embedding in zip(self.layer_names, self.embeddings, strict=True)
+            name: embedding(tabular)
+            for name, embedding in zip(self.layer_names, self.embeddings, strict=True)
         }
 
     def forward(self, image: Tensor, tabular: Tensor, *args: object, **kwargs: object) -> Tensor:
@@ -100,9 +101,13 @@ def _hyper_layer_for(layer: nn.Module, name: str, embedding_dim: int) -> HyperLa
         return HyperLinear(layer.in_features, layer.out_features, embedding_dim, bias=layer.bias is not None)
     if isinstance(layer, nn.Conv3d):
         if layer.groups != 1:
-            raise ValueError(f"layer {name!r}: grouped convolutions (groups={layer.groups}) cannot be hyperized")
+            raise ValueError(
+                f"layer {name!r}: grouped convolutions (groups={layer.groups}) cannot be hyperized"
+            )
         if layer.padding_mode != "zeros":
-            raise ValueError(f"layer {name!r}: padding_mode={layer.padding_mode!r} is not supported, only 'zeros'")
+            raise ValueError(
+                f"layer {name!r}: padding_mode={layer.padding_mode!r} is not supported, only 'zeros'"
+            )
         return HyperConv3d(
             layer.in_channels,
             layer.out_channels,
@@ -113,7 +118,9 @@ def _hyper_layer_for(layer: nn.Module, name: str, embedding_dim: int) -> HyperLa
             dilation=layer.dilation,
             bias=layer.bias is not None,
         )
-    raise ValueError(f"layer {name!r} is a {type(layer).__name__}; only nn.Linear and nn.Conv3d can be hyperized")
+    raise ValueError(
+        f"layer {name!r} is a {type(layer).__name__}; only nn.Linear and nn.Conv3d can be hyperized"
+    )
 
 
 def hyperize(
