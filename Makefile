@@ -19,7 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hyperfusion demo
+	$(BIN)/python benchmarks/hyper_layers.py --quick --check
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
