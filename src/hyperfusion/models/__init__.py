@@ -1,1 +1,35 @@
-"""hyperfusion.models."""
+"""The paper's networks and every baseline, behind one registry.
+
+``create_model(name, **kwargs)`` builds any of them; every model is called ``model(image, tabular)`` and returns
+logits ``[B, C]`` (classification) or predictions ``[B]`` (regression). ``list_models()`` names them and
+``model_info(name)`` says what each needs (task, fusion type, inputs, default input shape).
+"""
+
+from hyperfusion.models import ad, brain_age  # noqa: F401  (registers the models)
+from hyperfusion.models.late_fusion import LateFusionClassifier
+from hyperfusion.models.registry import (
+    ModelInfo,
+    create_model,
+    list_models,
+    model_arguments,
+    model_info,
+    register_model,
+)
+from hyperfusion.models.resnet import ModulatedPreActResNet3d, PreActResNet3d
+from hyperfusion.models.tabular import TabularMLP, TabularOnlyModel
+from hyperfusion.models.vgg import VGG3dRegressor
+
+__all__ = [
+    "LateFusionClassifier",
+    "ModelInfo",
+    "ModulatedPreActResNet3d",
+    "PreActResNet3d",
+    "TabularMLP",
+    "TabularOnlyModel",
+    "VGG3dRegressor",
+    "create_model",
+    "list_models",
+    "model_arguments",
+    "model_info",
+    "register_model",
+]
