@@ -1,1 +1,62 @@
-"""hyperfusion.data."""
+"""hyperfusion.data: cohort manifests, NIfTI preprocessing and caching, tabular preprocessing, partitions, Dataset.
+
+Typical use (the protocol's view)::
+
+    cohort = load_manifest("cohort.yaml")                          # validated table + column roles
+    parts = make_partitions(cohort.frame, 5, stratify=cohort.stratify, group="subject_id", seed=0)
+    roles = fold_roles(parts, test=4, val=0)
+    pre = cohort.preprocessor().fit(cohort.frame[roles == "train"])   # training rows only
+    spec = ImageSpec.hippocampus()                                  # or ImageSpec.whole_brain()
+    train = build_dataset(cohort, roles == "train", pre, spec, ImageCache("cache"), train=True)
+"""
+
+from hyperfusion.data.cache import ImageCache, cache_key, file_digest
+from hyperfusion.data.censor import parse_numeric
+from hyperfusion.data.dataset import CohortDataset, build_dataset
+from hyperfusion.data.images import (
+    ImageSpec,
+    preprocess_image,
+    preprocess_volume,
+    read_volume,
+    sample_box,
+    zscore_nonzero,
+)
+from hyperfusion.data.manifest import (
+    Cohort,
+    ManifestSpec,
+    load_manifest,
+    load_table,
+    read_spec,
+    spec_from_dict,
+)
+from hyperfusion.data.presets import PRESETS
+from hyperfusion.data.splits import fold_roles, make_partitions, make_split, read_partitions, write_partitions
+from hyperfusion.data.tabular import TabularPreprocessor
+
+__all__ = [
+    "PRESETS",
+    "Cohort",
+    "CohortDataset",
+    "ImageCache",
+    "ImageSpec",
+    "ManifestSpec",
+    "TabularPreprocessor",
+    "build_dataset",
+    "cache_key",
+    "file_digest",
+    "fold_roles",
+    "load_manifest",
+    "load_table",
+    "make_partitions",
+    "make_split",
+    "parse_numeric",
+    "preprocess_image",
+    "preprocess_volume",
+    "read_partitions",
+    "read_spec",
+    "read_volume",
+    "sample_box",
+    "spec_from_dict",
+    "write_partitions",
+    "zscore_nonzero",
+]

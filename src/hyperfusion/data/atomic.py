@@ -1,0 +1,50 @@
+"""Atomic file writes: a reader sees either the old file or the complete new one, never a half-written one.
+
+Each writer goes to a temporary file in the destination folder, then ``os.replace`` renames it (atomic on
+POSIX and Windows when source and destination share a file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def _temporary_beside(path: Path, mode: str) -> Iterator[IO]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_atomic(path: str | Path, write: Callable[[IO], None], *, binary: bool = False) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it onto ``path``."""
+    path = Path(path)
+    with _temporary_beside(path, "wb" if binary else "w") as handle:
+        write(handle)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return write_atomic(path, lambda handle: handle.write(text))
+
+
+def save_npy_atomic(path: str | Path, array: np.ndarray) -> Path:
+    """Save ``array`` as ``.npy`` atomically (readable later with ``np.load(path, mmap_mode="r")``)."""
+    return write_atomic(path, lambda handle: np.save(handle, np.ascontiguousarray(array)), binary=True)

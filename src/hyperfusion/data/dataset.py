@@ -1,0 +1,152 @@
+"""A torch `Dataset` over preprocessed images and tabular features: items ``(image, tabular, target, subject_id)``.
+
+Shapes per item:
+    image     float32 ``[1, D, H, W]``; for hippocampal crops in training one side drawn per item
+              (paper §4.3.6: left, or the mirrored right), in evaluation both sides ``[2, 1, D, H, W]``
+              (left, mirrored right) so the caller can average the two soft decisions;
+    tabular   float32 ``[F]``;
+    target    int64 class index, or float32 value (a 0-d tensor);
+    subject_id  str.
+
+The side is drawn from ``default_rng([seed, epoch, index])``: reproducible whatever the number of DataLoader
+workers. Call `CohortDataset.set_epoch` before each epoch (with non-persistent workers) for fresh draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from hyperfusion.data.cache import ImageCache
+from hyperfusion.data.images import ImageSpec
+from hyperfusion.data.manifest import Cohort
+from hyperfusion.data.tabular import TabularPreprocessor
+
+Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]
+
+
+class CohortDataset(Dataset):
+    """Indexes preprocessed images (``.npy`` paths, read as memory maps, or arrays) with their rows.
+
+    Args:
+        images: per item, a ``.npy`` path or an array: ``[D, H, W]``, or ``[2, D, H, W]`` with ``two_sides``.
+        tabular: ``[N, F]`` features (e.g. `TabularPreprocessor.transform` output).
+        targets: ``[N]`` integer class indices or float values.
+        subject_ids: ``N`` ids.
+        two_sides: items hold (left, mirrored right) hippocampal crops.
+        train: draw one side per item (training) instead of returning both (evaluation).
+        seed: seed of the side draws.
+
+    Raises:
+        ValueError: lengths that differ, a non-2D ``tabular``, non-finite features or targets.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[str | Path | np.ndarray],
+        tabular: np.ndarray,
+        targets: np.ndarray,
+        subject_ids: Sequence[str],
+        *,
+        two_sides: bool = False,
+        train: bool = False,
+        seed: int = 0,
+    ) -> None:
+        tabular = np.asarray(tabular, dtype=np.float32)
+        targets = np.asarray(targets)
+        if tabular.ndim != 2:
+            raise ValueError(f"tabular must be [N, F], got shape {tabular.shape}")
+        lengths = {
+            "images": len(images),
+            "tabular": len(tabular),
+            "targets": len(targets),
+            "ids": len(subject_ids),
+        }
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"CohortDataset inputs differ in length: {lengths}")
+        if not np.all(np.isfinite(tabular)):
+            raise ValueError("tabular features contain NaN or Inf (impute before building the dataset)")
+        if np.issubdtype(targets.dtype, np.integer):
+            self._targets = torch.as_tensor(targets, dtype=torch.int64)
+        elif np.issubdtype(targets.dtype, np.floating) and np.all(np.isfinite(targets)):
+            self._targets = torch.as_tensor(targets, dtype=torch.float32)
+        else:
+            raise ValueError(
+                f"targets must be integer class indices or finite floats, got dtype {targets.dtype}"
+            )
+        self.images = list(images)
+        self.tabular = torch.from_numpy(tabular)
+        self.subject_ids = [str(s) for s in subject_ids]
+        self.two_sides = bool(two_sides)
+        self.train = bool(train)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose side draws `__getitem__` makes."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def side(self, index: int) -> int:
+        """The side item ``index`` shows in training this epoch: 0 = left, 1 = mirrored right."""
+        return int(np.random.default_rng([self.seed, self.epoch, index]).integers(2))
+
+    def __getitem__(self, index: int) -> Item:
+        array = self._array(index)
+        if not self.two_sides:
+            return self._item(array[None], index)
+        return self._item(array[self.side(index)][None] if self.train else array[:, None], index)
+
+    def _item(self, image: np.ndarray, index: int) -> Item:
+        return (
+            torch.from_numpy(np.array(image, dtype=np.float32)),
+            self.tabular[index],
+            self._targets[index],
+            self.subject_ids[index],
+        )
+
+    def _array(self, index: int) -> np.ndarray:
+        source = self.images[index]
+        array = source if isinstance(source, np.ndarray) else np.load(source, mmap_mode="r")
+        expected = 4 if self.two_sides else 3
+        if array.ndim != expected or (self.two_sides and array.shape[0] != 2):
+            want = "[2, D, H, W] (left, right)" if self.two_sides else "[D, H, W]"
+            name = "array" if isinstance(source, np.ndarray) else str(source)
+            raise ValueError(f"item {index} ({name}): image shape {array.shape}, expected {want}")
+        return array
+
+
+def build_dataset(
+    cohort: Cohort,
+    rows: Sequence[int] | np.ndarray | pd.Series,
+    preprocessor: TabularPreprocessor,
+    spec: ImageSpec,
+    cache: ImageCache,
+    *,
+    train: bool,
+    seed: int = 0,
+) -> CohortDataset:
+    """A `CohortDataset` over some rows of a cohort (positions, or a boolean mask over ``cohort.frame``).
+
+    ``preprocessor`` must already be fitted — on training rows only; images are preprocessed into
+    ``cache`` when missing.
+    """
+    rows = np.asarray(rows)
+    positions = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+    frame = cohort.frame.iloc[positions]
+    return CohortDataset(
+        cache.ensure_all(frame["image"], spec),
+        preprocessor.transform(frame),
+        cohort.targets[positions],
+        frame["subject_id"].tolist(),
+        two_sides=spec.mode == "hippocampus",
+        train=train,
+        seed=seed,
+    )

@@ -1,0 +1,239 @@
+"""Tests for hyperfusion.data.images: world-mm resampling against a hand-written sampler, crop placement on
+different grids of one synthetic head, z-scoring, and every bad image the data layer must reject."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+from conftest import HIPPOCAMPI, MARKER, ras_affine, render, write_nifti
+
+from hyperfusion.data.images import (
+    ImageSpec,
+    center_of_mass_mm,
+    grid_points,
+    preprocess_image,
+    preprocess_volume,
+    read_volume,
+    sample_box,
+    zscore_nonzero,
+)
+
+CROP = ImageSpec.hippocampus(voxel_mm=4.0, shape=(16, 24, 16))
+
+
+def _trilinear_reference(data: np.ndarray, affine: np.ndarray, world: np.ndarray) -> float:
+    """Slow, obvious trilinear interpolation at one world point (zero outside the voxel grid)."""
+    ijk = np.linalg.solve(affine, np.r_[world, 1.0])[:3]
+    base = np.floor(ijk).astype(int)
+    frac = ijk - base
+    total = 0.0
+    for corner in np.ndindex(2, 2, 2):
+        idx = base + np.array(corner)
+        weight = np.prod([f if c else 1 - f for f, c in zip(frac, corner)])
+        if np.all(idx >= 0) and np.all(idx < data.shape):
+            total += weight * data[tuple(idx)]
+    return total
+
+
+def test_sample_box_matches_reference_on_oblique_grid() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(9, 11, 10)).astype(np.float32)
+    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    affine = np.eye(4)
+    affine[:3, :3] = rotation * np.array([1.5, 2.0, 2.5])
+    affine[:3, 3] = (-5.0, 3.0, 1.0)
+    shape, voxel, center = (5, 6, 4), 1.3, (0.5, 6.0, 8.0)
+    out = sample_box(data, affine, shape, voxel, center)
+    world = grid_points(shape, voxel, center)
+    for idx in [(0, 0, 0), (4, 5, 3), (2, 3, 1), (1, 4, 2), (3, 0, 3)]:
+        expected = _trilinear_reference(data, affine, world[(slice(None), *idx)])
+        assert out[idx] == pytest.approx(expected, abs=1e-5)
+
+
+def test_identity_grid_reproduces_the_volume() -> None:
+    data = np.random.default_rng(1).random((6, 7, 8)).astype(np.float32)
+    affine = ras_affine(2.0, (-5.0, -6.0, -7.0))
+    center = affine[:3, :3] @ ((np.array(data.shape) - 1) / 2) + affine[:3, 3]
+    np.testing.assert_allclose(sample_box(data, affine, data.shape, 2.0, center), data, atol=1e-6)
+
+
+def test_las_image_is_read_in_ras_order() -> None:
+    data = np.zeros((5, 5, 5), dtype=np.float32)
+    data[0, 2, 2] = 1.0  # voxel i=0 of an LAS image is the rightmost (+x) column
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = (2.0, -2.0, -2.0)
+    out = sample_box(data, affine, (5, 5, 5), 1.0, (0.0, 0.0, 0.0))
+    assert out[4, 2, 2] == 1.0 and out.sum() == 1.0
+
+
+def test_grid_points_formula() -> None:
+    world = grid_points((4, 1, 3), 2.0, (10.0, 0.0, -1.0))
+    np.testing.assert_allclose(world[0, :, 0, 0], [7.0, 9.0, 11.0, 13.0])
+    np.testing.assert_allclose(world[2, 0, 0, :], [-3.0, -1.0, 1.0])
+
+
+def test_zscore_nonzero_against_hand_computation() -> None:
+    volume = np.array([[[0.0, 1.0], [2.0, 0.0]], [[3.0, 0.0], [0.0, 6.0]]], dtype=np.float32)
+    out = zscore_nonzero(volume)
+    values = np.array([1.0, 2.0, 3.0, 6.0])
+    expected = (values - values.mean()) / values.std()
+    np.testing.assert_allclose(out[volume != 0], expected, rtol=1e-6)
+    assert np.all(out[volume == 0] == 0)
+
+
+@pytest.mark.parametrize("volume", [np.zeros((3, 3, 3)), np.where(np.eye(3)[None] > 0, 2.0, 0.0)])
+def test_zscore_rejects_empty_or_constant(volume: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="box"):
+        zscore_nonzero(volume.astype(np.float32), source="x.nii")
+
+
+def _hippocampus_centroid(crop: np.ndarray) -> np.ndarray:
+    """Centre (voxels) of the hippocampal intensity (3.0 in the raw head; brain < 2, marker 6)."""
+    mask = (crop > 2.5) & (crop < 4.0)
+    return np.argwhere(mask).mean(axis=0)
+
+
+def test_crops_land_on_the_same_anatomy_on_two_grids(tmp_path) -> None:
+    grid_a = ras_affine(2.0, (-80.0, -120.0, -68.0))
+    grid_b = np.diag([-3.0, 3.0, 3.0, 1.0])  # LAS, other voxel size and origin
+    grid_b[:3, 3] = (81.0, -119.0, -70.0)
+    path_a = write_nifti(tmp_path / "a.nii.gz", render((81, 105, 79), grid_a), grid_a)
+    path_b = write_nifti(tmp_path / "b.nii", render((55, 70, 53), grid_b), grid_b)
+    crops_a, crops_b = preprocess_image(path_a, CROP), preprocess_image(path_b, CROP)
+    assert crops_a.shape == crops_b.shape == (2, 16, 24, 16) and crops_a.dtype == np.float32
+    middle = (np.array(CROP.shape) - 1) / 2
+    raw = ImageSpec(**{**CROP.__dict__, "zscore": False})
+    for side in range(2):
+        assert np.corrcoef(crops_a[side].ravel(), crops_b[side].ravel())[0, 1] > 0.8
+        for shape, grid in (
+            ((81, 105, 79), grid_a),
+            ((55, 70, 53), grid_b),
+        ):  # hippocampus at the crop centre
+            crops = preprocess_volume(render(shape, grid, marker=False), grid, raw)
+            np.testing.assert_allclose(_hippocampus_centroid(crops[side]), middle, atol=0.75)
+    # the left-only marker is at the same voxel on both grids, where the world formula puts it
+    expected = np.round((np.array(MARKER) - np.array(HIPPOCAMPI[0])) / 4.0 + middle)
+    for crops in (crops_a, crops_b):
+        assert np.abs(np.array(np.unravel_index(crops[0].argmax(), CROP.shape)) - expected).max() <= 1
+        assert crops[1].max() < crops[0].max()  # not in the right crop
+
+
+def test_right_crop_is_mirrored(tmp_path) -> None:
+    affine = ras_affine(2.0, (-80.0, -120.0, -68.0))  # voxel centres symmetric about x = 0
+    path = write_nifti(tmp_path / "sym.nii.gz", render((81, 105, 79), affine, marker=False), affine)
+    left, right = preprocess_image(path, CROP)
+    np.testing.assert_allclose(left, right, atol=1e-5)  # a symmetric head: mirrored right == left
+    raw = ImageSpec(**{**CROP.__dict__, "zscore": False})
+    direct = sample_box(*read_volume(path), CROP.shape, 4.0, CROP.right_center_mm)
+    np.testing.assert_allclose(preprocess_image(path, raw)[1], direct[::-1], atol=1e-6)
+
+
+def test_whole_brain_box_centred_on_centre_of_mass(head_file) -> None:
+    path = head_file()
+    data, affine = read_volume(path)
+    np.testing.assert_allclose(center_of_mass_mm(data, affine), (0.0, -17.0, 5.0), atol=1.0)
+    spec = ImageSpec.whole_brain(voxel_mm=4.0, shape=(40, 50, 40))
+    out = preprocess_image(path, spec)
+    assert out.shape == (40, 50, 40)
+    values = out[out != 0]
+    assert values.mean() == pytest.approx(0.0, abs=1e-5) and values.std() == pytest.approx(1.0, abs=1e-4)
+    # centred: the brain's extent is symmetric in the box along x
+    xs = np.argwhere(out != 0)[:, 0]
+    assert abs((xs.min() + xs.max()) / 2 - 19.5) <= 0.5
+
+
+def test_box_pads_beyond_the_image_but_refuses_to_cut_the_brain(head_file) -> None:
+    path = head_file()
+    padded = preprocess_image(path, ImageSpec.whole_brain(voxel_mm=4.0, shape=(60, 70, 60)))
+    assert padded.shape == (60, 70, 60) and np.all(padded[:3] == 0)
+    with pytest.raises(ValueError, match=r"head\.nii\.gz.*cuts off"):
+        preprocess_image(path, ImageSpec.whole_brain(voxel_mm=4.0, shape=(20, 20, 20)))
+
+
+def test_explicit_centre_is_used(head_file) -> None:
+    path = head_file()
+    spec = ImageSpec(
+        mode="box", voxel_mm=4.0, shape=(16, 24, 16), center_mm=HIPPOCAMPI[0], max_cut_fraction=1.0
+    )
+    crop = ImageSpec.hippocampus(voxel_mm=4.0, shape=(16, 24, 16))
+    np.testing.assert_allclose(preprocess_image(path, spec), preprocess_image(path, crop)[0], atol=1e-6)
+
+
+# ---------------------------------------------------------------- bad input
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nope\.nii\.gz"):
+        preprocess_image(tmp_path / "nope.nii.gz", CROP)
+
+
+def test_truncated_nifti(head_file) -> None:
+    path = head_file()
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=r"cannot read NIfTI .*head\.nii\.gz"):
+        read_volume(path)
+
+
+def test_garbage_file(tmp_path) -> None:
+    path = tmp_path / "junk.nii"
+    path.write_bytes(b"not a nifti file at all" * 30)
+    with pytest.raises(ValueError, match=r"junk\.nii"):
+        read_volume(path)
+    gz = tmp_path / "junk.nii.gz"
+    gz.write_bytes(gzip.compress(b"nope" * 100))
+    with pytest.raises(ValueError, match=r"junk\.nii\.gz"):
+        read_volume(gz)
+
+
+def test_4d_image_rejected_but_singleton_4th_axis_accepted(tmp_path) -> None:
+    data = np.ones((4, 4, 4, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"4d\.nii.*3D"):
+        read_volume(write_nifti(tmp_path / "4d.nii", data, np.eye(4)))
+    volume, _ = read_volume(write_nifti(tmp_path / "4d1.nii", data[..., :1], np.eye(4)))
+    assert volume.shape == (4, 4, 4)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_voxels(tmp_path, bad: float) -> None:
+    data = np.ones((4, 4, 4), dtype=np.float32)
+    data[1, 2, 3] = bad
+    with pytest.raises(ValueError, match=r"nan\.nii.*1 voxel\(s\) are NaN or Inf"):
+        read_volume(write_nifti(tmp_path / "nan.nii", data, np.eye(4)))
+
+
+def test_all_zero_image(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"zero\.nii.*every voxel is zero"):
+        read_volume(write_nifti(tmp_path / "zero.nii", np.zeros((4, 4, 4)), np.eye(4)))
+
+
+def test_image_smaller_than_crop_box(tmp_path) -> None:
+    affine = ras_affine(4.0, (-40.0, -40.0, -30.0))  # covers x −40…40 only partly around the hippocampi
+    path = write_nifti(tmp_path / "small.nii.gz", render((21, 15, 10), affine), affine)
+    with pytest.raises(ValueError, match=r"small\.nii\.gz.*smaller than the left crop box"):
+        preprocess_image(path, CROP)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mode": "slab"},
+        {"voxel_mm": 0},
+        {"voxel_mm": -1.0},
+        {"shape": (4, 4)},
+        {"shape": (4, 0, 4)},
+        {"center_mm": (1.0, 2.0)},
+        {"left_center_mm": (np.nan, 0.0, 0.0)},
+        {"max_cut_fraction": 2.0},
+    ],
+)
+def test_image_spec_rejects_bad_values(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="ImageSpec"):
+        ImageSpec(**kwargs)
+
+
+def test_image_spec_defaults_are_the_papers() -> None:
+    assert ImageSpec.whole_brain().shape == (90, 120, 99) and ImageSpec.whole_brain().voxel_mm == 1.75
+    hippo = ImageSpec.hippocampus()
+    assert hippo.shape == (64, 96, 64) and hippo.voxel_mm == 1.0 and hippo.output_shape == (2, 64, 96, 64)
+    assert hippo.left_center_mm[0] < 0 < hippo.right_center_mm[0]
