@@ -1,0 +1,362 @@
+"""Train one model on given DataLoaders and predict with it: the engine below the protocol runner.
+
+``train_model`` runs Lightning quietly (no logger, no model summary, no log or checkpoint folders; only the best
+``state_dict`` is written, to the path given), keeps the epoch with the best validation metric (BA for
+classification, MAE for regression), and leaves the model holding those best weights.
+
+Class imbalance (paper §3.2, Table C.7):
+
+- ``"weighted"``: cross-entropy with w_c = N / (C · n_c) over the training + validation rows (sklearn's
+  "balanced" formula), unless ``TrainSettings.class_weights`` gives them;
+- ``"oversample"``: plain cross-entropy with a ``WeightedRandomSampler`` drawing each training row with
+  probability ∝ 1 / n_{y_i} (N draws per epoch, with replacement, seeded);
+- ``"none"``: plain cross-entropy.
+
+Targets for the weights and the sampler are read from ``loader.dataset.targets`` (an array, or a method
+returning one; ``Subset`` is followed), or else by reading every item of the dataset once.
+
+Repeatability: ``train_model`` seeds Python, NumPy and torch with ``settings.seed`` before building the trainer,
+so the data order, dropout and sampling repeat; seed before constructing the model too (``seed_everything``)
+for identical initial weights. On a CPU the same seed gives the same weights bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
+
+from hyperfusion.training.module import Task, TrainingModule, balanced_class_weights, score_batch
+
+__all__ = [
+    "Predictions",
+    "TrainResult",
+    "TrainSettings",
+    "dataset_targets",
+    "predict",
+    "seed_everything",
+    "train_model",
+]
+
+ClassBalance = Literal["weighted", "oversample", "none"]
+Precision = Literal["32", "bf16"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train one model.
+
+    Args:
+        task: ``"classification"`` (logits ``[B, C]``) or ``"regression"`` (predictions ``[B]``).
+        epochs: passes over the training loader.
+        lr, weight_decay: Adam's learning rate and (coupled L2) weight decay.
+        n_classes: number of classes (classification only; needed for the class weights).
+        class_balance: ``"weighted"``, ``"oversample"`` or ``"none"`` (see the module docstring).
+        class_weights: explicit per-class weights for ``"weighted"`` (e.g. the authors' hand-set ones).
+        seed: seeds Python, NumPy, torch and the oversampler.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:<i>"`` or ``"auto"`` (a GPU when there is one).
+        precision: ``"32"`` or ``"bf16"`` (bf16 autocast; weights and optimiser stay fp32).
+        channels_last: channels-last-3D memory format for the model and its 5-D image batches.
+        compile: ``torch.compile`` the model's forward pass.
+        progress_bar: show Lightning's progress bar.
+    """
+
+    task: Task
+    epochs: int = 10
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    n_classes: int | None = None
+    class_balance: ClassBalance = "weighted"
+    class_weights: tuple[float, ...] | None = None
+    seed: int = 0
+    device: str = "cpu"
+    precision: Precision = "32"
+    channels_last: bool = False
+    compile: bool = False
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.class_balance not in ("weighted", "oversample", "none"):
+            raise ValueError(
+                f"class_balance must be 'weighted', 'oversample' or 'none', got {self.class_balance!r}"
+            )
+        if self.precision not in ("32", "bf16"):
+            raise ValueError(f"precision must be '32' or 'bf16', got {self.precision!r}")
+        _accelerator(self.device)  # validates
+        if self.task == "classification":
+            if self.n_classes is None or self.n_classes < 2:
+                raise ValueError(f"classification needs n_classes >= 2, got {self.n_classes}")
+            if self.class_weights is not None:
+                w = self.class_weights
+                if len(w) != self.n_classes or not all(math.isfinite(x) and x > 0 for x in w):
+                    raise ValueError(
+                        f"class_weights must be {self.n_classes} positive numbers, got {list(w)}"
+                    )
+
+
+@dataclass
+class TrainResult:
+    """What one training produced.
+
+    ``best_epoch`` counts from 0; ``history`` has one dict per epoch with ``epoch``, ``train_loss``,
+    ``val_loss`` and ``val_BA`` / ``val_MAE``; ``class_weights`` are the loss weights used (None if unweighted).
+    """
+
+    best_epoch: int
+    best_metric: float
+    metric_name: str
+    checkpoint_path: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    class_weights: list[float] | None = None
+    skipped_batches: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Predictions:
+    """Per-subject outputs of :func:`predict`.
+
+    ``values`` are probabilities ``[N, C]`` (classification) or predictions ``[N]`` (regression), averaged over
+    the views of each subject; ``per_view`` keeps them per view, ``[N, S, C]`` / ``[N, S]``.
+    """
+
+    subject_ids: list[str]
+    values: np.ndarray
+    per_view: np.ndarray
+    targets: np.ndarray
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (call before building a model)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+def _accelerator(device: str) -> tuple[str, int | list[int]]:
+    if device == "auto":
+        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
+    if device == "cpu":
+        return "cpu", 1
+    if device in ("cuda", "gpu"):
+        return "gpu", 1
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return "gpu", [int(device[5:])]
+    raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:<index>' or 'auto', got {device!r}")
+
+
+def _torch_device(device: str) -> torch.device:
+    kind, devices = _accelerator(device)
+    if kind == "cpu":
+        return torch.device("cpu")
+    return torch.device("cuda", devices[0] if isinstance(devices, list) else 0)
+
+
+def dataset_targets(dataset: Dataset) -> np.ndarray:
+    """The target of every item of ``dataset``: its ``targets`` attribute when it has one, else item[2] of each."""
+    if isinstance(dataset, Subset):
+        return dataset_targets(dataset.dataset)[np.asarray(dataset.indices)]
+    targets = getattr(dataset, "targets", None)
+    if callable(targets):
+        targets = targets()
+    if targets is None:
+        targets = [_as_scalar(dataset[i][2]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    return np.asarray(targets)
+
+
+def _as_scalar(value: object) -> float | int:
+    return value.item() if isinstance(value, (torch.Tensor, np.ndarray)) else value  # type: ignore[return-value]
+
+
+def _oversampling_loader(loader: DataLoader, targets: np.ndarray, seed: int) -> DataLoader:
+    if loader.batch_size is None:
+        raise ValueError(
+            "oversampling needs a training DataLoader built with batch_size (not a batch_sampler)"
+        )
+    counts = np.bincount(targets.astype(np.int64))
+    weights = 1.0 / counts[targets.astype(np.int64)]
+    generator = torch.Generator().manual_seed(seed)
+    sampler = WeightedRandomSampler(
+        torch.as_tensor(weights, dtype=torch.double), len(targets), replacement=True, generator=generator
+    )
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        worker_init_fn=loader.worker_init_fn,
+        persistent_workers=loader.persistent_workers,
+    )
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's start-up banners, tips and advice warnings for the duration of a fit."""
+    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
+            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def train_model(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    settings: TrainSettings,
+    checkpoint_path: str | os.PathLike[str],
+) -> TrainResult:
+    """Train ``model`` for ``settings.epochs`` epochs and keep the best validation epoch.
+
+    The best epoch's ``state_dict`` is written to ``checkpoint_path`` (atomically) and loaded back into
+    ``model`` before returning. Nothing else is written.
+
+    Raises:
+        ValueError: bad settings, a class with no training/validation rows under ``"weighted"``, or a model
+            whose output does not fit the task.
+    """
+    start = time.perf_counter()
+    checkpoint_path = Path(checkpoint_path)
+    seed_everything(settings.seed)
+    class_weights: list[float] | None = None
+    if settings.task == "classification" and settings.class_balance == "weighted":
+        if settings.class_weights is not None:
+            class_weights = list(settings.class_weights)
+        else:
+            y = np.concatenate([dataset_targets(train_loader.dataset), dataset_targets(val_loader.dataset)])
+            class_weights = balanced_class_weights(y, settings.n_classes).tolist()  # type: ignore[arg-type]
+    if settings.task == "classification" and settings.class_balance == "oversample":
+        train_loader = _oversampling_loader(
+            train_loader, dataset_targets(train_loader.dataset), settings.seed
+        )
+
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    module = TrainingModule(
+        model,
+        task=settings.task,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        checkpoint_path=checkpoint_path,
+        class_weights=class_weights,
+        compile=settings.compile,
+        channels_last=settings.channels_last,
+    )
+    accelerator, devices = _accelerator(settings.device)
+    with _quiet_lightning():
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            precision="bf16-mixed" if settings.precision == "bf16" else "32-true",
+            max_epochs=settings.epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=settings.progress_bar,
+            num_sanity_val_steps=0,
+            default_root_dir=checkpoint_path.parent,
+        )
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    if module.best_epoch < 0:
+        raise RuntimeError(
+            f"training produced no finite validation {module.metric_name}; history: {module.history}"
+        )
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return TrainResult(
+        best_epoch=module.best_epoch,
+        best_metric=module.best_metric,
+        metric_name=module.metric_name,
+        checkpoint_path=checkpoint_path,
+        history=module.history,
+        class_weights=class_weights,
+        skipped_batches=module.skipped_batches,
+        seconds=time.perf_counter() - start,
+    )
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    task: Task,
+    device: str = "cpu",
+    precision: Precision = "32",
+    channels_last: bool = False,
+) -> Predictions:
+    """Score every subject of ``loader`` with ``model`` in eval mode, averaging the views of each subject.
+
+    Returns probabilities (softmax of the logits) for classification and predictions for regression, with the
+    subject ids and targets of the batches, in loader order.
+    """
+    if precision not in ("32", "bf16"):
+        raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
+    dev = _torch_device(device)
+    was_training = model.training
+    model.eval().to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    ids: list[str] = []
+    values, per_view, targets = [], [], []
+    try:
+        for batch in loader:
+            image, tabular, target, subject = batch[0], batch[1], batch[2], batch[3]
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                mean, views = score_batch(
+                    model, image.to(dev), tabular.to(dev), task, channels_last=channels_last
+                )
+            values.append(mean.float().cpu())
+            per_view.append(views.float().cpu())
+            targets.append(torch.as_tensor(target).cpu())
+            ids += _subject_ids(subject)
+    finally:
+        model.train(was_training)
+    if not ids:
+        raise ValueError("predict got an empty loader")
+    return Predictions(
+        subject_ids=ids,
+        values=torch.cat(values).numpy(),
+        per_view=torch.cat(per_view).numpy(),
+        targets=torch.cat(targets).numpy(),
+    )
+
+
+def _subject_ids(subject: object) -> list[str]:
+    if isinstance(subject, torch.Tensor):
+        return [str(s) for s in subject.tolist()]
+    if isinstance(subject, str):
+        return [subject]
+    if isinstance(subject, Sequence):
+        return [str(s) for s in subject]
+    raise ValueError(f"subject ids must be strings or numbers, got {type(subject).__name__}")
