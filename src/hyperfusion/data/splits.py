@@ -7,9 +7,11 @@ shuffled within a stratum (largest first when groups differ in size), and each g
     the fewest rows of its stratum, then the fewest rows overall, then a seeded random priority.
 
 With one row per group this is a round-robin: every stratum's counts and the partition sizes differ by at
-most one; ties between equally full partitions go to the one holding fewer of the coarser strata (e.g. the
-label alone). Strata smaller than ``n_partitions`` are merged into coarser ones (their last stratification
-column dropped, down to one pool of leftovers) with a warning; a value of the *first* column (the label) with
+most one; ties between equally full partitions go to the one holding fewer of the coarser strata (the label
+alone, ...), then fewer of each other column's value (e.g. the same sex).
+
+Strata smaller than ``n_partitions`` are merged into coarser ones (their last stratification column
+dropped, down to one pool of leftovers) with a warning; a value of the *first* column (the label) with
 fewer groups than partitions cannot be spread and raises.
 """
 
@@ -81,7 +83,8 @@ def make_partitions(
     for key in sorted(strata, key=_sort_key):
         members = sorted(strata[key], key=lambda g: -sizes[g])  # stable: shuffled order among equal sizes
         prefixes = [key[:length] for length in range(len(key), 0, -1)] or [()]
-        tallies = [counts.setdefault(prefix, np.zeros(n_partitions, dtype=np.int64)) for prefix in prefixes]
+        marginals = [("marginal", column, value) for column, value in enumerate(key)][1:]
+        tallies = [counts.setdefault(k, np.zeros(n_partitions, dtype=np.int64)) for k in prefixes + marginals]
         in_stratum = tallies[0]
         for g in members:
             best = min(
