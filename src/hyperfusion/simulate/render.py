@@ -1,0 +1,195 @@
+"""Per-subject rendering on an output grid (data.md §3.3).
+
+::
+
+    p(x)  = flow of v = Σ_R k_R D_R from x, + u_rnd(x)             # disease/ageing warp + individual anatomy
+    z(x)  = c0 + R_θ⁻¹ (p(x) − c0 − t) / s                           # residual affine after registration
+    I(x)  = W[T](z) − Σ_j c_j W[E_j](z) − κ W[E_wm](z)               # W = trilinear sampling at z
+    I     ← I · exp(β(x));  I ← sqrt((I + σ_n ε1)² + (σ_n ε2)²)      # bias field, Rician noise
+    I     ← 0 outside W[M](z) > 0.5                                   # skull-stripped, zero background
+
+Intensities stay on the template's scale (what a user brings after registration and skull stripping); the data
+layer z-scores.  Realised structure volumes are measured by warping the structures' occupancy maps with the same
+map on a fixed 2 mm grid, so they do not depend on the output voxel size.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from hyperfusion.simulate.anatomy import (
+    LOBE_NAMES,
+    STRUCTURE_NAMES,
+    Anatomy,
+    build_anatomy,
+    flow,
+    velocity_field,
+)
+from hyperfusion.simulate.grid import WHOLE_BRAIN_CENTER_MM, Grid, separable_field, spline_matrix
+from hyperfusion.simulate.volume import Volume, antialias
+
+# coarse control grids for smooth random fields span the ICBM152 brain box (x -72..72, y -107..73, z -72..82)
+_CONTROL_BOX = ((-72.0, 72.0), (-107.0, 73.0), (-72.0, 82.0))
+ANATOMY_KNOTS = (6, 7, 6)
+BIAS_KNOTS = (4, 5, 4)
+_MARGIN_MM = 20.0
+
+
+@dataclass(frozen=True)
+class Nuisance:
+    """Subject-level nuisance, drawn per subject (data.md §3.3; defaults in mm / fractions).
+
+    Args:
+        anatomy_mm: SD of the random displacement at each coarse control point (individual anatomy).
+        scale_sd: SD of the residual isotropic scale after registration.
+        rotation_deg: SD of the residual rotation about each axis.
+        translation_mm: SD of the residual translation along each axis.
+        bias_sd: SD of the log bias field at each control point.
+        noise: Rician noise SD as a fraction of the white-matter mean.
+    """
+
+    anatomy_mm: float = 1.0
+    scale_sd: float = 0.01
+    rotation_deg: float = 2.0
+    translation_mm: float = 2.0
+    bias_sd: float = 0.08
+    noise: float = 0.03
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not (value >= 0 and np.isfinite(value)):
+                raise ValueError(f"nuisance {name} must be a finite number >= 0, got {value!r}")
+
+
+NO_NUISANCE = Nuisance(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class SubjectEffects:
+    """What disease and ageing do to one subject's image.
+
+    Args:
+        log_f: target log-volume factor per structure, in ``STRUCTURE_NAMES`` order.
+        cortical: boundary grey-matter atrophy fraction per cortical region, ``LOBE_NAMES`` order, in [0, 1].
+        wm_contrast: κ, the fraction of grey/white contrast lost, in [0, 1].
+    """
+
+    log_f: np.ndarray
+    cortical: np.ndarray
+    wm_contrast: float
+
+    def __post_init__(self) -> None:
+        if np.shape(self.log_f) != (len(STRUCTURE_NAMES),):
+            raise ValueError(f"log_f needs {len(STRUCTURE_NAMES)} values, got shape {np.shape(self.log_f)}")
+        if np.shape(self.cortical) != (len(LOBE_NAMES),):
+            raise ValueError(f"cortical needs {len(LOBE_NAMES)} values, got shape {np.shape(self.cortical)}")
+        if not np.isfinite(self.log_f).all():
+            raise ValueError(f"log_f must be finite, got {self.log_f}")
+        c = np.asarray(self.cortical)
+        if not ((c >= 0) & (c <= 1)).all() or not 0 <= self.wm_contrast <= 1:
+            raise ValueError(f"atrophy fractions must lie in [0, 1], got {c} and {self.wm_contrast}")
+
+
+@dataclass(frozen=True, eq=False)
+class Renderer:
+    """An :class:`Anatomy` prepared for one output grid: source channels at the grid's resolution, the grid's
+    points and the spline matrices of the smooth random fields."""
+
+    anatomy: Anatomy
+    grid: Grid
+    source: Volume
+    points: np.ndarray
+    anatomy_splines: tuple[np.ndarray, np.ndarray, np.ndarray]
+    bias_splines: tuple[np.ndarray, np.ndarray, np.ndarray]
+    measure_splines: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    def k(self, log_f: np.ndarray) -> np.ndarray:
+        """Basis coefficients realising target log-volume factors (clipped to the calibrated range)."""
+        return np.array([self.anatomy.k_for(n, v) for n, v in zip(STRUCTURE_NAMES, log_f)])
+
+    def render(
+        self, effects: SubjectEffects, rng: np.random.Generator, nuisance: Nuisance = Nuisance()
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One subject: (image on the grid, float32, zero background; realised structure volumes in mL)."""
+        u_ctrl = rng.normal(0.0, nuisance.anatomy_mm, (3, *ANATOMY_KNOTS))
+        b_ctrl = rng.normal(0.0, nuisance.bias_sd, BIAS_KNOTS)
+        theta = np.deg2rad(rng.normal(0.0, nuisance.rotation_deg, 3))
+        shift = rng.normal(0.0, nuisance.translation_mm, 3)
+        scale = 1.0 + rng.normal(0.0, nuisance.scale_sd)
+        velocity = velocity_field(self.anatomy, self.k(effects.log_f))
+        c0 = np.asarray(WHOLE_BRAIN_CENTER_MM)[:, None]
+        r_inv = _rotation(theta).T
+
+        def warp(points: np.ndarray, splines) -> np.ndarray:
+            p = flow(points, velocity) + separable_field(u_ctrl, *splines).reshape(3, -1)
+            return (c0 + r_inv @ (p - c0 - shift[:, None]) / scale).astype(np.float32)
+
+        ch = self.source.sample(warp(self.points, self.anatomy_splines))
+        image = ch[0] - effects.cortical @ ch[2 : 2 + len(LOBE_NAMES)] - effects.wm_contrast * ch[-1]
+        image = np.maximum(image, 0.0) * np.exp(separable_field(b_ctrl, *self.bias_splines).ravel())
+        sigma = nuisance.noise * self.anatomy.tissue_means[2]
+        eps = rng.standard_normal((2, image.size), dtype=np.float32)
+        image = np.sqrt((image + sigma * eps[0]) ** 2 + (sigma * eps[1]) ** 2)
+        # inside the brain strictly positive, outside exactly zero: the data layer's non-zero mask is the brain
+        image = np.where(ch[1] > 0.5, np.maximum(image, 1e-3), 0.0).astype(np.float32)
+
+        zm = warp(self.anatomy.measure_grid.points_mm(), self.measure_splines)
+        volumes = self.anatomy.occupancy.sample(zm).sum(1) * self.anatomy.measure_grid.voxel_mm**3 / 1000
+        return image.reshape(self.grid.shape), volumes.astype(np.float64)
+
+
+def _rotation(theta: np.ndarray) -> np.ndarray:
+    cx, cy, cz = np.cos(theta)
+    sx, sy, sz = np.sin(theta)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _splines(grid: Grid, knots: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(  # type: ignore[return-value]
+        spline_matrix(np.linspace(*_CONTROL_BOX[d], knots[d]), ax) for d, ax in enumerate(grid.axes_mm())
+    )
+
+
+def _source_channels(anatomy: Anatomy, grid: Grid) -> Volume:
+    """Template channels anti-aliased and resampled to the grid's voxel size, over the grid's box + 20 mm."""
+    ch = anatomy.channels
+    if grid.voxel_mm <= ch.voxel_mm * 1.01:
+        return ch
+    lo_t = ch.origin
+    hi_t = ch.origin + ch.voxel_mm * (np.asarray(ch.shape) - 1)
+    lo = np.maximum(grid.origin_mm - _MARGIN_MM, lo_t)
+    hi = np.minimum(grid.origin_mm + grid.voxel_mm * (np.asarray(grid.shape) - 1) + _MARGIN_MM, hi_t)
+    if np.any(hi <= lo):  # grid outside the template: an empty (all-zero) source
+        return Volume.from_numpy(
+            np.zeros((ch.data.shape[0], 2, 2, 2), np.float32), grid.origin_mm, grid.voxel_mm
+        )
+    shape = tuple(int(np.floor((h - lo_) / grid.voxel_mm)) + 1 for lo_, h in zip(lo, hi))
+    center = lo + (np.asarray(shape) - 1) / 2 * grid.voxel_mm
+    target = Grid(shape, grid.voxel_mm, tuple(center))  # type: ignore[arg-type]
+    blurred = Volume.from_numpy(
+        antialias(ch.data.numpy(), ch.voxel_mm, grid.voxel_mm), ch.origin, ch.voxel_mm
+    )
+    return Volume.from_numpy(
+        blurred.sample(target.points_mm()).reshape(-1, *shape), target.origin_mm, grid.voxel_mm
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def build_renderer(grid: Grid, template: str = "auto", *, phantom_mm: float = 1.0) -> Renderer:
+    """Prepare (cached per process) the renderer of a template on an output grid."""
+    anatomy = build_anatomy(template, phantom_mm=phantom_mm)
+    return Renderer(
+        anatomy=anatomy,
+        grid=grid,
+        source=_source_channels(anatomy, grid),
+        points=grid.points_mm(),
+        anatomy_splines=_splines(grid, ANATOMY_KNOTS),
+        bias_splines=_splines(grid, BIAS_KNOTS),
+        measure_splines=_splines(anatomy.measure_grid, ANATOMY_KNOTS),
+    )
