@@ -14,6 +14,10 @@ from collections.abc import Sequence
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("hyperfusion.simulate.command", "write a simulated cohort (NIfTI + table + manifest spec)"),
+    "run": ("hyperfusion.commands.run", "run or resume a comparison of methods from a config"),
+    "demo": ("hyperfusion.commands.demo", "the main job on the built-in simulated AD cohort"),
+    "predict": ("hyperfusion.commands.predict", "apply a finished run to new subjects"),
+    "report": ("hyperfusion.commands.report", "rebuild a run's results table, report and plots"),
 }
 
 

@@ -40,7 +40,7 @@ class TabularSettings:
 
     impute: str = "iterative"  # iterative | median | none
     missing_indicators: bool = True
-    unknown_category: str = "error"  # error | ignore
+    unknown_category: str = "error"  # error | zeros (an unseen category becomes an all-zero one-hot)
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,15 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for the run directory's resolved ``config.yaml``."""
-        return _plain(dataclasses.asdict(self))
+        data = _plain(dataclasses.asdict(self))
+        del data["source"]
+        return data
 
 
 _CHOICES = {
     ("image", "mode"): ("hippocampus", "box"),
     ("tabular", "impute"): ("iterative", "median", "none"),
-    ("tabular", "unknown_category"): ("error", "ignore"),
+    ("tabular", "unknown_category"): ("error", "zeros"),
     ("protocol", "ensemble"): ("inverse_entropy", "mean"),
     ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse"),
     ("training", "precision"): ("fp32", "bf16"),

@@ -1,0 +1,19 @@
+"""Rebuild results.csv, predictions.csv, report.md and the plots of a run directory from its finished models."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, help="a directory written by `hyperfusion run` or `demo`")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hyperfusion.training.protocol import Protocol, load_run_config
+    from hyperfusion.training.summary import print_summary
+
+    results = Protocol(load_run_config(args.run_dir), args.run_dir).report()
+    print_summary(results, args.run_dir)
+    return 0
