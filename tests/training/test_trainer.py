@@ -211,9 +211,10 @@ def test_batch_of_one_is_skipped_with_batchnorm(tmp_path: Path) -> None:
 
 def test_bf16_and_channels_last_run_on_cpu(tmp_path: Path) -> None:
     train, val = classification_data(32, 0), classification_data(16, 1)
-    settings = _cls_settings(epochs=1, precision="bf16", channels_last=True)
+    settings = _cls_settings(epochs=1, precision="bf16", channels_last=True, deterministic=True)
     result = t.train_model(ToyNet(), _loader(train), _loader(val), settings, tmp_path / "bf.pt")
     assert np.isfinite(result.history[0]["train_loss"])
+    assert not torch.are_deterministic_algorithms_enabled()  # the switch does not outlive the training
     state = torch.load(tmp_path / "bf.pt", weights_only=True)
     assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
     pred = t.predict(ToyNet(), _loader(val), task="classification", precision="bf16", channels_last=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -166,6 +167,7 @@ class TrainingModule(L.LightningModule):
         self.history: list[dict[str, float]] = []
         self._train_sum = 0.0
         self._train_count = 0
+        self._epoch_start = time.perf_counter()
         self._val_outputs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
@@ -189,6 +191,7 @@ class TrainingModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._train_sum, self._train_count = 0.0, 0
+        self._epoch_start = time.perf_counter()
 
     def training_step(self, batch: Sequence[object], batch_idx: int) -> torch.Tensor | None:
         image, tabular, target = batch[0], batch[1], batch[2]
@@ -238,6 +241,7 @@ class TrainingModule(L.LightningModule):
                 "train_loss": self._train_sum / self._train_count if self._train_count else math.nan,
                 "val_loss": self.validation_loss(values, target),
                 f"val_{self.metric_name}": metric,
+                "seconds": time.perf_counter() - self._epoch_start,
             }
         )
         if self._is_better(metric):
