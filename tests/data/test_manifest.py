@@ -256,3 +256,35 @@ def test_missing_files(tmp_path) -> None:
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ValueError, match="must be a YAML mapping"):
         read_spec(tmp_path / "list.yaml")
+
+
+def test_targets_are_optional_when_scoring_new_subjects(tmp_path):
+    """`predict` reads tables whose target column is empty or absent; those rows get -1 instead of an error."""
+    import nibabel as nib
+
+    from hyperfusion.data import load_table, spec_from_dict
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = []
+    for i, label in enumerate(["AD", None, None]):
+        path = images / f"s{i}.nii.gz"
+        nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), path)
+        rows.append({"PTID": f"s{i}", "DX_bl": label, "AGE": 70 + i, "image": f"images/s{i}.nii.gz"})
+    spec = spec_from_dict(
+        {
+            "preset": "generic",
+            "table": "t.csv",
+            "subject": "PTID",
+            "target": {"column": "DX_bl", "task": "classification", "classes": ["CN", "AD"]},
+            "image": {"column": "image"},
+            "tabular": {"continuous": ["AGE"]},
+        }
+    )
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ValueError, match="missing"):
+        load_table(spec, tmp_path / "t.csv")
+    cohort = load_table(spec, tmp_path / "t.csv", require_target=False)
+    assert cohort.frame["target"].tolist() == [1, -1, -1]
+    pd.DataFrame(rows).drop(columns="DX_bl").to_csv(tmp_path / "u.csv", index=False)
+    assert load_table(spec, tmp_path / "u.csv", require_target=False).frame["target"].tolist() == [-1, -1, -1]

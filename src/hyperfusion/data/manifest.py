@@ -278,8 +278,11 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
     )
 
 
-def load_manifest(spec_path: str | Path) -> Cohort:
+def load_manifest(spec_path: str | Path, *, require_target: bool = True) -> Cohort:
     """Read a manifest spec and its table into a validated `Cohort` (see `Cohort` for the frame's columns).
+
+    ``require_target=False`` is for scoring new subjects: the target column may be absent or empty, and such
+    rows get the target ``-1`` (classification) or NaN (regression) instead of an error.
 
     Raises:
         FileNotFoundError: the spec, the table or an image file does not exist (all missing images listed).
@@ -289,14 +292,23 @@ def load_manifest(spec_path: str | Path) -> Cohort:
     """
     spec_path = Path(spec_path).resolve()
     spec = read_spec(spec_path)
-    return load_table(spec, spec_path.parent / spec.table)
+    return load_table(spec, spec_path.parent / spec.table, require_target=require_target)
 
 
-def load_table(spec: ManifestSpec, table_path: str | Path) -> Cohort:
+def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bool = True) -> Cohort:
     """Apply a validated `ManifestSpec` to the table at ``table_path``; see `load_manifest`."""
     table_path = Path(table_path).resolve()
     source = str(table_path)
     table = _read_table(table_path, spec.na_values)
+    if not require_target:
+        if spec.target_column not in table.columns:
+            table[spec.target_column] = np.nan
+        unlabelled = table[spec.target_column].isna()
+        if unlabelled.any():  # a placeholder the caller never sees: the target is reset to -1 / NaN below
+            placeholder = spec.classes[0] if spec.task == "classification" else 0.0
+            table[spec.target_column] = (
+                table[spec.target_column].astype(object).where(~unlabelled, placeholder)
+            )
     _check_columns(spec, table, source)
 
     if spec.visit_column is not None:
@@ -343,6 +355,11 @@ def load_table(spec: ManifestSpec, table_path: str | Path) -> Cohort:
     frame["target"] = target
     if labels is not None:
         frame["label"] = labels.astype(object)
+    if not require_target:
+        rows = frame.index.intersection(unlabelled.index[unlabelled.to_numpy()])
+        frame.loc[rows, "target"] = -1 if spec.task == "classification" else np.nan
+        if labels is not None:
+            frame.loc[rows, "label"] = np.nan
     frame["image"] = _image_paths(spec, table, subjects, table_path)
     frame["line"] = (table.index.to_numpy() + 2).astype(np.int64)
 
