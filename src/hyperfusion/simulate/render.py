@@ -2,8 +2,8 @@
 
 ::
 
-    p(x)  = flow of v = Σ_R k_R D_R from x, + u_rnd(x)             # disease/ageing warp + individual anatomy
-    z(x)  = c0 + R_θ⁻¹ (p(x) − c0 − t) / s                           # residual affine after registration
+    q(x)  = c0 + R_θ⁻¹ (x + u_rnd(x) − c0 − t) / s                  # individual anatomy, residual affine
+    z(x)  = flow of v = Σ_R k_R D_R from q(x)                        # disease/ageing warp on the template anatomy
     I(x)  = W[T](z) − Σ_j c_j W[E_j](z) − κ W[E_wm](z)               # W = trilinear sampling at z
     I     ← I · exp(β(x));  I ← sqrt((I + σ_n ε1)² + (σ_n ε2)²)      # bias field, Rician noise
     I     ← 0 outside W[M](z) > 0.5                                   # skull-stripped, zero background
@@ -107,8 +107,29 @@ class Renderer:
     measure_splines: tuple[np.ndarray, np.ndarray, np.ndarray]
 
     def k(self, log_f: np.ndarray) -> np.ndarray:
-        """Basis coefficients realising target log-volume factors (clipped to the calibrated range)."""
+        """Basis coefficients realising target log-volume factors one structure at a time (clipped to the
+        calibrated range)."""
         return np.array([self.anatomy.k_for(n, v) for n, v in zip(STRUCTURE_NAMES, log_f)])
+
+    def clip(self, log_f: np.ndarray) -> np.ndarray:
+        """Targets limited to what the calibrated warps can realise."""
+        lo, hi = np.array([self.anatomy.log_f_range(n) for n in STRUCTURE_NAMES]).T
+        return np.clip(log_f, lo, hi)
+
+    def solve_k(self, log_f: np.ndarray, iterations: int = 2) -> np.ndarray:
+        """Joint coefficients: neighbouring pushes interact (a growing temporal horn shrinks the hippocampus),
+        so correct the one-at-a-time ``k`` by fixed-point steps ``k ← k + k(target) − k(realised)`` measured
+        without nuisance on the 2 mm grid."""
+        a = self.anatomy
+        target_k = self.k(self.clip(log_f))
+        k = target_k.copy()
+        pts = a.measure_grid.points_mm()
+        for _ in range(iterations):
+            vol = (
+                a.occupancy.sample(flow(pts, velocity_field(a, k))).sum(1) * a.measure_grid.voxel_mm**3 / 1000
+            )
+            k = k + target_k - self.k(np.log(np.maximum(vol, 1e-9) / a.baseline_ml))
+        return k
 
     def render(
         self, effects: SubjectEffects, rng: np.random.Generator, nuisance: Nuisance = Nuisance()
@@ -119,13 +140,15 @@ class Renderer:
         theta = np.deg2rad(rng.normal(0.0, nuisance.rotation_deg, 3))
         shift = rng.normal(0.0, nuisance.translation_mm, 3)
         scale = 1.0 + rng.normal(0.0, nuisance.scale_sd)
-        velocity = velocity_field(self.anatomy, self.k(effects.log_f))
+        velocity = velocity_field(self.anatomy, self.solve_k(effects.log_f))
         c0 = np.asarray(WHOLE_BRAIN_CENTER_MM)[:, None]
         r_inv = _rotation(theta).T
 
         def warp(points: np.ndarray, splines) -> np.ndarray:
-            p = flow(points, velocity) + separable_field(u_ctrl, *splines).reshape(3, -1)
-            return (c0 + r_inv @ (p - c0 - shift[:, None]) / scale).astype(np.float32)
+            # nuisance first (into template space), then the disease/ageing flow defined on the template anatomy
+            p = points + separable_field(u_ctrl, *splines).reshape(3, -1)
+            q = (c0 + r_inv @ (p - c0 - shift[:, None]) / scale).astype(np.float32)
+            return flow(q, velocity)
 
         ch = self.source.sample(warp(self.points, self.anatomy_splines))
         image = ch[0] - effects.cortical @ ch[2 : 2 + len(LOBE_NAMES)] - effects.wm_contrast * ch[-1]

@@ -116,6 +116,9 @@ def write_cohort(
             bar.update(1)
 
     latents = pd.concat([cohort.latents, cohort.targets_frame()], axis=1)
+    clipped = np.array([renderer.clip(row) for row in cohort.log_f])
+    for s, name in enumerate(STRUCTURE_NAMES):  # the targets the warp aimed at (within its calibrated range)
+        latents[f"target_logf_{name}"] = clipped[:, s]
     base = renderer.anatomy.baseline_ml
     for s, name in enumerate(STRUCTURE_NAMES):
         latents[f"volume_ml_{name}"] = volumes[:, s]
