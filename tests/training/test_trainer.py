@@ -246,3 +246,36 @@ def test_model_output_must_fit_the_task(tmp_path: Path) -> None:
         t.train_model(ToyNet(), _loader(train), _loader(val), settings, tmp_path / "m.pt")
     with pytest.raises(ValueError, match=r"logits \[B=8, C>=2\]"):
         t.predict(ToyNet(n_out=1), _loader(val), task="classification")
+
+
+def test_training_sets_the_epoch_of_datasets_that_draw_per_epoch(tmp_path):
+    """Hippocampus-side draws depend on the epoch; the engine must advance it every epoch."""
+    from hyperfusion.data import CohortDataset
+
+    epochs: list[int] = []
+
+    class Recording(CohortDataset):
+        def set_epoch(self, epoch: int) -> None:
+            epochs.append(epoch)
+            super().set_epoch(epoch)
+
+    class ImageOnly(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+
+        def forward(self, image, tabular):
+            return self.net(image)
+
+    rng = np.random.default_rng(0)
+    images = [rng.normal(size=(2, 4, 4, 4)).astype(np.float32) for _ in range(8)]
+    tabular = rng.normal(size=(8, 3)).astype(np.float32)
+    targets = np.array([0, 1] * 4)
+    ids = [str(i) for i in range(8)]
+    train = Recording(images, tabular, targets, ids, two_sides=True, train=True)
+    val = CohortDataset(images, tabular, targets, ids, two_sides=True, train=False)
+    settings = _cls_settings(epochs=3, progress_bar=False, n_classes=2)
+    t.train_model(ImageOnly(), DataLoader(train, batch_size=4), DataLoader(val, batch_size=4), settings,
+                  tmp_path / "m.pt")  # fmt: skip
+    assert epochs == [0, 1, 2]
+    np.testing.assert_array_equal(train.targets, targets)

@@ -87,6 +87,11 @@ class CohortDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
 
+    @property
+    def targets(self) -> np.ndarray:
+        """Every item's target without reading any image (class weights and oversampling need them)."""
+        return self._targets.numpy()
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose side draws `__getitem__` makes."""
         self.epoch = int(epoch)

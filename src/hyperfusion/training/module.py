@@ -192,6 +192,10 @@ class TrainingModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._train_sum, self._train_count = 0.0, 0
         self._epoch_start = time.perf_counter()
+        # datasets that draw per epoch (a random hippocampus side per item) get fresh, reproducible draws
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
 
     def training_step(self, batch: Sequence[object], batch_idx: int) -> torch.Tensor | None:
         image, tabular, target = batch[0], batch[1], batch[2]
