@@ -274,7 +274,7 @@ def test_training_sets_the_epoch_of_datasets_that_draw_per_epoch(tmp_path):
     ids = [str(i) for i in range(8)]
     train = Recording(images, tabular, targets, ids, two_sides=True, train=True)
     val = CohortDataset(images, tabular, targets, ids, two_sides=True, train=False)
-    settings = _cls_settings(epochs=3, progress_bar=False, n_classes=2)
+    settings = t.TrainSettings(task="classification", n_classes=2, **{**FAST, "epochs": 3})
     t.train_model(ImageOnly(), DataLoader(train, batch_size=4), DataLoader(val, batch_size=4), settings,
                   tmp_path / "m.pt")  # fmt: skip
     assert epochs == [0, 1, 2]
