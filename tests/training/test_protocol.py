@@ -142,3 +142,48 @@ def test_predict_scores_subjects_the_run_never_saw(cohort_yaml, tmp_path):
     assert list(predictions["subject_id"]) == list(table["PTID"])
     np.testing.assert_allclose(predictions[["p_CN", "p_MCI", "p_AD"]].sum(axis=1), 1.0, atol=1e-5)
     assert set(predictions["predicted"]) <= {"CN", "MCI", "AD"}
+
+
+def test_brain_age_regression_protocol_with_top_k_ensemble(tmp_path):
+    from hyperfusion.simulate import simulate_brain_age
+
+    cohort = simulate_brain_age(tmp_path / "cohort", n=30, voxel_size=4.0, interaction=2.0, seed=1, template="phantom",
+                                progress=False)  # fmt: skip
+    config = {
+        "cohort": str(cohort),
+        "image": {"mode": "box", "voxel_mm": 4.0, "shape": [40, 52, 44]},
+        "methods": ["brainage-imaging", "brainage-hyperfusion"],
+        "model": {"base_width": 2},
+        "protocol": {"split_seeds": [0], "versions": 2, "top_k": 1, "age_bins": 2},
+        "training": {
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 0.001,
+            "loss": "mse",
+            "device": "cpu",
+            "progress": False,
+        },
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    results = Protocol(load_config(path), tmp_path / "run", echo=lambda _: None).execute()
+    roles = pd.read_csv(tmp_path / "run" / "partitions_seed0.csv")["partition"].value_counts()
+    assert roles.to_dict() == {"train": 24, "val": 3, "test": 3}
+    single = results[results["fold"] == "0"]
+    assert set(single["version"].astype(str)) == {"0", "1"}
+    assert {"MAE", "MAE-F", "MAE-M"} <= set(single["metric"])
+    ensemble = results[results["fold"] == "ensemble"]
+    assert set(ensemble["version"]) == {"top1"}
+    # the top-1 ensemble is the version with the lower validation MAE
+    records = [json.loads((tmp_path / "run" / "units" / "brainage-hyperfusion" / f"s0_v{v}_f0.json").read_text())
+               for v in (0, 1)]  # fmt: skip
+    best = min(range(2), key=lambda v: records[v]["best_metric"])
+    mae = single[(single["method"] == "brainage-hyperfusion") & (single["metric"] == "MAE")].set_index(
+        "version"
+    )
+    top = ensemble[(ensemble["method"] == "brainage-hyperfusion") & (ensemble["metric"] == "MAE")][
+        "value"
+    ].item()
+    assert top == pytest.approx(mae.loc[best, "value"])
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "Test-set ensemble" in report

@@ -44,7 +44,7 @@ from hyperfusion.data import (
 from hyperfusion.data.atomic import write_text_atomic
 from hyperfusion.evaluation.ensemble import inverse_entropy_ensemble, mean_probabilities, top_k_indices
 from hyperfusion.evaluation.metrics import classification_metrics, regression_metrics
-from hyperfusion.evaluation.report import write_report
+from hyperfusion.evaluation.report import markdown_table, write_report
 from hyperfusion.models import create_model, model_arguments, model_info
 from hyperfusion.nn import HyperModel, estimate_embedding_variance, principled_init_
 from hyperfusion.training.trainer import Predictions, TrainSettings, predict, train_model
@@ -442,7 +442,6 @@ class Protocol:
                         metrics = self.metrics(
                             np.asarray(test["values"]), np.asarray(test["targets"]), test["subject_ids"]
                         )
-                        metrics[f"val_{record['metric_name']}"] = record["best_metric"]
                         rows += [
                             dict(
                                 method=method,
@@ -537,6 +536,13 @@ class Protocol:
                 roles_by_seed[seed] = dict(self.roles(seed))
         return self.report()
 
+    def _append_ensemble_table(self, results: pd.DataFrame) -> None:
+        if not (results["fold"] == ENSEMBLE).any():
+            return
+        report = self.run.root / "report.md"
+        text = report.read_text() + _ensemble_section(results, self.config.protocol.top_k)
+        write_text_atomic(report, text)
+
     def report(self) -> pd.DataFrame:
         results = self.collect()
         if results.empty:
@@ -549,7 +555,18 @@ class Protocol:
             fold=fold,
             title=f"{Path(self.config.cohort).parent.name}: {self.task}",
         )
+        if self.task == "regression":
+            self._append_ensemble_table(results)
         return results
+
+
+def _ensemble_section(results: pd.DataFrame, top_k: int) -> str:
+    table = markdown_table(results, reference=None, fold=ENSEMBLE)
+    return (
+        f"\n## Test-set ensemble: mean of the top {top_k} versions by validation MAE (eq. 6)\n\n"
+        "The table above scores each version's single model (one run per version); this one the ensemble.\n\n"
+        + table
+    )
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
