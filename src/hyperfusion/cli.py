@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hyperfusion.commands.demo", "the main job on the built-in simulated AD cohort"),
     "predict": ("hyperfusion.commands.predict", "apply a finished run to new subjects"),
     "report": ("hyperfusion.commands.report", "rebuild a run's results table, report and plots"),
+    "select-layers": ("hyperfusion.commands.select_layers", "rank candidate hyper layers by loss entropy"),
 }
 
 

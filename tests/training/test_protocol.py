@@ -187,3 +187,14 @@ def test_brain_age_regression_protocol_with_top_k_ensemble(tmp_path):
     assert top == pytest.approx(mae.loc[best, "value"])
     report = (tmp_path / "run" / "report.md").read_text()
     assert "Test-set ensemble" in report
+
+
+def test_cli_select_layers_ranks_the_backbone(cohort_yaml, tmp_path):
+    config = write_config(tmp_path / "run.yaml", cohort_yaml)
+    out = tmp_path / "ranking.csv"
+    assert main(["select-layers", str(config), "--out", str(out), "--draws", "3", "--bins", "4",
+                 "--subjects", "8"]) == 0  # fmt: skip
+    ranking = pd.read_csv(out)
+    assert list(ranking.columns[:2]) == ["layer", "entropy_bits"]
+    assert "block4.shortcut.conv" in set(ranking["layer"])
+    assert ranking["entropy_bits"].is_monotonic_decreasing

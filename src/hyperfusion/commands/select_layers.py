@@ -1,0 +1,56 @@
+"""Rank the layers of an untrained backbone by loss entropy: where a hyper layer is likely to matter (paper §3.1.2).
+
+Uses the config's cohort (simulated first when the config asks for it): the first split seed's fold-0 training rows,
+the tabular preprocessing fitted on them, and the imaging-only model of the config's family at the config's settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a run config YAML, or a preset name from configs/")
+    parser.add_argument("--out", type=Path, required=True, help="CSV of the ranking")
+    parser.add_argument("--method", help="the backbone to probe (default: the family's imaging-only model)")
+    parser.add_argument("--draws", type=int, default=100, help="re-draws per layer (paper: 1000)")
+    parser.add_argument("--bins", type=int, default=30, help="histogram bins")
+    parser.add_argument("--subjects", type=int, default=64, help="training subjects the loss is measured on")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, help="folder for a simulated cohort and the image cache")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from hyperfusion.config import load_config
+    from hyperfusion.data import build_dataset
+    from hyperfusion.data.atomic import write_text_atomic
+    from hyperfusion.models import create_model
+    from hyperfusion.training.layer_selection import loss_entropy
+    from hyperfusion.training.protocol import Protocol, make_preprocessor, model_kwargs
+    from hyperfusion.training.simulated import ensure_simulated_cohort
+
+    work = args.work or args.out.with_name(args.out.stem + "-work")
+    config = ensure_simulated_cohort(load_config(args.config), work)
+    protocol = Protocol(config, work)
+    method = args.method or config.reference_method.split("-")[0] + "-imaging"
+    roles = dict(protocol.roles(config.protocol.split_seeds[0]))[0]
+    train = (roles == "train").to_numpy()
+    preprocessor = make_preprocessor(config, protocol.cohort).fit(protocol.cohort.frame[train])
+    dataset = build_dataset(protocol.cohort, train, preprocessor, protocol.spec, protocol.cache, train=False)
+    chosen = np.random.default_rng(args.seed).permutation(len(dataset))[: args.subjects]
+    batches = list(DataLoader(Subset(dataset, chosen.tolist()), batch_size=32))
+    torch.manual_seed(args.seed)
+    kwargs = model_kwargs(
+        config, method, n_tabular=len(preprocessor.feature_names_out), n_classes=len(protocol.cohort.classes)
+    )
+    model = create_model(method, **kwargs)
+    ranking = loss_entropy(model, batches, draws=args.draws, bins=args.bins, seed=args.seed)
+    write_text_atomic(args.out, ranking.to_csv(index=False))
+    print(ranking.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nwrote {args.out} ({method}, {len(chosen)} subjects, {args.draws} draws per layer)")
+    return 0
