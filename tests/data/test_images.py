@@ -7,7 +7,6 @@ import gzip
 
 import numpy as np
 import pytest
-from conftest import HIPPOCAMPI, MARKER, ras_affine, render, write_nifti
 
 from hyperfusion.data.images import (
     ImageSpec,
@@ -19,6 +18,7 @@ from hyperfusion.data.images import (
     sample_box,
     zscore_nonzero,
 )
+from tests.data.conftest import HIPPOCAMPI, MARKER, ras_affine, render, write_nifti
 
 CROP = ImageSpec.hippocampus(voxel_mm=4.0, shape=(16, 24, 16))
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ras_affine, render, write_nifti
 
 from hyperfusion.data.manifest import load_manifest, read_spec
+from tests.data.conftest import ras_affine, render, write_nifti
 
 DX = ["CN", "SMC", "EMCI", "LMCI", "AD", "MCI", "Dementia"]
 CLASS = [0, 0, 1, 1, 2, 1, 2]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from training_toys import ToyNet, classification_data, regression_data, targets_of
 
 from hyperfusion.evaluation.metrics import balanced_accuracy, mae
 from hyperfusion.training import trainer as t
 from hyperfusion.training.module import balanced_class_weights, score_batch
+from tests.training.training_toys import ToyNet, classification_data, regression_data, targets_of
 
 FAST = {"progress_bar": False, "lr": 0.02}
 
