@@ -19,7 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python benchmarks/hyper_layers.py --quick --check
+	$(BIN)/hyperfusion demo --out demo-run
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -553,7 +553,7 @@ class Protocol:
             self.run.root,
             reference=self.config.reference_method,
             fold=fold,
-            title=f"{Path(self.config.cohort).parent.name}: {self.task}",
+            title=f"HyperFusion comparison: {self.task}, {len(self.cohort.frame)} subjects ({self.config.cohort})",
         )
         if self.task == "regression":
             self._append_ensemble_table(results)
