@@ -109,19 +109,28 @@ class HyperLayer(nn.Module):
 
     def generate_weight(self, embedding: Tensor) -> Tensor:
         """``W(e) = c_W + Σ_j e_j·A_j`` per sample, ``[B, *weight_shape]``."""
-        coefficients = self._coefficients(embedding).to(self.weight_head.dtype)
-        return (coefficients @ self.weight_head.flatten(1)).view(-1, *self.weight_shape)
+        basis = self.weight_head[1:].flatten(1)  # [E, |W|]
+        offset = self.weight_head[0].flatten()  # c_W
+        return torch.addmm(offset, embedding.to(basis.dtype), basis).view(
+            -1, *self.weight_shape
+        )  # one kernel
 
     def generate_bias(self, embedding: Tensor) -> Tensor | None:
         """``b(e) = H_B·e + c_B`` per sample, ``[B, out]``, or ``None`` for a layer without bias."""
         return None if self.bias_generator is None else self.bias_generator(embedding)
 
-    def _mix(self, stacked: Tensor, embedding: Tensor) -> Tensor:
-        """Factorized combination: ``Σ_k coef_bk · stacked[b, k]`` for stacked ``[B, E+1, out, *rest]``."""
-        coefficients = self._coefficients(embedding).to(stacked.dtype)
-        batch = stacked.shape[0]
-        mixed = torch.bmm(coefficients.unsqueeze(1), stacked.flatten(2))  # [B, 1, out * rest]
-        return mixed.view(batch, *stacked.shape[2:])
+    def _mix(self, stacked: Tensor, embedding: Tensor, bias: Tensor | None = None) -> Tensor:
+        """Factorized combination ``Σ_k coef_bk · stacked[b, k]`` for stacked ``[B, E+1, out, *rest]``.
+
+        A bias ``[B, out]`` is added in the same kernel when there is no ``rest`` (linear layers).
+        """
+        coefficients = self._coefficients(embedding).to(stacked.dtype).unsqueeze(1)
+        flat = stacked.flatten(2)  # [B, E+1, out * rest]
+        if bias is not None and stacked.dim() == 3:
+            mixed = torch.baddbmm(bias.to(stacked.dtype).unsqueeze(1), coefficients, flat)
+        else:
+            mixed = torch.bmm(coefficients, flat)
+        return mixed.view(stacked.shape[0], *stacked.shape[2:])
 
 
 class HyperLinear(HyperLayer):
@@ -160,13 +169,15 @@ class HyperLinear(HyperLayer):
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"input must have shape [B, {self.in_features}], got {list(x.shape)}")
         self._check_embedding(embedding, x.shape[0])
+        bias = self.generate_bias(embedding)
         if self.method == "factorized":
             stacked = F.linear(x, self.weight_head.flatten(0, 1))  # [B, (E+1)·out]
-            out = self._mix(stacked.view(x.shape[0], self.embedding_dim + 1, self.out_features), embedding)
-        else:
-            out = torch.bmm(self.generate_weight(embedding), x.unsqueeze(2)).squeeze(2)
-        bias = self.generate_bias(embedding)
-        return out if bias is None else out + bias.to(out.dtype)
+            stacked = stacked.view(x.shape[0], self.embedding_dim + 1, self.out_features)
+            return self._mix(stacked, embedding, bias)
+        weight = self.generate_weight(embedding)
+        if bias is None:
+            return torch.bmm(weight, x.unsqueeze(2)).squeeze(2)
+        return torch.baddbmm(bias.to(weight.dtype).unsqueeze(2), weight, x.unsqueeze(2)).squeeze(2)
 
     def extra_repr(self) -> str:
         return (
@@ -235,39 +246,40 @@ class HyperConv3d(HyperLayer):
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise ValueError(f"input must have shape [B, {self.in_channels}, D, H, W], got {list(x.shape)}")
         self._check_embedding(embedding, x.shape[0])
-        if self.method == "factorized":
-            out = self._forward_factorized(x, embedding)
-        elif self.method == "bmm":
-            out = self._forward_pointwise(x, embedding)
-        else:
-            out = self._forward_grouped(x, embedding)
         bias = self.generate_bias(embedding)
-        if bias is None:
-            return out
-        return out + bias.to(out.dtype).view(*bias.shape, 1, 1, 1)
+        if self.method == "factorized":
+            return self._forward_factorized(x, embedding, bias)
+        if self.method == "bmm":
+            return self._forward_pointwise(x, embedding, bias)
+        return self._forward_grouped(x, embedding, bias)
 
-    def _conv(self, x: Tensor, weight: Tensor, groups: int = 1) -> Tensor:
-        return F.conv3d(x, weight, None, self.stride, self.padding, self.dilation, groups)
+    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, groups: int = 1) -> Tensor:
+        return F.conv3d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
-    def _forward_factorized(self, x: Tensor, embedding: Tensor) -> Tensor:
+    def _forward_factorized(self, x: Tensor, embedding: Tensor, bias: Tensor | None) -> Tensor:
         stacked = self._conv(x, self.weight_head.flatten(0, 1))  # [B, (E+1)·out, D', H', W']
         spatial = stacked.shape[2:]
         stacked = stacked.view(x.shape[0], self.embedding_dim + 1, self.out_features, *spatial)
-        return self._mix(stacked, embedding)
+        out = self._mix(stacked, embedding)
+        return out if bias is None else out + bias.to(out.dtype).view(*bias.shape, 1, 1, 1)
 
-    def _forward_grouped(self, x: Tensor, embedding: Tensor) -> Tensor:
+    def _forward_grouped(self, x: Tensor, embedding: Tensor, bias: Tensor | None) -> Tensor:
         batch = x.shape[0]
         weight = self.generate_weight(embedding)
         folded = x.reshape(1, batch * self.in_channels, *x.shape[2:])
-        out = self._conv(folded, weight.flatten(0, 1), groups=batch)
+        flat_bias = None if bias is None else bias.to(weight.dtype).flatten()  # added inside the conv
+        out = self._conv(folded, weight.flatten(0, 1), flat_bias, groups=batch)
         return out.view(batch, self.out_features, *out.shape[2:])
 
-    def _forward_pointwise(self, x: Tensor, embedding: Tensor) -> Tensor:
+    def _forward_pointwise(self, x: Tensor, embedding: Tensor, bias: Tensor | None) -> Tensor:
         sd, sh, sw = self.stride
         sampled = x[:, :, ::sd, ::sh, ::sw]
         spatial = sampled.shape[2:]
-        weight = self.generate_weight(embedding)  # [B, out, in, 1, 1, 1]
-        out = torch.bmm(weight.flatten(2), sampled.flatten(2))  # [B, out, N]
+        weight = self.generate_weight(embedding).flatten(2)  # [B, out, in]
+        if bias is None:
+            out = torch.bmm(weight, sampled.flatten(2))  # [B, out, N]
+        else:
+            out = torch.baddbmm(bias.to(weight.dtype).unsqueeze(2), weight, sampled.flatten(2))
         return out.view(x.shape[0], self.out_features, *spatial)
 
     def extra_repr(self) -> str:
