@@ -26,9 +26,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader, Subset
 
+    from hyperfusion.atomic import write_text_atomic
     from hyperfusion.config import load_config
     from hyperfusion.data import build_dataset
-    from hyperfusion.data.atomic import write_text_atomic
     from hyperfusion.models import create_model
     from hyperfusion.training.layer_selection import loss_entropy
     from hyperfusion.training.protocol import Protocol, make_preprocessor, model_kwargs

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperfusion.data.atomic import save_npy_atomic
+from hyperfusion.atomic import save_npy_atomic
 from hyperfusion.data.images import ImageSpec, preprocess_image
 
 #: Bump when `preprocess_image`'s output changes for the same inputs, so old caches are not reused.

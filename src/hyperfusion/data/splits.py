@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hyperfusion.data.atomic import write_atomic
+from hyperfusion.atomic import write_atomic
 
 
 def make_partitions(

@@ -30,7 +30,7 @@ from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (regist
 from sklearn.impute import IterativeImputer
 from sklearn.linear_model._base import LinearModel
 
-from hyperfusion.data.atomic import write_text_atomic
+from hyperfusion.atomic import write_text_atomic
 
 IMPUTE = ("iterative", "median", "none")
 UNKNOWN = ("error", "zeros")

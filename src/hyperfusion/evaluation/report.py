@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hyperfusion.atomic import write_atomic, write_text_atomic
 from hyperfusion.evaluation.stats import (
     ENSEMBLE_FOLD,
     MIN_RUNS,
@@ -150,31 +150,9 @@ def markdown_table(
 
 
 def _atomic_savefig(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _atomic_write_text(text: str, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(
+        path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"), binary=True
+    )
 
 
 def _grouped_bars(ax, groups: list[str], methods: list[str], mean: np.ndarray, std: np.ndarray) -> None:
@@ -352,5 +330,5 @@ def write_report(
     text = f"# {title}\n\n" + markdown_table(df, reference=reference, fold=fold, min_runs=min_runs)
     for name, p in paths.items():
         text += f"\n## {captions[name]}\n\n![{captions[name]}]({p.name})\n"
-    paths["report"] = _atomic_write_text(text, out / "report.md")
+    paths["report"] = write_text_atomic(out / "report.md", text)
     return paths

@@ -18,9 +18,10 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from hyperfusion.atomic import write_bytes_atomic, write_text_atomic
 from hyperfusion.simulate.anatomy import STRUCTURE_NAMES
 from hyperfusion.simulate.effects import Cohort, subject_rng
-from hyperfusion.simulate.files import atomic_write_bytes, atomic_write_text, nifti_gz_bytes
+from hyperfusion.simulate.files import nifti_gz_bytes
 from hyperfusion.simulate.render import Nuisance, Renderer
 
 PROGRESS_FILE = ".progress.tsv"
@@ -50,7 +51,7 @@ def _check_settings(out: Path, settings: dict) -> None:
                 "choose a fresh --out folder"
             )
     else:
-        atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def _read_progress(path: Path, n_structures: int) -> dict[int, np.ndarray]:
@@ -109,7 +110,7 @@ def write_cohort(
             image, vol = renderer.render(
                 cohort.effects(i), subject_rng(cohort.seed, cohort.task, i), nuisance
             )
-            atomic_write_bytes(out / image_relpath(cohort, i), nifti_gz_bytes(image, affine))
+            write_bytes_atomic(out / image_relpath(cohort, i), nifti_gz_bytes(image, affine))
             log.write(f"{i}\t" + "\t".join(repr(float(v)) for v in vol) + "\n")
             log.flush()
             volumes[i] = vol
@@ -126,19 +127,19 @@ def write_cohort(
     table = cohort.table.copy()
     if cohort.task == "ad":
         table["image"] = [image_relpath(cohort, i) for i in range(n)]
-        atomic_write_text(out / "latents.csv", latents.to_csv(index=False, float_format="%.6g"))
-        atomic_write_text(out / "ADNIMERGE.csv", table.to_csv(index=False))
+        write_text_atomic(out / "latents.csv", latents.to_csv(index=False, float_format="%.6g"))
+        write_text_atomic(out / "ADNIMERGE.csv", table.to_csv(index=False))
         spec = {"preset": "adnimerge", "table": "ADNIMERGE.csv", "image": {"column": "image"}}
     else:
-        atomic_write_text(out / "latents.tsv", latents.to_csv(index=False, sep="\t", float_format="%.6g"))
+        write_text_atomic(out / "latents.tsv", latents.to_csv(index=False, sep="\t", float_format="%.6g"))
         description = {
             "Name": "hyperfusion simulated brain-age cohort",
             "BIDSVersion": "1.8.0",
             "DatasetType": "raw",
         }
-        atomic_write_text(out / "dataset_description.json", json.dumps(description, indent=2) + "\n")
-        atomic_write_text(out / "participants.tsv", table.to_csv(index=False, sep="\t"))
+        write_text_atomic(out / "dataset_description.json", json.dumps(description, indent=2) + "\n")
+        write_text_atomic(out / "participants.tsv", table.to_csv(index=False, sep="\t"))
         spec = {"preset": "bids", "table": "participants.tsv"}
-    atomic_write_text(out / "cohort.yaml", yaml.safe_dump(spec, sort_keys=False))
+    write_text_atomic(out / "cohort.yaml", yaml.safe_dump(spec, sort_keys=False))
     progress_path.unlink(missing_ok=True)
     return out / "cohort.yaml"

@@ -16,8 +16,8 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from hyperfusion.atomic import write_text_atomic
 from hyperfusion.data import Cohort, CohortDataset, ImageCache, TabularPreprocessor, load_manifest, load_table
-from hyperfusion.data.atomic import write_text_atomic
 from hyperfusion.data.manifest import spec_from_dict
 from hyperfusion.evaluation.ensemble import inverse_entropy_ensemble, mean_probabilities, top_k_indices
 from hyperfusion.models import create_model

@@ -29,6 +29,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig, config_from_dict
 from hyperfusion.data import (
     Cohort,
@@ -40,8 +41,8 @@ from hyperfusion.data import (
     load_manifest,
     make_partitions,
     make_split,
+    write_partitions,
 )
-from hyperfusion.data.atomic import write_text_atomic
 from hyperfusion.evaluation.ensemble import inverse_entropy_ensemble, mean_probabilities, top_k_indices
 from hyperfusion.evaluation.metrics import classification_metrics, regression_metrics
 from hyperfusion.evaluation.report import markdown_table, write_report
@@ -232,7 +233,7 @@ class Protocol:
                 seed=split_seed,
             )
             test = protocol.n_partitions - 1
-            self._write_partitions(split_seed, parts.astype(str))
+            self._write_partitions(split_seed, parts)
             for fold in range(protocol.folds):
                 yield fold, fold_roles(parts, test=test, val=fold)
         else:
@@ -249,11 +250,9 @@ class Protocol:
             yield 0, roles
 
     def _write_partitions(self, split_seed: int, assignment: pd.Series) -> None:
-        path = self.run.partitions(split_seed)
-        table = pd.DataFrame(
-            {"subject_id": self.cohort.frame["subject_id"].to_numpy(), "partition": assignment}
+        write_partitions(
+            self.run.partitions(split_seed), self.cohort.frame["subject_id"].tolist(), assignment
         )
-        write_text_atomic(path, table.to_csv(index=False))
 
     def units(self) -> list[Unit]:
         """Every model the run trains, tabular twins (needed as pretrained embeddings) first."""
@@ -531,9 +530,6 @@ class Protocol:
                 f"{unit.version}, fold {unit.fold}"
             )
             self.train_unit(unit, roles_by_seed[unit.split_seed][unit.fold])
-        for seed in self.config.protocol.split_seeds:
-            if seed not in roles_by_seed and not self.run.partitions(seed).exists():
-                roles_by_seed[seed] = dict(self.roles(seed))
         return self.report()
 
     def _append_ensemble_table(self, results: pd.DataFrame) -> None:

@@ -1,5 +1,7 @@
 """Atomic file writes: a reader sees either the old file or the complete new one, never a half-written one.
 
+The one implementation every layer uses (data cache, tabular preprocessing, simulator, reports, protocol).
+
 Each writer goes to a temporary file in the destination folder, then ``os.replace`` renames it (atomic on
 POSIX and Windows when source and destination share a file system).
 """
@@ -38,6 +40,11 @@ def write_atomic(path: str | Path, write: Callable[[IO], None], *, binary: bool 
     with _temporary_beside(path, "wb" if binary else "w") as handle:
         write(handle)
     return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return write_atomic(path, lambda handle: handle.write(data), binary=True)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
