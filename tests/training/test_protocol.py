@@ -198,3 +198,31 @@ def test_cli_select_layers_ranks_the_backbone(cohort_yaml, tmp_path):
     assert list(ranking.columns[:2]) == ["layer", "entropy_bits"]
     assert "block4.shortcut.conv" in set(ranking["layer"])
     assert ranking["entropy_bits"].is_monotonic_decreasing
+
+
+def test_a_killed_run_resumes_where_it_stopped(cohort_yaml, tmp_path):
+    """SIGKILL a real `hyperfusion run` mid-way: finished models survive untouched, the rerun completes the rest."""
+    import subprocess
+    import sys
+    import time
+
+    config = write_config(tmp_path / "run.yaml", cohort_yaml)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "hyperfusion.cli", "run", str(config), "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while (
+        time.monotonic() < deadline and len(list(out.glob("units/*/*.json"))) < 2 and process.poll() is None
+    ):
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("units/*/*.json")}
+    assert 2 <= len(finished) < 6, f"the run was not killed mid-way ({len(finished)} models finished)"
+    for record in finished:
+        json.loads(record.read_text())  # complete, readable records only
+
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    assert len(list(out.glob("units/*/*.json"))) == 6
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
+    assert (out / "report.md").is_file()
