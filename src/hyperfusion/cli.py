@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,9 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``hyperfusion`` console script; returns the process exit status."""
+    """Entry point of the ``hyperfusion`` console script; returns the process exit status.
+
+    Bad input (a missing file, a wrong config value, a malformed table or image) ends with its message and exit
+    status 2 rather than a traceback; set ``HYPERFUSION_DEBUG=1`` to see the traceback.
+    """
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("HYPERFUSION_DEBUG"):
+            raise
+        print(f"hyperfusion {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
