@@ -226,3 +226,30 @@ def test_a_killed_run_resumes_where_it_stopped(cohort_yaml, tmp_path):
     assert len(list(out.glob("units/*/*.json"))) == 6
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
     assert (out / "report.md").is_file()
+
+
+def test_principled_init_reads_the_training_tabular_rows_without_images():
+    """Eqs. (1)-(2) with V = E[e²] of the embedding over the fold's training rows; images are never loaded."""
+    from torch.utils.data import DataLoader
+
+    from hyperfusion.data import CohortDataset
+    from hyperfusion.models import create_model
+    from hyperfusion.nn import estimate_embedding_variance
+
+    class NoImages(CohortDataset):
+        def __getitem__(self, index):
+            raise AssertionError("the initialisation must not load images")
+
+    rng = np.random.default_rng(0)
+    tabular = (2.0 + 3.0 * rng.normal(size=(40, 5))).astype(np.float32)
+    dataset = NoImages([np.zeros((2, 4, 4, 4), np.float32)] * 40, tabular, np.zeros(40, np.int64),
+                       [str(i) for i in range(40)], two_sides=True, train=True)  # fmt: skip
+    torch.manual_seed(0)
+    model = create_model("ad-hyperfusion", base_width=2, n_tabular=5)
+    Protocol._principled_init(model, DataLoader(dataset, batch_size=8))
+    layer = model.hyper_layers["block4.shortcut.conv"]
+    chunks = list(torch.from_numpy(tabular).split(8))
+    variance = estimate_embedding_variance(model.embeddings[0], chunks)
+    bound = (3.0 / (layer.fan_in * layer.embedding_dim * variance)) ** 0.5
+    assert float(layer.weight_head[1:].detach().abs().max()) == pytest.approx(bound, rel=0.05)
+    assert float(layer.weight_head[1:].detach().abs().max()) <= bound

@@ -310,8 +310,11 @@ class Protocol:
 
     @staticmethod
     def _principled_init(model: HyperModel, train_loader: DataLoader) -> None:
-        """Eqs. (1)–(2) with E[e²] of each layer's embedding measured on this fold's training rows."""
-        tabular = [batch[1] for batch in train_loader]
+        """Eqs. (1)–(2) with E[e²] of each layer's embedding measured on this fold's training rows.
+
+        The tabular rows are read straight from the dataset in training-sized batches: no image is loaded.
+        """
+        tabular = list(train_loader.dataset.tabular.split(train_loader.batch_size))
         embeddings = (
             model.embeddings if not model.shared_embedding else [model.embeddings[0]] * len(model.layer_names)
         )
