@@ -38,28 +38,26 @@ AD_TABULAR = 16
 AD_CLASSES = 3
 
 
-def _trunk_args(
-    in_channels: int,
-    n_classes: int,
-    base_width: int,
-    depth: int,
-    block_dropout: Sequence[float] | None,
-    head_hidden: int,
-    head_dropout: tuple[float, float],
-    bn_momentum: float,
-    last_shortcut_order: ShortcutOrder,
-) -> dict[str, object]:
-    return dict(
-        in_channels=in_channels,
-        n_classes=n_classes,
-        base_width=base_width,
-        depth=depth,
-        block_dropout=block_dropout,
-        head_hidden=head_hidden,
-        head_dropout=head_dropout,
-        bn_momentum=bn_momentum,
-        last_shortcut_order=last_shortcut_order,
-    )
+TRUNK_KEYS = (
+    "in_channels",
+    "n_classes",
+    "base_width",
+    "depth",
+    "block_dropout",
+    "head_hidden",
+    "head_dropout",
+    "bn_momentum",
+    "last_shortcut_order",
+)
+
+
+def _trunk_args(arguments: dict[str, object]) -> dict[str, object]:
+    """The shared trunk's settings out of a factory's arguments (pass ``locals()``).
+
+    Every image factory spells the trunk's arguments out in its signature, so ``model_arguments`` and
+    ``create_model`` can list and check them; this picks them back out in one place.
+    """
+    return {key: arguments[key] for key in TRUNK_KEYS}
 
 
 def _register(fusion: str, *, uses_image: bool = True, uses_tabular: bool = True):
@@ -89,17 +87,7 @@ def ad_imaging(
 ) -> PreActResNet3d:
     """Imaging-only pre-activation 3D ResNet; the tabular input is accepted and ignored."""
     return PreActResNet3d(
-        **_trunk_args(
-            in_channels,
-            n_classes,
-            base_width,
-            depth,
-            block_dropout,
-            head_hidden,
-            head_dropout,
-            bn_momentum,
-            last_shortcut_order,
-        )  # type: ignore[arg-type]
+        **_trunk_args(locals())  # type: ignore[arg-type]
     )
 
 
@@ -131,17 +119,7 @@ def ad_concat(
 ) -> PreActResNet3d:
     """Concatenation: the tabular vector joins the pooled image features before fc1 (dropout on the image part)."""
     return PreActResNet3d(
-        **_trunk_args(
-            in_channels,
-            n_classes,
-            base_width,
-            depth,
-            block_dropout,
-            head_hidden,
-            head_dropout,
-            bn_momentum,
-            last_shortcut_order,
-        ),  # type: ignore[arg-type]
+        **_trunk_args(locals()),  # type: ignore[arg-type]
         extra_features=n_tabular,
     )
 
@@ -174,17 +152,7 @@ def ad_film(
         n_tabular,
         bottleneck,
         init_std,
-        **_trunk_args(
-            in_channels,
-            n_classes,
-            base_width,
-            depth,
-            block_dropout,
-            head_hidden,
-            head_dropout,
-            bn_momentum,
-            last_shortcut_order,
-        ),
+        **_trunk_args(locals()),
     )
 
 
@@ -210,17 +178,7 @@ def ad_daft(
         n_tabular,
         bottleneck,
         init_std,
-        **_trunk_args(
-            in_channels,
-            n_classes,
-            base_width,
-            depth,
-            block_dropout,
-            head_hidden,
-            head_dropout,
-            bn_momentum,
-            last_shortcut_order,
-        ),
+        **_trunk_args(locals()),
     )
 
 
@@ -247,21 +205,7 @@ def ad_late_fusion(
     ``imaging_model`` / ``tabular_model`` (e.g. trained ``ad-imaging`` / ``ad-tabular`` models) replace the freshly
     built members; the trunk arguments then do not apply to that member.
     """
-    imaging = (
-        imaging_model
-        if imaging_model is not None
-        else ad_imaging(
-            n_classes=n_classes,
-            in_channels=in_channels,
-            base_width=base_width,
-            depth=depth,
-            block_dropout=block_dropout,
-            head_hidden=head_hidden,
-            head_dropout=head_dropout,
-            bn_momentum=bn_momentum,
-            last_shortcut_order=last_shortcut_order,
-        )
-    )
+    imaging = imaging_model if imaging_model is not None else ad_imaging(**_trunk_args(locals()))
     tabular = (
         tabular_model
         if tabular_model is not None
@@ -313,17 +257,7 @@ def ad_hyperfusion(
     trained ``tabular_model`` (paper §4.3.6). ``embedding_variance`` is ``E[e²]`` for the principled
     initialisation (estimate it with ``hyperfusion.nn.estimate_embedding_variance``); unset, 1 is assumed.
     """
-    trunk = ad_imaging(
-        n_classes=n_classes,
-        in_channels=in_channels,
-        base_width=base_width,
-        depth=depth,
-        block_dropout=block_dropout,
-        head_hidden=head_hidden,
-        head_dropout=head_dropout,
-        bn_momentum=bn_momentum,
-        last_shortcut_order=last_shortcut_order,
-    )
+    trunk = ad_imaging(**_trunk_args(locals()))
     layers = list(hyper_layers) if hyper_layers is not None else [f"{trunk.last_block_name}.shortcut.conv"]
     source = None if tabular_model is None else _pretrained_embedding(tabular_model, n_tabular, embedding_dim)
     embeddings = {

@@ -160,20 +160,7 @@ def brainage_hyperfusion(
     embedding_variance: float | None = None,
 ) -> HyperModel:
     """HyperFusion: every linear layer (or those in ``hyper_layers``) generated from its own 2→1 sex embedding."""
-    return _brainage_hyper(
-        n_tabular=n_tabular,
-        input_shape=input_shape,
-        in_channels=in_channels,
-        base_width=base_width,
-        depth=depth,
-        hidden=hidden,
-        dropout=dropout,
-        bn_momentum=bn_momentum,
-        embedding_dim=embedding_dim,
-        hyper_layers=hyper_layers,
-        embedding_init=embedding_init,
-        embedding_variance=embedding_variance,
-    )
+    return _brainage_hyper(**locals())  # the signature above, passed on whole
 
 
 @_register("hyper")
@@ -193,17 +180,4 @@ def brainage_hyperfusion_2d(
     embedding_variance: float | None = None,
 ) -> HyperModel:
     """HyperFusion ablation (§4.2.5): the sex one-hot mapped to a 2-d embedding per hyper layer."""
-    return _brainage_hyper(
-        n_tabular=n_tabular,
-        input_shape=input_shape,
-        in_channels=in_channels,
-        base_width=base_width,
-        depth=depth,
-        hidden=hidden,
-        dropout=dropout,
-        bn_momentum=bn_momentum,
-        embedding_dim=embedding_dim,
-        hyper_layers=hyper_layers,
-        embedding_init=embedding_init,
-        embedding_variance=embedding_variance,
-    )
+    return _brainage_hyper(**locals())  # the signature above, passed on whole
