@@ -56,6 +56,7 @@ class ProtocolSettings:
     test_fraction: float = 0.1
     ensemble: str = "inverse_entropy"  # classification: inverse_entropy | mean
     top_k: int = 5  # regression: the test prediction is the mean of the top-k versions by validation MAE
+    group_by: str = "auto"  # regression: report MAE per value of this column (auto: a sex column, if any)
 
 
 @dataclass(frozen=True)

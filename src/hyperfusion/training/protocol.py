@@ -153,9 +153,19 @@ def tabular_twin(method: str) -> str | None:
     return twin
 
 
-def group_column(cohort: Cohort) -> str | None:
-    """The column MAE is broken down by (sex), when the cohort has one."""
-    return next((c for c in GROUP_COLUMNS if c in cohort.frame.columns), None)
+def group_column(cohort: Cohort, name: str = "auto") -> str | None:
+    """The column MAE is broken down by: ``name``, or with ``"auto"`` a sex column when the cohort has one.
+
+    Raises:
+        ValueError: a named column the cohort does not have (e.g. UK Biobank's sex is field ``31-0.0``).
+    """
+    if name == "auto":
+        return next((c for c in GROUP_COLUMNS if c in cohort.frame.columns), None)
+    if name not in cohort.frame.columns:
+        raise ValueError(
+            f"protocol.group_by: the cohort has no column {name!r}; columns: {list(cohort.frame.columns)}"
+        )
+    return name
 
 
 def _loader(dataset, batch_size: int, *, shuffle: bool, seed: int, workers: int) -> DataLoader:
@@ -197,7 +207,7 @@ class Protocol:
             raise ValueError("training.loss: 'mse' is for regression; this cohort is a classification task")
         self.spec = image_spec(config)
         self.cache = ImageCache(self.run.cache)
-        self.group = group_column(self.cohort)
+        self.group = group_column(self.cohort, config.protocol.group_by)
 
     # --- bookkeeping ------------------------------------------------------------------------------------
 
