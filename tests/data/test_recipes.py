@@ -75,5 +75,5 @@ def test_a_group_by_column_the_cohort_lacks_is_named(tmp_path):
             "training": {"loss": "mse"},
         }
     )
-    with pytest.raises(ValueError, match="protocol.group_by: the cohort has no column 'sex'"):
+    with pytest.raises(ValueError, match=r"protocol\.group_by: the cohort has no column 'sex'"):
         Protocol(config, tmp_path / "run")
