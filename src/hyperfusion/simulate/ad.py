@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 
 from hyperfusion.simulate.anatomy import LOBE_NAMES, STRUCTURE_NAMES
-from hyperfusion.simulate.effects import Cohort, allocate, sigmoid, stratified_truncnorm, table_rng
+from hyperfusion.simulate.effects import (
+    Cohort,
+    allocate,
+    checked_cohort_args,
+    sigmoid,
+    stratified_truncnorm,
+    table_rng,
+)
 
 GROUPS = ("CN", "MCI", "AD")
 TABLE2_COUNTS = {"CN": (309, 431), "MCI": (569, 446), "AD": (198, 167)}  # (male, female) at n = 2120
@@ -66,11 +73,7 @@ def make_ad_cohort(n: int = 2120, *, interaction: float = 1.0, seed: int = 0) ->
     Raises:
         ValueError: on n < 3 or a negative / non-finite interaction.
     """
-    if int(n) != n or n < 3:
-        raise ValueError(f"n must be an integer >= 3, got {n!r}")
-    if not (interaction >= 0 and np.isfinite(interaction)):
-        raise ValueError(f"interaction must be a finite number >= 0, got {interaction!r}")
-    n, lam = int(n), float(interaction)
+    n, lam = checked_cohort_args(n, interaction, minimum=3)
     rng = table_rng(seed, "ad")
     cells = [(g, sex) for g in GROUPS for sex in (1, 0)]
     counts = allocate(n, np.array([TABLE2_COUNTS[g][1 - sex] for g, sex in cells]))

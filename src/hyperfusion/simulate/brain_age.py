@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from hyperfusion.simulate.anatomy import LOBE_NAMES, STRUCTURE_NAMES
-from hyperfusion.simulate.effects import Cohort, stratified_truncnorm, table_rng
+from hyperfusion.simulate.effects import Cohort, checked_cohort_args, stratified_truncnorm, table_rng
 
 AGE_MEAN, AGE_SD, AGE_RANGE = 64.0, 7.5, (45.0, 82.0)
 P_MALE = 0.48
@@ -40,11 +40,7 @@ def make_brain_age_cohort(n: int = 2000, *, interaction: float = 1.0, seed: int 
     Raises:
         ValueError: on n < 1 or a negative / non-finite interaction.
     """
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    if not (interaction >= 0 and np.isfinite(interaction)):
-        raise ValueError(f"interaction must be a finite number >= 0, got {interaction!r}")
-    n, lam = int(n), float(interaction)
+    n, lam = checked_cohort_args(n, interaction, minimum=1)
     rng = table_rng(seed, "brain_age")
     age = np.round(stratified_truncnorm(rng, n, AGE_MEAN, AGE_SD, *AGE_RANGE), 1)
     male = (rng.uniform(size=n) < P_MALE).astype(int)

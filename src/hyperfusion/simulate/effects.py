@@ -102,3 +102,16 @@ class Cohort:
         cols |= {f"cortical_atrophy_{n}": self.cortical[:, j] for j, n in enumerate(LOBE_NAMES)}
         cols["wm_contrast_loss"] = self.wm_contrast
         return pd.DataFrame(cols)
+
+
+def checked_cohort_args(n: int, interaction: float, *, minimum: int) -> tuple[int, float]:
+    """``(n, λ)`` as int and float, after checking ``n >= minimum`` and a finite ``λ >= 0``.
+
+    Raises:
+        ValueError: naming the offending value.
+    """
+    if int(n) != n or n < minimum:
+        raise ValueError(f"n must be an integer >= {minimum}, got {n!r}")
+    if not (interaction >= 0 and np.isfinite(interaction)):
+        raise ValueError(f"interaction must be a finite number >= 0, got {interaction!r}")
+    return int(n), float(interaction)
