@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hyperfusion.evaluation import ensemble as e
+from tests.faults import fault
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -40,7 +41,7 @@ def test_weights_are_per_subject_and_sum_to_one() -> None:
 
 
 def _reference_loop(p: np.ndarray) -> np.ndarray:
-    """The authors' procedure (reference.md §5.3), one subject at a time."""
+    """The authors' published procedure (1e-7 added to zero probabilities, 1e-14 in the log), one subject at a time."""
     out = np.zeros(p.shape[1:])
     for n in range(p.shape[1]):
         probs = [p[m, n].copy() for m in range(p.shape[0])]
@@ -99,6 +100,11 @@ def test_top_k_mean_hand_computation() -> None:
     np.testing.assert_allclose(e.top_k_mean(preds, val_mae, 4), preds.mean(axis=0))
 
 
+@fault(
+    "ensembles",
+    "probabilities that do not sum to 1, NaN, a bad k or mismatched validation MAEs",
+    "ValueError naming the model and subject",
+)
 def test_bad_input() -> None:
     with pytest.raises(ValueError, match=r"sum to 1\.2"):
         e.inverse_entropy_ensemble(np.array([[[0.6, 0.6]]]))

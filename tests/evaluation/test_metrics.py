@@ -9,6 +9,7 @@ import pytest
 from sklearn import metrics as skm
 
 from hyperfusion.evaluation import metrics as m
+from tests.faults import fault
 
 NAMES = ["CN", "MCI", "AD"]
 
@@ -157,11 +158,21 @@ def test_regression_metrics_against_sklearn() -> None:
         (np.array([[0.5, 0.5]]), np.array([0.5]), "integer"),
     ],
 )
+@fault(
+    "metrics",
+    "logits, NaN, an out-of-range class or mismatched shapes instead of probabilities and targets",
+    "ValueError naming the row and the value",
+)
 def test_bad_classification_input(probs: np.ndarray, targets: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         m.balanced_accuracy(probs, targets)
 
 
+@fault(
+    "metrics",
+    "wrong or duplicated class names, or non-finite regression predictions",
+    "ValueError naming the names or the row",
+)
 def test_bad_class_names_and_regression_input() -> None:
     p, y = _random_case(0)
     with pytest.raises(ValueError, match="2 names"):

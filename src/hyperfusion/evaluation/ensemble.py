@@ -13,7 +13,7 @@ Inverse-entropy weighting (eqs. 7–8), per subject n and model m::
 ε = 1e-8 nats only keeps a one-hot prediction (H = 0) finite: it then dominates the ensemble, the limit of
 eq. 8, and two one-hot models weigh equally. A model 99.9 % sure among three classes already has H ≈ 8e-3, so
 ε changes realistic weights by less than 1e-5 relative. The reference code instead adds 1e-7 to zero
-probabilities and 1e-14 inside the logarithm (reference.md §5.3); both agree to that precision away from
+probabilities and 1e-14 inside the logarithm; both agree to that precision away from
 one-hot outputs.
 """
 

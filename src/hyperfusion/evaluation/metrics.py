@@ -27,6 +27,8 @@ from scipy.stats import rankdata
 
 __all__ = [
     "balanced_accuracy",
+    "check_probabilities",
+    "check_regression",
     "classification_metrics",
     "confusion_matrix",
     "macro_auc",
@@ -199,7 +201,12 @@ def classification_metrics(
     return out
 
 
-def _check_regression(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_regression(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate equal-length 1-D finite predictions and targets; return them as float64 arrays.
+
+    Raises:
+        ValueError: wrong shapes, or a non-finite value (the array and row are named).
+    """
     q = np.asarray(predictions, dtype=np.float64)
     t = np.asarray(targets, dtype=np.float64)
     if q.ndim != 1 or q.size == 0 or t.shape != q.shape:
@@ -215,13 +222,13 @@ def _check_regression(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.
 
 def mae(predictions: np.ndarray, targets: np.ndarray) -> float:
     """Mean absolute error, (1/N) Σ |ŷ_i − y_i|."""
-    q, t = _check_regression(predictions, targets)
+    q, t = check_regression(predictions, targets)
     return float(np.abs(q - t).mean())
 
 
 def mae_by_group(predictions: np.ndarray, targets: np.ndarray, groups: Sequence[object]) -> dict[str, float]:
     """MAE within each group value (e.g. sex), keyed by ``str(value)`` in sorted order."""
-    q, t = _check_regression(predictions, targets)
+    q, t = check_regression(predictions, targets)
     g = np.asarray([str(v) for v in groups], dtype=object)
     if g.shape != q.shape:
         raise ValueError(f"groups must have {q.size} entries to match predictions, got {g.size}")

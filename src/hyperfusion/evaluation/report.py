@@ -5,8 +5,16 @@ The input has columns ``method, split_seed, version, fold, metric, value``; by d
 :func:`hyperfusion.evaluation.metrics.classification_metrics` / ``regression_metrics``: ``cm/<true>/<pred>``
 cells make confusion-matrix plots, ``MAE-<group>`` columns the MAE-by-group plot.
 
-Figures are drawn on :class:`matplotlib.figure.Figure` objects (Agg canvas, no pyplot state), and every file is
-written to a temporary name and renamed, so an interrupted report never leaves a half-written file.
+The method ``no-skill`` (:data:`hyperfusion.evaluation.noskill.NO_SKILL`) is shown like any method but gets no
+p-value: its comparison is the "better than no skill" section. The metrics ``tabular_sensitivity`` and
+``image_sensitivity`` go to their own section, ``ECE`` and ``Brier`` to the calibration section.
+
+:func:`write_report` also takes optional tables (their columns are in :mod:`hyperfusion.evaluation.frames`):
+``skill``, ``histories``, ``treatments`` and ``predictions``. Each one adds a section.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects (Agg canvas, no pyplot state), each with a title,
+and every file is written to a temporary name and renamed, so an interrupted report never leaves a half-written
+file.
 """
 
 from __future__ import annotations
@@ -20,16 +28,39 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hyperfusion.atomic import write_atomic, write_text_atomic
+from hyperfusion.atomic import write_text_atomic
+from hyperfusion.evaluation.calibration import DEFAULT_BINS
+from hyperfusion.evaluation.figures import plot_learning_curves, plot_reliability, save_figure
+from hyperfusion.evaluation.frames import check_histories, check_predictions, check_skill, check_treatments
+from hyperfusion.evaluation.noskill import NO_SKILL
+from hyperfusion.evaluation.sections import (
+    entropy_section,
+    format_p,
+    learning_section,
+    paired_section,
+    sensitivity_section,
+    skill_section,
+    treatments_section,
+)
+from hyperfusion.evaluation.sensitivity import (
+    DEFAULT_FLOOR,
+    DEFAULT_FRACTION,
+    SENSITIVITY_METRICS,
+    sensitivity_flags,
+)
 from hyperfusion.evaluation.stats import (
     ENSEMBLE_FOLD,
     MIN_RUNS,
+    SIGNIFICANCE,
     check_results,
+    compare_paired,
     compare_to_reference,
     run_values,
 )
 
 __all__ = [
+    "CALIBRATION_METRICS",
+    "main_metrics",
     "markdown_table",
     "plot_confusion_matrices",
     "plot_mae_by_group",
@@ -39,6 +70,7 @@ __all__ = [
 ]
 
 CM_PREFIX = "cm/"
+CALIBRATION_METRICS = ("ECE", "Brier")
 
 
 def _methods(results: pd.DataFrame, wide: pd.DataFrame) -> list[str]:
@@ -58,11 +90,13 @@ def summary_table(
     metrics: Sequence[str] | None = None,
     fold: str | None = ENSEMBLE_FOLD,
     min_runs: int = MIN_RUNS,
+    untested: Sequence[str] = (NO_SKILL,),
 ) -> pd.DataFrame:
-    """Tidy ``method, metric, n, mean, std, p_value, note`` over runs (std with ddof = 1).
+    """Tidy ``method, metric, n, mean, std, p_value, min_p, note`` over runs (std with ddof = 1).
 
-    ``p_value`` is the two-sided Mann–Whitney U against ``reference`` (NaN for the reference itself, and with a
-    ``note`` when fewer than ``min_runs`` runs make the test unavailable). ``reference=None`` skips the tests.
+    ``p_value`` is the two-sided Mann–Whitney U against ``reference`` (NaN for the reference itself and for the
+    ``untested`` methods, and with a ``note`` when fewer than ``min_runs`` runs make the test unavailable);
+    ``min_p`` is the smallest p that test could give with these run counts. ``reference=None`` skips the tests.
     """
     df = check_results(results)
     wide = run_values(df, fold=fold)
@@ -87,18 +121,18 @@ def summary_table(
             )
     out = pd.DataFrame(rows, columns=["method", "metric", "n", "mean", "std"])
     out["p_value"] = math.nan
+    out["min_p"] = math.nan
     out["note"] = ""
+    skip = {str(m) for m in untested} - ({reference} if reference is not None else set())
+    tested = df[~df["method"].isin(skip)]
     if reference is not None:
-        tests = compare_to_reference(df, reference, metrics=names, fold=fold, min_runs=min_runs)
+        tests = compare_to_reference(tested, reference, metrics=names, fold=fold, min_runs=min_runs)
         key = tests.set_index(["method", "metric"])
         idx = pd.MultiIndex.from_frame(out[["method", "metric"]])
         out["p_value"] = key["p_value"].reindex(idx).to_numpy()
+        out["min_p"] = key["min_p"].reindex(idx).to_numpy()
         out["note"] = key["note"].reindex(idx).fillna("").to_numpy()
     return out
-
-
-def _format_p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def markdown_table(
@@ -109,10 +143,16 @@ def markdown_table(
     fold: str | None = ENSEMBLE_FOLD,
     digits: int = 3,
     min_runs: int = MIN_RUNS,
+    untested: Sequence[str] = (NO_SKILL,),
 ) -> str:
     """The paper's Table 3 layout: methods as rows, metrics as columns, ``mean ± std`` and the p-value
-    against ``reference`` in each cell, followed by a line saying which test was used or why it was not."""
-    summary = summary_table(results, reference=reference, metrics=metrics, fold=fold, min_runs=min_runs)
+    against ``reference`` in each cell, followed by a line saying which test was used or why it was not,
+    and which methods cannot reach p < 0.05 at their run counts. ``untested`` methods (the no-skill
+    baseline) get no p-value."""
+    summary = summary_table(
+        results, reference=reference, metrics=metrics, fold=fold, min_runs=min_runs, untested=untested
+    )
+    skip = {str(m) for m in untested}
     names = list(dict.fromkeys(summary["metric"]))
     lines = ["| method | runs | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     unavailable = False
@@ -127,12 +167,12 @@ def markdown_table(
             cell = f"{r['mean']:.{digits}f}"
             if r["n"] > 1:
                 cell += f" ± {r['std']:.{digits}f}"
-            if reference is not None and method != reference:
+            if reference is not None and method != reference and method not in skip:
                 if r["note"]:
                     unavailable = True
                     cell += " (p n/a)"
                 else:
-                    cell += f" ({_format_p(r['p_value'])})"
+                    cell += f" ({format_p(r['p_value'])})"
             cells.append(cell)
         lines.append(f"| {method} | {int(sub['n'].max())} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
@@ -146,13 +186,19 @@ def markdown_table(
                 f"p n/a: the test is not available with fewer than {min_runs} runs per method; "
                 "no p-value is reported.\n"
             )
+        floor = summary[(summary["note"] == "") & (summary["min_p"] >= SIGNIFICANCE)]
+        floor = floor[~floor["method"].isin(skip) & (floor["method"] != reference)]
+        if not floor.empty:
+            worst = floor.groupby("method", sort=False)["min_p"].max()
+            listed = ", ".join(f"{m} (smallest exact p = {p:.3f})" for m, p in worst.items())
+            text += (
+                f"At these run counts the exact Mann–Whitney test cannot reach p < {SIGNIFICANCE:g} for {listed}; "
+                "more runs are needed before a difference can show. (Where run values tie, SciPy switches to a "
+                "normal approximation, whose smaller p-values are not exact at these sizes.)\n"
+            )
+        if any(m in skip for m in summary["method"]):
+            text += f"{', '.join(m for m in dict.fromkeys(summary['method']) if m in skip)}: no p-value (a baseline).\n"
     return text
-
-
-def _atomic_savefig(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    return write_atomic(
-        path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"), binary=True
-    )
 
 
 def _grouped_bars(ax, groups: list[str], methods: list[str], mean: np.ndarray, std: np.ndarray) -> None:
@@ -175,6 +221,18 @@ def _grouped_bars(ax, groups: list[str], methods: list[str], mean: np.ndarray, s
     ax.set_xticks(x, groups)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
+    _fit_error_bars(ax, mean, std, bounded=False)
+
+
+def _fit_error_bars(ax, mean: np.ndarray, std: np.ndarray, *, bounded: bool) -> None:
+    """Y-limits that show every bar and its whole error bar (at least [0, 1] for ``bounded`` scores)."""
+    spread = np.nan_to_num(np.asarray(std, dtype=float))
+    m = np.asarray(mean, dtype=float)
+    lo, hi = np.nanmin(np.append(m - spread, 0.0)), np.nanmax(np.append(m + spread, 0.0))
+    if bounded:
+        hi = max(hi, 1.0)
+    pad = 0.04 * (hi - lo if hi > lo else 1.0)
+    ax.set_ylim(lo - pad if lo < 0 else 0.0, hi + pad)
 
 
 def plot_metric_bars(
@@ -194,12 +252,12 @@ def plot_metric_bars(
     ax = fig.subplots()
     _grouped_bars(ax, names, methods, mean, std)
     ax.set_ylabel("score (mean ± std over runs)")
-    if all(not n.startswith("MAE") for n in names):
-        ax.set_ylim(0, 1)
+    _fit_error_bars(ax, mean, std, bounded=all(not n.startswith("MAE") for n in names))
+    ax.set_title("Every metric per method (mean ± std over runs)")
     ax.legend(
         fontsize=8, ncol=min(4, len(methods)), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False
     )
-    return _atomic_savefig(fig, path)
+    return save_figure(fig, path)
 
 
 def _class_names(results: pd.DataFrame) -> list[str]:
@@ -269,7 +327,8 @@ def plot_confusion_matrices(
         ax.set_visible(False)
     if image is not None:
         fig.colorbar(image, ax=list(axes[: len(methods)]), shrink=0.8, label="fraction of the true class")
-    return _atomic_savefig(fig, path)
+    fig.suptitle("Row-normalised confusion matrices (mean ± std over runs)")
+    return save_figure(fig, path)
 
 
 def plot_mae_by_group(
@@ -292,10 +351,24 @@ def plot_mae_by_group(
     _grouped_bars(ax, labels, methods, mean, std)
     ax.set_xlabel("test subjects")
     ax.set_ylabel("MAE (mean ± std over runs)")
+    ax.set_title("MAE by group per method (mean ± std over runs)")
     ax.legend(
         fontsize=8, ncol=min(4, len(methods)), loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False
     )
-    return _atomic_savefig(fig, path)
+    return save_figure(fig, path)
+
+
+def main_metrics(results: pd.DataFrame, *, fold: str | None = ENSEMBLE_FOLD) -> list[str]:
+    """The metrics of the main table: every scalar metric but the sensitivities and calibration metrics
+    (which have their own sections); all scalar metrics if nothing else is left."""
+    df = check_results(results)
+    scalar = _scalar_metrics(run_values(df, fold=fold), df)
+    main = [m for m in scalar if m not in SENSITIVITY_METRICS and m not in CALIBRATION_METRICS]
+    return main or scalar
+
+
+def _empty(frame: pd.DataFrame | None) -> bool:
+    return frame is None or len(frame) == 0
 
 
 def write_report(
@@ -306,18 +379,57 @@ def write_report(
     fold: str | None = ENSEMBLE_FOLD,
     title: str = "Results",
     min_runs: int = MIN_RUNS,
+    skill: pd.DataFrame | None = None,
+    histories: pd.DataFrame | None = None,
+    treatments: pd.DataFrame | None = None,
+    predictions: pd.DataFrame | None = None,
+    test_train_ratio: float | None = None,
+    no_skill: str = NO_SKILL,
+    tabular_method: str | None = "Tabular",
+    image_method: str | None = "Imaging",
+    sensitivity_fraction: float = DEFAULT_FRACTION,
+    sensitivity_floor: float = DEFAULT_FLOOR,
+    calibration_bins: int = DEFAULT_BINS,
+    seed: int = 0,
 ) -> dict[str, Path]:
-    """Write ``report.md`` and its PNG plots into ``out_dir``; return the written paths by name.
+    """Write ``report.md`` and its PNG figures into ``out_dir``; return the written paths by name.
 
-    Plots: ``metrics.png`` always; ``confusion.png`` when the results carry ``cm/`` cells; ``mae_by_group.png``
-    when they carry ``MAE-<group>`` metrics. A ``reference`` absent from the results skips the p-values.
+    Always: the main table (every method, ``no_skill`` included without a p-value; two-sided Mann–Whitney U
+    against ``reference``) and ``metrics.png``. With the data for them:
+
+    - ``confusion.png`` (``cm/`` cells) and ``mae_by_group.png`` (``MAE-<group>`` metrics);
+    - "Better than no skill?" from ``skill``;
+    - "Paired comparison with <reference>": Wilcoxon signed-rank, the corrected resampled t-test (needs
+      ``test_train_ratio`` = n_test / n_train of one run) and effect sizes, for every method but ``no_skill``,
+      on the runs it shares with the reference;
+    - "Does each method use both inputs?" from the ``tabular_sensitivity`` / ``image_sensitivity`` metrics,
+      flagging methods below ``max(sensitivity_floor, sensitivity_fraction × the single-input model's)``
+      (:mod:`hyperfusion.evaluation.sensitivity`);
+    - "Calibration" from the ``ECE`` / ``Brier`` metrics, with ``reliability.png`` and the entropy table from
+      ``predictions`` (classification only; a regression ``predictions`` table is skipped);
+    - "How each method was trained" from ``treatments``;
+    - "Learning curves" (``learning_curves.png``) from ``histories``.
+
+    The optional tables' columns are in :mod:`hyperfusion.evaluation.frames`; empty tables are skipped. A
+    ``reference`` absent from the results skips the p-values.
+
+    Raises:
+        ValueError: a malformed results or optional table (the message names the table, row and column).
     """
     df = check_results(results)
+    # validate every optional table before anything is written
+    skill = None if _empty(skill) else check_skill(skill)
+    histories = None if _empty(histories) else check_histories(histories)
+    treatments = None if _empty(treatments) else check_treatments(treatments)
+    checked_predictions = None if _empty(predictions) else check_predictions(predictions)
     out = Path(out_dir)
     wide = run_values(df, fold=fold)
     if reference is not None and reference not in set(wide.index.get_level_values("method")):
         reference = None
-    paths = {"metrics": plot_metric_bars(df, out / "metrics.png", fold=fold)}
+    untested = (no_skill,)
+    main = main_metrics(df, fold=fold)
+    calibration = [m for m in CALIBRATION_METRICS if m in wide.columns]
+    paths = {"metrics": plot_metric_bars(df, out / "metrics.png", metrics=main, fold=fold)}
     if any(c.startswith(CM_PREFIX) for c in wide.columns):
         paths["confusion"] = plot_confusion_matrices(df, out / "confusion.png", fold=fold)
     if any(c.startswith("MAE-") for c in wide.columns):
@@ -327,8 +439,68 @@ def write_report(
         "confusion": "Row-normalised confusion matrices (mean ± std over runs)",
         "mae_by_group": "MAE by group per method (mean ± std over runs)",
     }
-    text = f"# {title}\n\n" + markdown_table(df, reference=reference, fold=fold, min_runs=min_runs)
-    for name, p in paths.items():
+    text = f"# {title}\n\n" + markdown_table(
+        df, reference=reference, metrics=main, fold=fold, min_runs=min_runs, untested=untested
+    )
+    for name, p in list(paths.items()):
         text += f"\n## {captions[name]}\n\n![{captions[name]}]({p.name})\n"
+
+    if skill is not None:
+        text += skill_section(skill)
+    if reference is not None:
+        paired = compare_paired(
+            df,
+            reference,
+            metrics=[*main, *calibration],
+            fold=fold,
+            test_train_ratio=test_train_ratio,
+            exclude=untested,
+            unpaired="drop",
+            min_runs=max(2, min_runs),
+            seed=seed,
+        )
+        text += paired_section(paired, reference, test_train_ratio=test_train_ratio, fold=fold)
+    flags = sensitivity_flags(
+        df,
+        fold=fold,
+        tabular_method=tabular_method,
+        image_method=image_method,
+        exclude=untested,
+        fraction=sensitivity_fraction,
+        floor=sensitivity_floor,
+    )
+    text += sensitivity_section(
+        flags,
+        tabular_method=tabular_method,
+        image_method=image_method,
+        fraction=sensitivity_fraction,
+        floor=sensitivity_floor,
+    )
+    if calibration or checked_predictions is not None:
+        text += (
+            "\n## Calibration\n\n"
+            "ECE: top-label expected calibration error, Σ over equal-width confidence bins of (bin share) ×\n"
+            "|accuracy − mean confidence| (0 = calibrated). Brier: mean over subjects of Σ_c (p_c − y_c)²\n"
+            "(0 best, 2 worst). Both are computed on each run's test set; lower is better.\n\n"
+        )
+        if calibration:
+            text += markdown_table(
+                df, reference=reference, metrics=calibration, fold=fold, min_runs=min_runs, untested=untested
+            )
+        if checked_predictions is not None:
+            paths["reliability"] = plot_reliability(
+                predictions, out / "reliability.png", n_bins=calibration_bins
+            )
+            text += (
+                f"\n![Reliability diagrams]({paths['reliability'].name})\n\n"
+                f"Reliability diagrams: {calibration_bins} equal-width bins of the top-label confidence; a\n"
+                "calibrated model's bars reach the diagonal.\n"
+            )
+            text += entropy_section(predictions)
+    if treatments is not None:
+        text += treatments_section(treatments)
+    if histories is not None:
+        paths["learning_curves"] = plot_learning_curves(histories, out / "learning_curves.png")
+        text += learning_section(histories, paths["learning_curves"].name)
     paths["report"] = write_text_atomic(out / "report.md", text)
     return paths
