@@ -7,6 +7,7 @@ import pytest
 
 from hyperfusion.data.cache import ImageCache, cache_key, file_digest
 from hyperfusion.data.images import ImageSpec, preprocess_image
+from tests.faults import fault
 
 SPEC = ImageSpec.hippocampus(voxel_mm=4.0, shape=(16, 24, 16))
 
@@ -34,6 +35,7 @@ def test_key_follows_content_not_name(tmp_path, head_file) -> None:
     c = head_file("c.nii.gz", marker=False)
     assert cache.path_for(a, SPEC) != cache.path_for(c, SPEC)  # other content misses
     assert file_digest(a) == file_digest(b) != file_digest(c)
+    assert cache.digest(a) == file_digest(a) and cache.digest(str(c)) == file_digest(c)
 
 
 def test_key_follows_every_spec_field() -> None:
@@ -60,6 +62,11 @@ def test_edited_file_is_recomputed(tmp_path, head_file) -> None:
     assert not np.array_equal(before, after)
 
 
+@fault(
+    "image cache",
+    "a broken or missing image given to the cache",
+    "the error names the file and nothing is cached",
+)
 def test_bad_image_is_not_cached(tmp_path) -> None:
     path = tmp_path / "broken.nii.gz"
     path.write_bytes(b"\x1f\x8b broken")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from hyperfusion.data.censor import parse_numeric
+from tests.faults import fault
 
 
 def test_numbers_censored_values_and_missing() -> None:
@@ -17,6 +18,11 @@ def test_numbers_censored_values_and_missing() -> None:
     assert n == 4 and values.index.equals(raw.index)
 
 
+@fault(
+    "cohort table",
+    "a numeric cell holding text, a unit, a thousands separator or inf",
+    "ValueError naming file, column, line and value",
+)
 @pytest.mark.parametrize("bad", ["abc", ">", "1,700", "> x", "12 mg", "inf"])
 def test_non_numeric_value_names_file_column_line(bad: str) -> None:
     raw = pd.Series(["1", "2", bad])
@@ -24,6 +30,11 @@ def test_non_numeric_value_names_file_column_line(bad: str) -> None:
         parse_numeric(raw, column="TAU", source="t.csv")
 
 
+@fault(
+    "cohort table",
+    "a censored value such as '>3' where censoring is not allowed (a target)",
+    "ValueError: not a number",
+)
 def test_censoring_can_be_refused() -> None:
     with pytest.raises(ValueError, match=r"is not a number$"):
         parse_numeric(pd.Series([">3"]), column="age", source="p.tsv", parse_censored=False)

@@ -13,6 +13,7 @@ from hyperfusion.data.dataset import CohortDataset, build_dataset
 from hyperfusion.data.images import ImageSpec
 from hyperfusion.data.manifest import Cohort, ManifestSpec
 from hyperfusion.data.tabular import TabularPreprocessor
+from tests.faults import fault
 
 
 def _pairs(n: int) -> list[np.ndarray]:
@@ -71,13 +72,30 @@ def test_regression_items_and_collation() -> None:
     np.testing.assert_array_equal(image[2, 0].numpy(), volumes[2])
 
 
-def test_bad_inputs() -> None:
+@fault("dataset", "dataset inputs of different lengths", "ValueError listing the lengths")
+def test_lengths_that_differ() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         CohortDataset(_pairs(2), np.zeros((3, 1)), np.zeros(2, dtype=int), ["a", "b"])
+
+
+@fault(
+    "dataset",
+    "NaN tabular features or non-numeric targets",
+    "ValueError: impute first / targets must be numbers",
+)
+def test_non_finite_features_or_bad_targets() -> None:
     with pytest.raises(ValueError, match="NaN or Inf"):
         CohortDataset(_pairs(1), np.array([[np.nan]]), np.zeros(1, dtype=int), ["a"])
     with pytest.raises(ValueError, match="targets"):
         CohortDataset(_pairs(1), np.zeros((1, 1)), np.array(["x"]), ["a"])
+
+
+@fault(
+    "dataset",
+    "a cached image of the wrong shape",
+    "ValueError naming the item, its shape and the expected one",
+)
+def test_image_of_the_wrong_shape() -> None:
     with pytest.raises(
         ValueError, match=r"item 0 \(array\): image shape \(2, 4, 5, 3\), expected \[D, H, W\]"
     ):

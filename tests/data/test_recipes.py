@@ -9,7 +9,8 @@ import yaml
 
 from hyperfusion.config import config_from_dict
 from hyperfusion.data import load_manifest
-from hyperfusion.training.protocol import Protocol
+from hyperfusion.training.runner import run_protocol
+from tests.faults import fault
 
 UKB_SPEC = """
 preset: generic
@@ -59,10 +60,15 @@ training: {{epochs: 1, batch_size: 4, loss: mse, progress: false}}
 """
         )
     )
-    results = Protocol(config, tmp_path / "run", echo=lambda _: None).execute()
+    results = run_protocol(config, tmp_path / "run", echo=lambda _: None)
     assert {"MAE", "MAE-F", "MAE-M"} <= set(results["metric"])
 
 
+@fault(
+    "run config",
+    "protocol.group_by names a column the cohort lacks",
+    "ValueError naming the key and the column",
+)
 def test_a_group_by_column_the_cohort_lacks_is_named(tmp_path):
     import pytest
 
@@ -76,4 +82,14 @@ def test_a_group_by_column_the_cohort_lacks_is_named(tmp_path):
         }
     )
     with pytest.raises(ValueError, match=r"protocol\.group_by: the cohort has no column 'sex'"):
-        Protocol(config, tmp_path / "run")
+        run_protocol(config, tmp_path / "run")
+
+
+def test_the_ukbiobank_preset_is_the_recipe_plus_plausible_ages(tmp_path):
+    write_ukb_extract(tmp_path, n=4)
+    (tmp_path / "preset.yaml").write_text("preset: ukbiobank\n")
+    spelled = load_manifest(tmp_path / "cohort.yaml").spec
+    preset = load_manifest(tmp_path / "preset.yaml").spec
+    fields = ("table", "subject", "target_column", "task", "image_glob", "categorical", "values", "stratify")
+    assert all(getattr(spelled, f) == getattr(preset, f) for f in fields)
+    assert preset.ranges == {"21003-2.0": (40.0, 100.0)} and spelled.ranges == {}

@@ -3,13 +3,22 @@ determinism, the small-stratum policy, the 80/10/10 split, fold roles and the pa
 
 from __future__ import annotations
 
-import warnings
+import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hyperfusion.data.splits import fold_roles, make_partitions, make_split, read_partitions, write_partitions
+from hyperfusion.data.splits import (
+    check_stratifiable,
+    default_age_bins,
+    fold_roles,
+    make_partitions,
+    make_split,
+    read_partitions,
+    write_partitions,
+)
+from tests.faults import fault
 
 
 def _cohort(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -30,11 +39,15 @@ def _spread(parts: pd.Series, keys: pd.Series | list) -> int:
     return int((table.max(axis=1) - table.min(axis=1)).max())
 
 
-def test_sizes_and_every_stratum_within_one() -> None:
+def _messages(caplog, level: int = logging.WARNING) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "hyperfusion" and r.levelno >= level]
+
+
+def test_sizes_and_every_stratum_within_one(caplog) -> None:
     df = _cohort()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # 400 rows: no stratum is small, so no fallback warning
+    with caplog.at_level(logging.INFO, logger="hyperfusion"):
         parts = make_partitions(df, 5, stratify=("target", "sex", "age"), age_bins=3, seed=0)
+    assert not _messages(caplog, logging.INFO)  # 400 rows: no stratum is small, so no fallback
     assert parts.index.equals(df.index) and set(parts) == set(range(5))
     sizes = parts.value_counts()
     assert sizes.max() - sizes.min() <= 1
@@ -77,15 +90,33 @@ def test_groups_stay_together() -> None:
     assert rows.max() - rows.min() <= 3  # groups of up to 3 rows: balanced up to one group
 
 
-def test_small_strata_fall_back_to_coarser_with_warning() -> None:
+@fault(
+    "partitions",
+    "a stratum (class × sex × age bin) smaller than the number of partitions",
+    "its subjects are stratified on coarser groups, with one log line saying how many, what stays balanced "
+    "and what to change",
+)
+def test_small_strata_fall_back_to_coarser_with_warning(caplog) -> None:
     df = _cohort(200)
     df.loc[:2, "sex"] = "X"  # 3 rows of a rare sex: fewer than 5 partitions
-    with pytest.warns(UserWarning, match="coarser strata"):
+    with caplog.at_level(logging.WARNING, logger="hyperfusion"):
         parts = make_partitions(df, 5, stratify=("target", "sex"), seed=0)
+    (message,) = _messages(caplog)
+    assert message.startswith(
+        "3 of 200 subjects were stratified on coarser groups because their target × sex "
+    )
+    assert "partition sizes stay equal and the counts of each target and sex stay close" in message
+    assert "those subjects' sex values are not spread evenly; merge rare values" in message
+    assert "\n" not in message
     assert parts.value_counts().max() - parts.value_counts().min() <= 1
     assert _spread(parts, df["target"]) <= 1
 
 
+@fault(
+    "partitions",
+    "a class value with fewer subjects than partitions, given to make_partitions",
+    "ValueError naming the column, value and count",
+)
 def test_class_with_fewer_members_than_partitions_fails() -> None:
     df = _cohort(100)
     df.loc[:3, "target"] = 7
@@ -94,14 +125,20 @@ def test_class_with_fewer_members_than_partitions_fails() -> None:
         make_partitions(df, 5, stratify=("target", "sex"), seed=0)
 
 
-def test_missing_stratification_values_form_their_own_stratum() -> None:
+def test_missing_stratification_values_form_their_own_stratum(caplog) -> None:
     df = _cohort(100)
     df.loc[:9, "age"] = np.nan
-    with pytest.warns(UserWarning, match="coarser strata"):
+    with caplog.at_level(logging.INFO, logger="hyperfusion"):
         parts = make_partitions(df, 5, stratify=("target", "age"), age_bins=2, seed=0)
+    assert any("stratified on coarser groups" in m for m in _messages(caplog, logging.INFO))
     assert parts[:10].value_counts().max() <= 3
 
 
+@fault(
+    "partitions",
+    "a partition count below 2, an absent column, more partitions than subjects, an unknown age_bins",
+    "ValueError naming the argument",
+)
 def test_bad_arguments() -> None:
     df = _cohort(20)
     with pytest.raises(ValueError, match="n_partitions"):
@@ -110,6 +147,8 @@ def test_bad_arguments() -> None:
         make_partitions(df, 5, stratify=("nope",))
     with pytest.raises(ValueError, match="cannot fill 50 partitions"):
         make_partitions(df, 50)
+    with pytest.raises(ValueError, match="age_bins must be an integer, a list of bin edges or 'auto'"):
+        make_partitions(df, 5, stratify=("age",), age_bins="many")
 
 
 def test_regression_split_80_10_10_stratified_by_age_and_sex() -> None:
@@ -145,3 +184,108 @@ def test_partitions_csv_round_trip(tmp_path) -> None:
     assert back["subject_id"].tolist() == df["subject_id"].tolist()
     assert back["partition"].tolist() == parts.tolist()
     assert not list((tmp_path / "out").glob(".*tmp"))  # nothing half-written left behind
+
+
+# ---------------------------------------------------------------- age bins for the cohort's size
+@pytest.mark.parametrize(
+    ("n", "partitions", "other", "expected"),
+    [(400, 5, 6, 6), (2120, 5, 6, 20), (50, 5, 6, 1), (200, 5, 6, 3), (2000, 10, 2, 20), (400, 10, 2, 10)],
+)
+def test_default_age_bins_by_hand(n: int, partitions: int, other: int, expected: int) -> None:
+    assert (
+        default_age_bins(n, partitions, other_strata=other) == expected
+    )  # ⌊n / (2·other·partitions)⌋ in [1, 20]
+
+
+def test_default_age_bins_keeps_the_typical_stratum_full() -> None:
+    """With the chosen bins the average class × sex × age stratum holds ≥ 2 × partitions subjects."""
+    for n in range(60, 3000, 37):
+        bins = default_age_bins(n, 5)
+        assert 1 <= bins <= 20
+        assert bins == 1 or n / (6 * bins) >= 2 * 5
+        assert bins == 20 or n / (6 * (bins + 1)) < 2 * 5  # the largest such number (below the cap)
+    with pytest.raises(ValueError, match="n_subjects"):
+        default_age_bins(0, 5)
+
+
+def test_auto_age_bins_at_400_subjects_coarsen_few_and_only_inform(caplog) -> None:
+    """The paper's 20 bins at 400 subjects coarsen most subjects and warn; 'auto' coarsens few and only informs."""
+    df = _cohort(400)
+    with caplog.at_level(logging.INFO, logger="hyperfusion"):
+        make_partitions(df, 5, stratify=("target", "sex", "age"), age_bins=20, seed=0)
+    (warning,) = _messages(caplog)
+    n_coarse = int(warning.split(" of ")[0])
+    assert n_coarse > 100 and "about 6 suit 400 subjects" in warning and "age_bins: auto" in warning
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hyperfusion"):
+        parts = make_partitions(df, 5, stratify=("target", "sex", "age"), age_bins="auto", seed=0)
+    assert not _messages(caplog, logging.WARNING)
+    infos = _messages(caplog, logging.INFO)
+    assert all(int(m.split(" of ")[0]) < 0.1 * 400 for m in infos)
+    age_bin = pd.qcut(df["age"], 6, labels=False)
+    assert _spread(parts, df["target"]) <= 2 and _spread(parts, df["sex"]) <= 2
+    assert _spread(parts, df["target"].astype(str) + df["sex"] + age_bin.astype(str)) <= 2
+
+
+def test_a_class_index_is_never_cut_into_age_bins() -> None:
+    """With 2 age bins, the 3-valued class column still stratifies by class (not by 2 quantile bins of it)."""
+    df = _cohort(150)
+    parts = make_partitions(df, 5, stratify=("target", "age"), age_bins=2, seed=0)
+    assert _spread(parts, df["target"]) <= 1
+
+
+# ---------------------------------------------------------------- stratifiable before partitioning
+def _labelled(counts: dict[str, int]) -> pd.DataFrame:
+    labels = [name for name, count in counts.items() for _ in range(count)]
+    return pd.DataFrame(
+        {
+            "subject_id": [f"S{i}" for i in range(len(labels))],
+            "label": labels,
+            "line": np.arange(len(labels)) + 2,
+        }
+    )
+
+
+@fault(
+    "partitions",
+    "a class declared in target.classes that no subject has",
+    "ValueError naming the class by its label",
+)
+def test_declared_class_absent_is_named_by_label() -> None:
+    frame = _labelled({"CN": 10, "MCI": 12})
+    with pytest.raises(
+        ValueError, match=r"t\.csv: class\(es\) \['AD'\] are declared in target\.classes but no subject"
+    ):
+        check_stratifiable(frame, 5, classes=("CN", "MCI", "AD"), source="t.csv")
+
+
+@fault(
+    "partitions",
+    "a class with fewer subjects than partitions",
+    "ValueError naming the class by its label, its subjects' lines, and what to do",
+)
+def test_class_too_small_is_named_by_label_with_lines() -> None:
+    frame = _labelled({"CN": 10, "AD": 3, "MCI": 12})
+    with pytest.raises(
+        ValueError, match=r"class 'AD' has only 3 subject\(s\) \(lines 12, 13, 14\), fewer than the 5"
+    ):
+        check_stratifiable(frame, 5, classes=("CN", "MCI", "AD"), source="t.csv")
+    check_stratifiable(frame, 3, classes=("CN", "MCI", "AD"))  # enough for 3 partitions
+
+
+def test_stratifiable_counts_subjects_not_scans() -> None:
+    frame = _labelled({"CN": 8, "AD": 5})
+    visits = pd.concat(
+        [frame, frame[frame["label"] == "AD"].iloc[:2]], ignore_index=True
+    )  # repeat 2 AD scans
+    check_stratifiable(visits, 5, classes=("CN", "AD"))
+    with pytest.raises(ValueError, match="class 'AD' has only 4"):
+        check_stratifiable(visits.drop(index=[12]), 5, classes=("CN", "AD"))
+    unlabelled = pd.concat([frame, pd.DataFrame({"subject_id": ["new"], "label": [np.nan], "line": [99]})])
+    check_stratifiable(unlabelled, 5, classes=("CN", "AD"))  # rows without a label are not a class
+
+
+@fault("partitions", "fewer subjects than partitions", "ValueError naming both counts")
+def test_too_few_subjects_for_the_partitions() -> None:
+    with pytest.raises(ValueError, match=r"3 subject\(s\) cannot fill 5 partitions"):
+        check_stratifiable(_labelled({"CN": 3}), 5)

@@ -3,18 +3,27 @@
 Typical use (the protocol's view)::
 
     cohort = load_manifest("cohort.yaml")                          # validated table + column roles
-    parts = make_partitions(cohort.frame, 5, stratify=cohort.stratify, group="subject_id", seed=0)
+    cache = ImageCache("cache")
+    check_duplicate_images(cohort, cache)                           # one scan under two subjects = leakage
+    check_stratifiable(cohort.frame, 5, classes=cohort.classes, source=str(cohort.table_path))
+    parts = make_partitions(cohort.frame, 5, stratify=cohort.stratify, age_bins="auto", group="subject_id")
     roles = fold_roles(parts, test=4, val=0)
     pre = cohort.preprocessor().fit(cohort.frame[roles == "train"])   # training rows only
+    pre.check_known(cohort.frame[roles != "train"], source=str(cohort.table_path))  # before training
     spec = ImageSpec.hippocampus()                                  # or ImageSpec.whole_brain()
-    train = build_dataset(cohort, roles == "train", pre, spec, ImageCache("cache"), train=True)
+    train = build_dataset(cohort, roles == "train", pre, spec, cache, train=True)
+
+Warnings go to the ``hyperfusion`` logger, one line each.
 """
 
 from hyperfusion.data.cache import ImageCache, cache_key, file_digest
 from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.dataset import CohortDataset, build_dataset
+from hyperfusion.data.duplicates import check_duplicate_images
 from hyperfusion.data.images import (
     ImageSpec,
+    brain_extent_mm,
+    check_brain_extent,
     preprocess_image,
     preprocess_volume,
     read_volume,
@@ -30,7 +39,15 @@ from hyperfusion.data.manifest import (
     spec_from_dict,
 )
 from hyperfusion.data.presets import PRESETS
-from hyperfusion.data.splits import fold_roles, make_partitions, make_split, read_partitions, write_partitions
+from hyperfusion.data.splits import (
+    check_stratifiable,
+    default_age_bins,
+    fold_roles,
+    make_partitions,
+    make_split,
+    read_partitions,
+    write_partitions,
+)
 from hyperfusion.data.tabular import TabularPreprocessor
 
 __all__ = [
@@ -41,8 +58,13 @@ __all__ = [
     "ImageSpec",
     "ManifestSpec",
     "TabularPreprocessor",
+    "brain_extent_mm",
     "build_dataset",
     "cache_key",
+    "check_brain_extent",
+    "check_duplicate_images",
+    "check_stratifiable",
+    "default_age_bins",
     "file_digest",
     "fold_roles",
     "load_manifest",

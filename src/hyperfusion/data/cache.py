@@ -1,7 +1,7 @@
 """On-disk cache of preprocessed images, keyed by file content and `ImageSpec`, read back as memory maps.
 
-Decompressing and resampling a NIfTI takes 0.1–1 s; a training step wants thousands of crops per second
-(``shared/research/perf.md``). Each preprocessed array is stored once as ``<key>.npy`` with
+Decompressing and resampling a NIfTI takes 0.1–1 s, while a training step wants thousands of crops per
+second. Each preprocessed array is stored once as ``<key>.npy`` with
 
     key = sha256(sha256(file bytes) ‖ ImageSpec fields ‖ FORMAT_VERSION)
 
@@ -60,7 +60,7 @@ class ImageCache:
 
     def path_for(self, image_path: str | Path, spec: ImageSpec) -> Path:
         """Where the preprocessed array of ``image_path`` under ``spec`` lives (existing or not)."""
-        key = cache_key(self._digest(Path(image_path)), spec)
+        key = cache_key(self.digest(image_path), spec)
         return self.root / key[:2] / f"{key}.npy"
 
     def ensure(self, image_path: str | Path, spec: ImageSpec) -> Path:
@@ -82,7 +82,13 @@ class ImageCache:
         """The preprocessed array as a read-only memory map (computed and stored on a miss)."""
         return np.load(self.ensure(image_path, spec), mmap_mode="r")
 
-    def _digest(self, path: Path) -> str:
+    def digest(self, path: str | Path) -> str:
+        """sha256 of the file's bytes, computed once per file version (path, mtime, size) for this cache.
+
+        Raises:
+            FileNotFoundError: no such file.
+        """
+        path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"image file {path} does not exist")
         stat = path.stat()
@@ -90,3 +96,5 @@ class ImageCache:
         if memo not in self._digests:
             self._digests[memo] = file_digest(path)
         return self._digests[memo]
+
+    _digest = digest  # the former private name, still used by callers written before `digest` was public

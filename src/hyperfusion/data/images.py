@@ -9,6 +9,11 @@ and takes the source value at voxel ``A⁻¹ x`` (``A`` the source affine), by t
 outside the source. One interpolation therefore reorients to RAS, resamples to ``v`` and crops/pads to the
 box, and a box placed by a centre in mm lands on the same anatomy on any grid of a registered image.
 Outputs are z-scored over their non-zero voxels: z = (x − mean) / std, background stays 0.
+
+Because placement is by world millimetres, a header that lies about the geometry silently crops the wrong
+anatomy. `check_brain_extent` therefore compares the brain's extent in mm (the bounding box of the non-zero
+voxels) with the MNI template brain's and fails when it is far off: a doubled voxel size, an image that was
+never registered to MNI space.
 """
 
 from __future__ import annotations
@@ -28,6 +33,18 @@ Vec3 = tuple[float, float, float]
 #: Default hippocampal crop centres in MNI mm (CerebrA centroids ≈ (∓25.9, −22.5, −14.5)).
 LEFT_HIPPOCAMPUS_MM: Vec3 = (-26.0, -22.0, -14.0)
 RIGHT_HIPPOCAMPUS_MM: Vec3 = (26.0, -22.0, -14.0)
+#: Bounding box (mm) of the MNI ICBM152 2009c brain mask: x −72…72, y −107…73, z −72…82, plus one voxel.
+MNI_BRAIN_EXTENT_MM: Vec3 = (145.0, 181.0, 155.0)
+MNI_BRAIN_CENTER_MM: Vec3 = (0.0, -17.0, 5.0)
+#: A brain more than this many times the template's size along an axis (or less than its inverse, where
+#: the image does not cut the brain off) fails. Registered brains measure close to 1 (simulated cohorts:
+#: 0.98–1.03), native-space adult brains about 0.8–1.0, and the whole standard MNI field of view (182×218×182
+#: mm, e.g. an image that was not skull-stripped) 1.26 at most; a doubled voxel size measures 2.0, a halved 0.5.
+EXTENT_RATIO_LIMIT = 1.5
+#: The brain's centre may sit at most this fraction of the template's extent from the template's centre
+#: (36, 45, 39 mm) along an axis where the image does not cut it off; an image whose origin is a corner of
+#: the grid (no orientation in the header) is off by ~90 mm or more.
+CENTER_OFFSET_LIMIT = 0.25
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,8 @@ class ImageSpec:
         zscore: standardise each output over its non-zero voxels.
         max_cut_fraction: box mode pads with zeros where the box leaves the image, but fails when more than
             this fraction of the image's non-zero (brain) voxels falls outside the box.
+        check_extent: `preprocess_image` fails on a brain whose size or position in mm is far from the MNI
+            template brain's (`check_brain_extent`); turn off for images deliberately outside MNI space.
 
     Raises:
         ValueError: a non-positive voxel size or shape, a wrong-length vector, an unknown mode.
@@ -61,6 +80,7 @@ class ImageSpec:
     right_center_mm: Vec3 = RIGHT_HIPPOCAMPUS_MM
     zscore: bool = True
     max_cut_fraction: float = 0.01
+    check_extent: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("box", "hippocampus"):
@@ -82,6 +102,8 @@ class ImageSpec:
             object.__setattr__(self, name, vec)
         if not 0 <= self.max_cut_fraction <= 1:
             raise ValueError(f"ImageSpec.max_cut_fraction must be in [0, 1], got {self.max_cut_fraction!r}")
+        if not isinstance(self.check_extent, bool):
+            raise ValueError(f"ImageSpec.check_extent must be True or False, got {self.check_extent!r}")
 
     @classmethod
     def whole_brain(
@@ -207,11 +229,81 @@ def preprocess_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
     """One NIfTI → its model input as float32: ``spec.shape`` (box) or ``[2, *spec.shape]`` (left, mirrored right).
 
     Raises:
-        FileNotFoundError, ValueError: see `read_volume`; also a box that cuts off more than
+        FileNotFoundError, ValueError: see `read_volume`; also a brain far from the MNI template's extent
+            (`check_brain_extent`, unless ``spec.check_extent`` is off), a box that cuts off more than
             ``spec.max_cut_fraction`` of the brain, or a hippocampal crop that leaves the image.
     """
     data, affine = read_volume(path)
+    if spec.check_extent:
+        check_brain_extent(data, affine, source=str(path))
     return preprocess_volume(data, affine, spec, source=str(path))
+
+
+def brain_extent_mm(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(size, centre, cut) of the non-zero voxels' bounding box in world mm, per RAS axis.
+
+    The size counts whole voxels (the span of the voxel centres plus one voxel). ``cut`` marks the world axes
+    along which the non-zero voxels reach the edge of the image, where the brain may continue beyond it.
+    """
+    mask = data != 0
+    ijk = np.argwhere(mask).T
+    world = affine[:3, :3] @ ijk + affine[:3, 3:4]
+    low, high = world.min(axis=1), world.max(axis=1)
+    size = high - low + np.abs(affine[:3, :3]).sum(axis=1)
+    cut = np.zeros(3, dtype=bool)
+    for axis in range(3):
+        edge = ijk[axis].min() == 0 or ijk[axis].max() == data.shape[axis] - 1
+        if edge:
+            cut[int(np.argmax(np.abs(affine[:3, axis])))] = True  # the world axis this voxel axis runs along
+    return size, (low + high) / 2.0, cut
+
+
+def check_brain_extent(data: np.ndarray, affine: np.ndarray, *, source: str = "image") -> None:
+    """Fail when the brain's size or position in mm is far from the MNI template brain's.
+
+    Along each RAS axis: size / template size above `EXTENT_RATIO_LIMIT` fails; below its inverse, or a
+    centre more than `CENTER_OFFSET_LIMIT` × the template's extent from the template's centre, fails unless
+    the brain reaches the image's edge along that axis (a cropped image, e.g. a box around the hippocampi).
+
+    Raises:
+        ValueError: naming the file, the measured extent and centre in mm, the template's, and the likely
+            causes (a wrong voxel size in the header, an image not registered to MNI).
+    """
+    size, centre, cut = brain_extent_mm(data, affine)
+    template = np.asarray(MNI_BRAIN_EXTENT_MM)
+    ratio = size / template
+    offset = np.abs(centre - np.asarray(MNI_BRAIN_CENTER_MM))
+    too_big = ratio > EXTENT_RATIO_LIMIT
+    too_small = ~cut & (ratio < 1.0 / EXTENT_RATIO_LIMIT)
+    astray = ~cut & (offset > CENTER_OFFSET_LIMIT * template)
+    if not (too_big.any() or too_small.any() or astray.any()):
+        return
+    axes = np.array(["x", "y", "z"])
+    problems = []
+    if too_big.any() or too_small.any():
+        bad = too_big | too_small
+        problems.append(
+            f"its size along {'/'.join(axes[bad])} is {'/'.join(f'{r:.2f}' for r in ratio[bad])} times the "
+            f"template's (allowed {1 / EXTENT_RATIO_LIMIT:.2f}–{EXTENT_RATIO_LIMIT:.2f})"
+        )
+    if astray.any():
+        problems.append(
+            f"its centre is {'/'.join(f'{o:.0f}' for o in offset[astray])} mm off the template's along "
+            f"{'/'.join(axes[astray])}"
+        )
+    voxel = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    raise ValueError(
+        f"{source}: the brain (non-zero voxels) measures {_mm(size)} mm centred at {_mm(centre)} mm, but an "
+        f"MNI-registered brain measures about {_mm(template)} mm centred at {_mm(MNI_BRAIN_CENTER_MM)} mm: "
+        f"{' and '.join(problems)}. The header's voxel size ({_mm(voxel, None)} mm) may be wrong, or the image "
+        "is not registered to MNI space (register it; or turn the check off with image.check_extent: false "
+        "for images deliberately in another space)"
+    )
+
+
+def _mm(values: Sequence[float], digits: int | None = 0) -> str:
+    """``(x, y, z)`` in whole mm, or with ``digits=None`` as written (``:g``)."""
+    return "(" + ", ".join(f"{v:g}" if digits is None else f"{v:.{digits}f}" for v in values) + ")"
 
 
 def preprocess_volume(

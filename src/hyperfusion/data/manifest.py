@@ -6,7 +6,9 @@ cohort fails with the file, line, column or value at fault, before any training 
 
 from __future__ import annotations
 
-import warnings
+import codecs
+import io
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +18,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from hyperfusion.data.binary import binary_keys, ordered
 from hyperfusion.data.censor import parse_numeric
+from hyperfusion.data.duplicates import check_duplicate_paths
 from hyperfusion.data.presets import merge, preset
+from hyperfusion.data.ranges import Range, check_ranges, parse_ranges, usable_ranges
+
+log = logging.getLogger("hyperfusion")
 
 TASKS = ("classification", "regression")
 DEFAULT_NA_VALUES = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "None")
+#: Read when a table is not UTF-8 (and the manifest names no ``encoding``); every byte decodes, with a warning.
+FALLBACK_ENCODING = "latin-1"
 #: Columns the cohort frame reserves for itself.
 RESERVED = ("subject_id", "target", "label", "image", "line")
 
@@ -36,6 +45,9 @@ _TOP_KEYS = {
     "values",
     "na_values",
     "one_row_per_subject",
+    "ranges",
+    "allow_duplicate_images",
+    "encoding",
 }
 _NESTED_KEYS = {
     "visit": {"column", "keep"},
@@ -59,10 +71,16 @@ class ManifestSpec:
         continuous, categorical, binary: tabular columns by role.
         stratify: extra stratification columns (the target always comes first).
         visit_column, visit_keep: keep only rows whose visit equals ``visit_keep``.
+        categories: declared categories of some categorical columns (one-hot columns in this order; any
+            other value is an error at load).
+        binary_values: declared (value encoded 0, value encoded 1) of some binary columns.
         values: per-column raw-value maps applied before parsing (e.g. ``{sex: {male: M}}``).
         na_values: strings read as missing.
         one_row_per_subject: duplicate subject ids are an error.
         drop_missing_target: drop rows without a target (with a warning) instead of failing.
+        ranges: plausible ``(low, high)`` per numeric column (either may be None); a value outside fails.
+        allow_duplicate_images: one image under several subjects is intended (no leakage check).
+        encoding: the table's text encoding; None = UTF-8, else latin-1 with a warning.
     """
 
     table: str
@@ -84,6 +102,11 @@ class ManifestSpec:
     one_row_per_subject: bool = True
     drop_missing_target: bool = False
     preset: str = "generic"
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    binary_values: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    ranges: Mapping[str, Range] = field(default_factory=dict)
+    allow_duplicate_images: bool = False
+    encoding: str | None = None
 
     @property
     def tabular(self) -> tuple[str, ...]:
@@ -97,8 +120,9 @@ class Cohort:
 
     ``frame`` has the columns ``subject_id`` (str), ``target`` (int64 class index or float64), ``label``
     (class name; classification only), ``image`` (absolute path), ``line`` (the row's line in the table file,
-    header = 1), then the tabular and stratification columns under their table names: continuous and binary
-    as float64 (NaN = missing, censored values at their bound), categorical as str (NaN = missing).
+    header = 1), then the tabular and stratification columns under their table names: continuous as float64
+    (NaN = missing, censored values at their bound), binary as the canonical text of their two values
+    (``"0"``/``"1"``, ``"F"``/``"M"``; see `hyperfusion.data.binary`) and categorical as str (NaN = missing).
     ``stratify`` lists the frame columns to stratify partitions by, the target first.
     """
 
@@ -130,11 +154,15 @@ class Cohort:
         """A `TabularPreprocessor` for this cohort's columns (unfitted); keyword arguments pass through."""
         from hyperfusion.data.tabular import TabularPreprocessor
 
+        declared = {
+            "categories": {c: list(v) for c, v in self.spec.categories.items() if c in self.categorical},
+            "binary_values": {c: list(v) for c, v in self.spec.binary_values.items() if c in self.binary},
+        }
         return TabularPreprocessor(
             continuous=list(self.continuous),
             categorical=list(self.categorical),
             binary=list(self.binary),
-            **kwargs,
+            **(declared | kwargs),
         )
 
 
@@ -194,6 +222,22 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
             raise ValueError(f"{source}: {key!r} must be a list of column names, got {value!r}")
         return tuple(value)
 
+    def declared(value: Any, key: str, size: int | None) -> tuple[tuple[str, ...], dict[str, list]]:
+        """A list of column names, or a mapping column -> its values (null: learnt from the training rows)."""
+        if not isinstance(value, dict):
+            return names(value, key), {}
+        out = {}
+        for column, values in value.items():
+            if not isinstance(column, str) or not column:
+                raise ValueError(f"{source}: {key!r} has a column name {column!r} that is not text")
+            if values is None:
+                continue
+            if not isinstance(values, list) or (size and len(values) != size) or not values:
+                want = f"a list of its {size} values" if size else "a list of its categories"
+                raise ValueError(f"{source}: '{key}.{column}' must be {want} (or null), got {values!r}")
+            out[column] = values
+        return tuple(value), out
+
     target = merged.get("target") or {}
     task = target.get("task")
     if task not in TASKS:
@@ -231,8 +275,8 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
 
     tabular = merged.get("tabular") or {}
     continuous = names(tabular.get("continuous"), "tabular.continuous")
-    categorical = names(tabular.get("categorical"), "tabular.categorical")
-    binary = names(tabular.get("binary"), "tabular.binary")
+    categorical, categories = declared(tabular.get("categorical"), "tabular.categorical", None)
+    binary, binary_values = declared(tabular.get("binary"), "tabular.binary", 2)
     all_tabular = [*continuous, *categorical, *binary]
     repeated = sorted({c for c in all_tabular if all_tabular.count(c) > 1})
     if repeated:
@@ -251,9 +295,39 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
         raise ValueError(f"{source}: 'na_values' must be a list, got {na_values!r}")
     one_row = merged.get("one_row_per_subject", True)
     drop_missing = target.get("drop_missing", False)
-    for key, flag in (("one_row_per_subject", one_row), ("target.drop_missing", drop_missing)):
+    allow_duplicates = merged.get("allow_duplicate_images", False)
+    for key, flag in (
+        ("one_row_per_subject", one_row),
+        ("target.drop_missing", drop_missing),
+        ("allow_duplicate_images", allow_duplicates),
+    ):
         if not isinstance(flag, bool):
             raise ValueError(f"{source}: {key!r} must be true or false, got {flag!r}")
+    encoding = text(merged.get("encoding"), "encoding", required=False)
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"{source}: 'encoding' {encoding!r} is not a known text encoding") from None
+    # TabularPreprocessor checks the declared values themselves (two distinct binary values, ...)
+    from hyperfusion.data.tabular import TabularPreprocessor
+
+    if all_tabular:
+        try:
+            checked = TabularPreprocessor(
+                continuous, categorical, binary, categories=categories, binary_values=binary_values
+            )
+        except ValueError as err:
+            raise ValueError(f"{source}: tabular: {err}") from None
+        categories, binary_values = checked.categories, checked.binary_values
+    stratify = names(merged.get("stratify"), "stratify")
+    numeric_columns = {*continuous, *stratify} | ({target_column} if task == "regression" else set())
+    ranges = usable_ranges(
+        parse_ranges(merged.get("ranges"), source=source),
+        parse_ranges(raw.get("ranges"), source=source),
+        numeric_columns,
+        source=source,
+    )
 
     return ManifestSpec(
         table=text(merged.get("table"), "table"),
@@ -267,7 +341,7 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
         continuous=continuous,
         categorical=categorical,
         binary=binary,
-        stratify=names(merged.get("stratify"), "stratify"),
+        stratify=stratify,
         visit_column=visit_column,
         visit_keep=None if visit_keep is None else str(visit_keep),
         values={str(k): {str(a): b for a, b in v.items()} for k, v in values.items()},
@@ -275,6 +349,11 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
         one_row_per_subject=one_row,
         drop_missing_target=drop_missing,
         preset=name,
+        categories={c: tuple(v) for c, v in categories.items()},
+        binary_values={c: (v[0], v[1]) for c, v in binary_values.items()},
+        ranges=ranges,
+        allow_duplicate_images=allow_duplicates,
+        encoding=encoding,
     )
 
 
@@ -282,13 +361,17 @@ def load_manifest(spec_path: str | Path, *, require_target: bool = True) -> Coho
     """Read a manifest spec and its table into a validated `Cohort` (see `Cohort` for the frame's columns).
 
     ``require_target=False`` is for scoring new subjects: the target column may be absent or empty, and such
-    rows get the target ``-1`` (classification) or NaN (regression) instead of an error.
+    rows get the target ``-1`` (classification) or NaN (regression) instead of an error; a tabular column may
+    be empty in every row (the saved preprocessing imputes it, as it does a single missing value), and one
+    image may serve several rows.
 
     Raises:
         FileNotFoundError: the spec, the table or an image file does not exist (all missing images listed).
         ValueError: any bad content — a declared column absent from the table, a column missing for every
-            row, duplicate subject ids, a missing target, an unknown label, a non-numeric value in a numeric
-            column, a binary value other than 0/1 — naming the file, line, column and value.
+            row (training tables), duplicate subject ids, a missing target, an unknown label, a non-numeric
+            value in a numeric column, a binary column with more than two values, a category or binary value
+            outside its declaration, a value outside its plausible range, one image path under two subjects,
+            a table in a declared encoding that does not decode — naming the file, line, column and value.
     """
     spec_path = Path(spec_path).resolve()
     spec = read_spec(spec_path)
@@ -299,7 +382,7 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
     """Apply a validated `ManifestSpec` to the table at ``table_path``; see `load_manifest`."""
     table_path = Path(table_path).resolve()
     source = str(table_path)
-    table = _read_table(table_path, spec.na_values)
+    table = _read_table(table_path, spec.na_values, spec.encoding)
     if not require_target:
         if spec.target_column not in table.columns:
             table[spec.target_column] = np.nan
@@ -332,10 +415,12 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
 
     target, labels, keep = _parse_target(spec, table, source)
     if not keep.all():
-        warnings.warn(
-            f"{source}: dropped {int((~keep).sum())} row(s) without a target "
-            f"({spec.target_column!r}) on {_lines(table.index[~keep])}",
-            stacklevel=2,
+        log.warning(
+            "%s: dropped %d row(s) without a target in column %r (%s; target.drop_missing is true)",
+            source,
+            int((~keep).sum()),
+            spec.target_column,
+            _lines(table.index[~keep]),
         )
         table, subjects, target = table[keep], subjects[keep], target[keep]
         labels = None if labels is None else labels[keep]
@@ -369,21 +454,32 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
         if n:
             censored[column] = n
     for column in spec.binary:
-        frame[column] = _parse_binary(table[column], column, source)
+        frame[column] = _parse_binary(table[column], column, source, spec.binary_values.get(column))
     for column in spec.categorical:
         frame[column] = table[column].map(lambda v: str(v).strip() if _present(v) else np.nan).astype(object)
-    for column in spec.tabular:
-        if frame[column].isna().all():
-            raise ValueError(f"{source}: column {column!r} is missing for every row; drop it from the spec")
+        _check_declared(frame[column], column, spec.categories.get(column), source)
+    if require_target:  # a scoring table may lack a column entirely: the saved preprocessing imputes it
+        for column in spec.tabular:
+            if frame[column].isna().all():
+                raise ValueError(
+                    f"{source}: column {column!r} is missing for every row; drop it from the spec "
+                    "(nothing can be learnt from it)"
+                )
     if censored:
-        warnings.warn(
-            f"{source}: read censored values at their bound: "
-            + ", ".join(f"{c}: {n}" for c, n in censored.items()),
-            stacklevel=2,
+        log.warning(
+            "%s: read %d censored value(s) at their bound (%s)",
+            source,
+            sum(censored.values()),
+            ", ".join(f"{c}: {n}" for c, n in censored.items()),
         )
     for column in spec.stratify:
         if column not in frame.columns:
             frame[column] = _numeric_or_text(table[column], column, source)
+    for column, bounds in spec.ranges.items():
+        name = "target" if column == spec.target_column and spec.task == "regression" else column
+        check_ranges(frame[name], column, bounds, frame["line"], source=source)
+    if require_target and not spec.allow_duplicate_images:
+        check_duplicate_paths(frame, source=source)
 
     target_name = "label" if spec.task == "classification" else "target"
     stratify = ("target", *(c for c in spec.stratify if c not in {spec.target_column, target_name}))
@@ -400,18 +496,56 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
     )
 
 
-def _read_table(path: Path, na_values: Sequence[str]) -> pd.DataFrame:
+def _read_table(path: Path, na_values: Sequence[str], encoding: str | None = None) -> pd.DataFrame:
+    """The table as text cells, indexed by file line − 2 (blank lines kept out of the rows, not the count)."""
     if not path.is_file():
         raise FileNotFoundError(f"cohort table {path} does not exist")
+    text = _decode(path, encoding)
+    lead = len(text) - len(text.lstrip("\r\n"))
+    skipped = text[:lead].count("\n")  # blank lines above the header
     sep = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
     try:
-        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=list(na_values))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        table = pd.read_csv(
+            io.StringIO(text[lead:]),
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            na_values=list(na_values),
+            skip_blank_lines=False,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"cannot read cohort table {path}: {err}") from None
+    table.index = table.index + skipped
+    blank = table.fillna("").apply(lambda column: column.str.strip().eq("")).all(axis=1)
+    table = table[~blank.to_numpy(dtype=bool)]
     if table.empty:
         raise ValueError(f"cohort table {path} has no rows")
     table.columns = [str(c).strip() for c in table.columns]
     return table
+
+
+def _decode(path: Path, encoding: str | None) -> str:
+    """The file's text: in ``encoding`` if given (strictly), else UTF-8, else latin-1 with a warning."""
+    raw = path.read_bytes()
+    utf8 = encoding is None or codecs.lookup(encoding).name == "utf-8"  # then drop a leading byte-order mark
+    try:
+        return raw.decode("utf-8-sig" if utf8 else encoding)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        where = f"line {line} has byte 0x{raw[err.start]:02x}"
+        if encoding is not None:
+            raise ValueError(
+                f"cohort table {path} is not valid {encoding} text ({where}); fix the file or the "
+                "manifest's 'encoding'"
+            ) from None
+    log.warning(
+        "%s: not UTF-8 text (%s); read as %s. Save it as UTF-8, or name its encoding in the manifest "
+        "(encoding: cp1252, ...) to silence this",
+        path,
+        where,
+        FALLBACK_ENCODING,
+    )
+    return raw.decode(FALLBACK_ENCODING)
 
 
 def _check_columns(spec: ManifestSpec, table: pd.DataFrame, source: str) -> None:
@@ -462,16 +596,35 @@ def _parse_target(
     return target, labels, ~missing
 
 
-def _parse_binary(values: pd.Series, column: str, source: str) -> pd.Series:
-    parsed, _ = parse_numeric(values, column=column, source=source, parse_censored=False)
-    bad = parsed.notna() & ~parsed.isin([0.0, 1.0])
-    if bad.any():
-        first = values.index[bad][0]
-        raise ValueError(
-            f"{source}: binary column {column!r} has value {values[first]!r} on {_lines([first])}; "
-            "binary values must be 0 or 1 (map other spellings with 'values')"
+def _parse_binary(values: pd.Series, column: str, source: str, declared: Sequence[str] | None) -> pd.Series:
+    """A binary column as the canonical text of its values (NaN = missing), at most two of them."""
+    keys = binary_keys(values)
+    seen = ordered(keys.dropna())
+    extra = [v for v in seen if v not in declared] if declared is not None else seen[2:]
+    if extra:
+        first = keys.index[keys.isin(extra).to_numpy()][0]
+        what = (
+            f"not one of its declared values {list(declared)}"
+            if declared is not None
+            else f"a third value: the column holds {seen}, and a binary column takes two"
         )
-    return parsed
+        raise ValueError(
+            f"{source}: binary column {column!r}, {_lines([first])}: value {values[first]!r} is {what} "
+            "(map other spellings onto two values with 'values', or declare the column categorical)"
+        )
+    return keys.where(keys.notna(), np.nan)
+
+
+def _check_declared(values: pd.Series, column: str, declared: Sequence[str] | None, source: str) -> None:
+    if declared is None:
+        return
+    extra = values.notna() & ~values.isin(list(declared))
+    if extra.any():
+        first = values.index[extra.to_numpy()][0]
+        raise ValueError(
+            f"{source}: column {column!r}, {_lines([first])}: category {values[first]!r} is not one of its "
+            f"declared categories {list(declared)} ({int(extra.sum())} row(s) outside them)"
+        )
 
 
 def _numeric_or_text(values: pd.Series, column: str, source: str) -> pd.Series:
@@ -514,10 +667,12 @@ def _image_paths(spec: ManifestSpec, table: pd.DataFrame, subjects: pd.Series, t
             + (" ..." if len(absent) > 5 else "")
         )
     if several:
-        warnings.warn(
-            f"{table_path}: {several} subject(s) have several images matching {spec.image_glob!r}; "
-            "took the first in sorted order (e.g. the first session)",
-            stacklevel=3,
+        log.warning(
+            "%s: %d subject(s) have several images matching %r; took the first in sorted order "
+            "(e.g. the first session)",
+            table_path,
+            several,
+            spec.image_glob,
         )
     return paths
 

@@ -28,6 +28,19 @@ ADNIMERGE: dict[str, Any] = {
         "binary": [],
     },
     "stratify": ["PTGENDER", "AGE"],
+    # Wide plausible ranges: they catch missing-value codes (ADNI's -4, -1; -999) and unit slips, never a
+    # real participant. CSF in pg/mL (Elecsys reports ABETA 200–1700, PTAU 8–120, TAU 80–1300, older assays
+    # lower), FDG and AV45 as ADNIMERGE's uptake ratios, education in years, APOE4 as the ε4 allele count.
+    "ranges": {
+        "AGE": [40, 110],
+        "PTEDUCAT": [0, 30],
+        "APOE4": [0, 2],
+        "ABETA": [20, 5000],
+        "PTAU": [1, 500],
+        "TAU": [10, 3000],
+        "FDG": [0.5, 15],
+        "AV45": [0.3, 4],
+    },
 }
 
 #: A BIDS dataset: participants.tsv (participant_id, age, sex) and T1w images found under each subject folder.
@@ -51,12 +64,31 @@ BIDS: dict[str, Any] = {
             "Female": "F",
         }
     },
+    "ranges": {"age": [0, 120]},
+}
+
+#: A UK Biobank extract: eid, sex (field 31, 0 = female, 1 = male), age at the imaging visit (field 21003,
+#: instance 2) as the brain-age target, and the unzipped bulk field 20252 (T1 already registered to MNI).
+UKBIOBANK: dict[str, Any] = {
+    "table": "ukb_extract.csv",
+    "subject": "eid",
+    "target": {"column": "21003-2.0", "task": "regression"},
+    "image": {"column": None, "glob": "imaging/{subject}_20252_2_0/T1/T1_brain_to_MNI.nii.gz"},
+    "tabular": {"continuous": [], "categorical": ["31-0.0"], "binary": []},
+    "values": {"31-0.0": {"0": "F", "1": "M"}},
+    "stratify": ["31-0.0"],
+    "ranges": {"21003-2.0": [40, 100], "21003-3.0": [40, 100], "21022-0.0": [35, 80], "845-0.0": [5, 30]},
 }
 
 #: Nothing assumed: every role is named in the spec.
 GENERIC: dict[str, Any] = {}
 
-PRESETS: dict[str, dict[str, Any]] = {"adnimerge": ADNIMERGE, "bids": BIDS, "generic": GENERIC}
+PRESETS: dict[str, dict[str, Any]] = {
+    "adnimerge": ADNIMERGE,
+    "bids": BIDS,
+    "generic": GENERIC,
+    "ukbiobank": UKBIOBANK,
+}
 
 
 def preset(name: str) -> dict[str, Any]:

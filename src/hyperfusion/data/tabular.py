@@ -1,11 +1,12 @@
 """Leakage-free tabular preprocessing (paper §3.3): standardise, one-hot, impute iteratively, flag missing values.
 
-Fitted on training rows only — the authors' code fits on every subject, test set included
-(``shared/research/reference.md`` B9). Output columns, in order:
+Fitted on training rows only (fitting on every subject, test set included, would leak the test set's
+statistics into training). Output columns, in order:
 
     continuous  z = (x − μ) / σ         μ, σ over the observed training values (σ = 1 if constant)
-    binary      0/1                      imputed values clipped to [0, 1]
-    one-hot     [x == c] per training category c (sorted); a missing category is all-zero
+    binary      0/1                      the column's two values (declared, or the training rows' two, smaller
+                                         first: 0 < 1, False < True, 'F' < 'M'); imputed values clipped to [0, 1]
+    one-hot     [x == c] per category c (declared, or the training rows' sorted); a missing category is all-zero
     indicators  [x is missing]           for each column with a missing value in the training rows
 
 Missing continuous/binary values are imputed in the standardised space by round-robin regression
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from sklearn.impute import IterativeImputer
 from sklearn.linear_model._base import LinearModel
 
 from hyperfusion.atomic import write_text_atomic
+from hyperfusion.data.binary import binary_key, binary_keys, ordered
 
 IMPUTE = ("iterative", "median", "none")
 UNKNOWN = ("error", "zeros")
@@ -41,7 +43,12 @@ class TabularPreprocessor:
     """Turns a table's tabular columns into a float32 feature matrix, fitted on training rows only.
 
     Args:
-        continuous, categorical, binary: column names by role.
+        continuous, categorical, binary: column names by role. A binary column holds any two values
+            ('M'/'F', True/False, 0/1, ...; see `hyperfusion.data.binary`), missing values allowed.
+        categories: declared categories of some categorical columns (their one-hot columns, in this order,
+            whether or not the training rows hold them); the others learn theirs from the training rows.
+        binary_values: declared (value encoded 0, value encoded 1) of some binary columns; the others take
+            the training rows' two values in order (numbers by value, then text alphabetically).
         impute: ``"iterative"`` (paper), ``"median"``, or ``"none"`` (a missing value is then an error).
         missing_indicators: append ``<col>_missing`` columns (paper §3.3); turn off for the paper's
             "unfair cue" caveat (missingness can reveal the class).
@@ -50,8 +57,12 @@ class TabularPreprocessor:
             ``coef_`` and ``intercept_``) can be saved.
         max_iter, tol, seed: passed to ``IterativeImputer`` (``seed`` → ``random_state``).
 
+    Errors about a row name its file line when the frame has a ``line`` column (a `Cohort` frame does),
+    else its index label, and the file when a ``source`` is given.
+
     Raises:
-        ValueError: unknown option values, repeated or no columns.
+        ValueError: unknown option values, repeated or no columns, declarations of undeclared columns or
+            with the wrong number of values.
 
     Example:
         >>> pre = TabularPreprocessor(continuous=["AGE"], categorical=["PTGENDER"])
@@ -64,6 +75,8 @@ class TabularPreprocessor:
         categorical: Sequence[str] = (),
         binary: Sequence[str] = (),
         *,
+        categories: Mapping[str, Sequence[Any]] | None = None,
+        binary_values: Mapping[str, Sequence[Any]] | None = None,
         impute: str = "iterative",
         missing_indicators: bool = True,
         unknown_category: str = "error",
@@ -72,6 +85,9 @@ class TabularPreprocessor:
         tol: float = 1e-3,
         seed: int = 0,
     ) -> None:
+        for name, value in (("continuous", continuous), ("categorical", categorical), ("binary", binary)):
+            if isinstance(value, str):
+                raise ValueError(f"TabularPreprocessor: {name} must be a list of column names, got {value!r}")
         self.continuous = [str(c) for c in continuous]
         self.categorical = [str(c) for c in categorical]
         self.binary = [str(c) for c in binary]
@@ -87,6 +103,8 @@ class TabularPreprocessor:
             raise ValueError(f"unknown_category must be one of {UNKNOWN}, got {unknown_category!r}")
         if not (isinstance(max_iter, int) and max_iter > 0):
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        self.categories = _declared_categories(categories or {}, self.categorical)
+        self.binary_values = _declared_binary(binary_values or {}, self.binary)
         self.impute = impute
         self.missing_indicators = bool(missing_indicators)
         self.unknown_category = unknown_category
@@ -98,40 +116,96 @@ class TabularPreprocessor:
         self._sklearn: IterativeImputer | None = None
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, df: pd.DataFrame) -> TabularPreprocessor:
+    def fit(self, df: pd.DataFrame, *, source: str | None = None) -> TabularPreprocessor:
         """Learn every statistic from ``df`` (the training rows, and only those).
 
         Raises:
-            ValueError: a column absent from ``df``, missing in every row, or holding a non-numeric value
-                in a numeric role; naming the column (and the row).
+            ValueError: a column absent from ``df`` or missing in every row, a non-numeric value in a
+                continuous column, a binary column with more than two values (or one value that does not
+                say which the other is), a value outside a declaration; naming the column, line and value.
         """
-        numeric, categories = self._read(df, fit=True)
-        all_missing = [c for c in numeric if numeric[c].isna().all()]
-        all_missing += [c for c in self.categorical if categories[c].isna().all()]
+        _check_frame(df, self.continuous + self.binary + self.categorical)
+        binary = {c: binary_keys(df[c]) for c in self.binary}
+        texts = {c: _category_texts(df[c]) for c in self.categorical}
+        all_missing = [c for c in self.continuous if df[c].isna().all()]
+        all_missing += [c for c in self.binary if binary[c].isna().all()]
+        all_missing += [c for c in self.categorical if texts[c].isna().all()]
         if all_missing:
-            raise ValueError(f"column(s) {all_missing} are missing in every training row; cannot fit them")
+            raise ValueError(
+                f"{_prefix(source)}column(s) {all_missing} are missing in every training row; cannot fit them"
+            )
+        self._state = {
+            "binary": {c: self._binary_levels(c, binary[c], df, source) for c in self.binary},
+            "categories": {c: self._category_levels(c, texts[c], df, source) for c in self.categorical},
+        }
+        numeric, categories = self._read(df, source)
         z = numeric[self.continuous].to_numpy(dtype=np.float64)
         mean = np.nanmean(z, axis=0) if z.shape[1] else np.zeros(0)
         std = np.nanstd(z, axis=0) if z.shape[1] else np.zeros(0)
         std = np.where(std > 0, std, 1.0)
-        levels = {c: sorted(categories[c].dropna().unique().tolist()) for c in self.categorical}
         missing_cols = [c for c in self.continuous + self.binary if numeric[c].isna().any()]
         missing_cols += [c for c in self.categorical if categories[c].isna().any()]
-        self._state = {
+        self._state |= {
             "mean": mean.tolist(),
             "scale": std.tolist(),
-            "categories": levels,
             "indicators": [c for c in self.continuous + self.binary + self.categorical if c in missing_cols]
             if self.missing_indicators
             else [],
             "imputer": None,
         }
-        matrix = self._matrix(numeric, categories, df.index)
+        matrix = self._matrix(numeric, categories, df, source)
         self._state["imputer"] = self._fit_imputer(matrix)
         return self
 
     def fit_transform(self, df: pd.DataFrame) -> np.ndarray:
         return self.fit(df).transform(df)
+
+    def _binary_levels(self, column: str, keys: pd.Series, df: pd.DataFrame, source: str | None) -> list[str]:
+        """(value encoded 0, value encoded 1) of a binary column, from its declaration or the training rows."""
+        seen = ordered(keys.dropna())
+        declared = self.binary_values.get(column)
+        if declared is not None:
+            extra = [v for v in seen if v not in declared]
+            if extra:
+                row = keys.index[keys.isin(extra).to_numpy()][0]
+                raise ValueError(
+                    f"{_prefix(source)}binary column {column!r}, {_at(df, row)}: value {_shown(df[column][row])} is "
+                    f"not one of its declared values {declared}"
+                )
+            return declared
+        if len(seen) > 2:
+            row = keys.index[(keys == seen[2]).to_numpy()][0]
+            raise ValueError(
+                f"{_prefix(source)}binary column {column!r} has {len(seen)} values {seen} in the training rows "
+                f"(e.g. {_shown(df[column][row])} on {_at(df, row)}); a binary column takes two values: map other "
+                "spellings onto them (the manifest's 'values') or declare the column categorical"
+            )
+        if len(seen) == 2:
+            return seen
+        if seen[0] in ("0", "1"):
+            return ["0", "1"]
+        if seen[0] in ("False", "True"):
+            return ["False", "True"]
+        raise ValueError(
+            f"{_prefix(source)}binary column {column!r} holds only {seen[0]!r} in the training rows, which does "
+            f"not say what its other value is; declare both (binary_values={{{column!r}: [..., {seen[0]!r}]}}; "
+            f"in the manifest: tabular.binary: {{{column}: [..., {seen[0]}]}})"
+        )
+
+    def _category_levels(
+        self, column: str, texts: pd.Series, df: pd.DataFrame, source: str | None
+    ) -> list[str]:
+        declared = self.categories.get(column)
+        if declared is None:
+            return sorted(texts.dropna().unique().tolist())
+        extra = texts.notna() & ~texts.isin(declared)
+        if extra.any():
+            row = texts.index[extra.to_numpy()][0]
+            raise ValueError(
+                f"{_prefix(source)}column {column!r}, {_at(df, row)}: category {texts[row]!r} is not one of its "
+                f"declared categories {declared}"
+            )
+        return declared
 
     def _fit_imputer(self, matrix: np.ndarray) -> dict[str, Any] | None:
         n_num = len(self.continuous) + len(self.binary)
@@ -186,31 +260,57 @@ class TabularPreprocessor:
         onehot = [f"{c}={v}" for c in self.categorical for v in state["categories"][c]]
         return [*self.continuous, *self.binary, *onehot, *(f"{c}_missing" for c in state["indicators"])]
 
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
+    @property
+    def binary_levels(self) -> dict[str, list[str]]:
+        """Per binary column, its (value encoded 0, value encoded 1) as canonical text."""
+        return {c: list(v) for c, v in self._fitted()["binary"].items()}
+
+    def transform(self, df: pd.DataFrame, *, source: str | None = None) -> np.ndarray:
         """Features of ``df``'s rows as float32 ``[len(df), len(feature_names_out)]``; ``df`` is not refitted.
 
+        Each row is encoded on its own: a value missing in one row, or in every row of ``df`` (a new subject
+        without CSF values), is imputed and flagged the same way.
+
         Raises:
-            ValueError: as `fit`; also an unseen category (``unknown_category="error"``), or a missing value
-                with ``impute="none"``, naming column, row and value.
+            ValueError: as `check_known`.
         """
-        state = self._fitted()
-        numeric, categories = self._read(df, fit=False)
-        matrix = self._matrix(numeric, categories, df.index)
+        numeric, categories, matrix = self._checked(df, source)
         missing = np.isnan(matrix)
         if missing.any():
-            if state["imputer"] is None:
-                row, col = np.argwhere(missing)[0]
-                name = (self.continuous + self.binary)[col]
-                raise ValueError(
-                    f"column {name!r} is missing on row {df.index[row]!r} and impute='none'; "
-                    "choose impute='iterative' or 'median'"
-                )
             matrix = self._impute(matrix, missing)
         columns = [matrix]
-        for column in state["indicators"]:
-            source = categories[column] if column in self.categorical else numeric[column]
-            columns.append(source.isna().to_numpy(dtype=np.float64)[:, None])
+        for column in self._fitted()["indicators"]:
+            values = categories[column] if column in self.categorical else numeric[column]
+            columns.append(values.isna().to_numpy(dtype=np.float64)[:, None])
         return np.concatenate(columns, axis=1).astype(np.float32)
+
+    def check_known(self, df: pd.DataFrame, *, source: str | None = None) -> None:
+        """Fail now, before any training, on a row of ``df`` that `transform` could not encode.
+
+        Call it with a fold's validation and test rows once the fold's training rows are fitted: a category
+        the training rows never had (unless ``unknown_category="zeros"``), a third value of a binary
+        column, a non-numeric continuous value, or a missing value with ``impute="none"``.
+
+        Raises:
+            ValueError: naming ``source`` (the table file), the row's file line, the column and the value, and
+                what to change (``unknown_category: zeros``, or declaring the categories).
+        """
+        self._checked(df, source)
+
+    def _checked(self, df: pd.DataFrame, source: str | None) -> tuple[pd.DataFrame, dict, np.ndarray]:
+        state = self._fitted()
+        _check_frame(df, self.continuous + self.binary + self.categorical)
+        numeric, categories = self._read(df, source)
+        matrix = self._matrix(numeric, categories, df, source)
+        missing = np.isnan(matrix)
+        if missing.any() and state["imputer"] is None:
+            row, col = np.argwhere(missing)[0]
+            name = (self.continuous + self.binary)[col]
+            raise ValueError(
+                f"{_prefix(source)}column {name!r} is missing on {_at(df, df.index[row])} and impute='none'; "
+                "choose impute='iterative' or 'median'"
+            )
+        return numeric, categories, matrix
 
     def _impute(self, matrix: np.ndarray, missing: np.ndarray) -> np.ndarray:
         spec = self._fitted()["imputer"]
@@ -218,9 +318,9 @@ class TabularPreprocessor:
             if self._sklearn is None:
                 raise ValueError("this preprocessor's imputer was not saved; refit it")
             return self._sklearn.transform(matrix)
+        # Row by row, whatever else is in the batch: a row's result never depends on the other rows
+        # (sklearn skips the regression steps when every value of the whole batch is missing; this does not).
         filled = np.where(missing, np.asarray(spec["initial"])[None, :], matrix)
-        if missing.all():
-            return filled
         low, high = np.asarray(spec["low"]), np.asarray(spec["high"])
         for step in spec["steps"]:
             rows = missing[:, step["feature"]]
@@ -230,58 +330,64 @@ class TabularPreprocessor:
                 filled[rows, f] = np.clip(pred, low[f], high[f])
         return filled
 
-    def _matrix(self, numeric: pd.DataFrame, categories: dict[str, pd.Series], index: pd.Index) -> np.ndarray:
+    def _matrix(
+        self,
+        numeric: pd.DataFrame,
+        categories: dict[str, pd.Series],
+        df: pd.DataFrame,
+        source: str | None = None,
+    ) -> np.ndarray:
         """[z-scored continuous, binary, one-hot] with NaN where continuous/binary values are missing."""
         state = self._state
+        n = len(df)
         z = (numeric[self.continuous].to_numpy(dtype=np.float64) - np.asarray(state["mean"])) / np.asarray(
             state["scale"]
         )
-        blocks = [
-            z.reshape(len(index), -1),
-            numeric[self.binary].to_numpy(dtype=np.float64).reshape(len(index), -1),
-        ]
+        blocks = [z.reshape(n, -1), numeric[self.binary].to_numpy(dtype=np.float64).reshape(n, -1)]
         for column in self.categorical:
             known = state["categories"][column]
             values = categories[column]
             unseen = values.notna() & ~values.isin(known)
             if unseen.any() and self.unknown_category == "error":
                 row = values.index[unseen.to_numpy()][0]
+                origin = "declared" if column in self.categories else "of the training rows"
                 raise ValueError(
-                    f"column {column!r}, row {row!r}: category {values[row]!r} was not seen in training "
-                    f"(known: {known}); set unknown_category='zeros' to encode it as all-zero"
+                    f"{_prefix(source)}column {column!r}, {_at(df, row)}: category {values[row]!r} is not among "
+                    f"the categories {origin} {known} ({int(unseen.sum())} row(s) of {n} have such categories); "
+                    "set unknown_category: zeros (the run config's tabular.unknown_category) to encode them as "
+                    f"all-zero, or declare the column's categories (manifest: tabular.categorical: "
+                    f"{{{column}: [...]}})"
                 )
-            blocks.append(np.stack([(values == v).to_numpy(dtype=np.float64) for v in known], axis=1))
+            onehot = [(values == v).to_numpy(dtype=np.float64) for v in known]
+            blocks.append(np.stack(onehot, axis=1) if onehot else np.zeros((n, 0)))
         return np.concatenate(blocks, axis=1)
 
-    def _read(self, df: pd.DataFrame, *, fit: bool) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
-        if not isinstance(df, pd.DataFrame):
-            raise ValueError(f"expected a pandas DataFrame, got {type(df).__name__}")
-        absent = [c for c in self.continuous + self.binary + self.categorical if c not in df.columns]
-        if absent:
-            raise ValueError(f"column(s) {absent} not in the table (its columns: {list(df.columns)})")
-        if df.empty:
-            raise ValueError("the table has no rows")
+    def _read(self, df: pd.DataFrame, source: str | None) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+        """Continuous values as float (NaN = missing), binary values as 0/1, categories as text."""
+        levels = self._fitted()["binary"]
         numeric = pd.DataFrame(index=df.index)
-        for column in self.continuous + self.binary:
+        for column in self.continuous:
             values = pd.to_numeric(df[column], errors="coerce").astype(np.float64)
             bad = (values.isna() & df[column].notna()) | np.isinf(values)
             if bad.any():
                 row = df.index[bad.to_numpy()][0]
                 raise ValueError(
-                    f"column {column!r}, row {row!r}: value {df[column][row]!r} is not a finite number"
+                    f"{_prefix(source)}column {column!r}, {_at(df, row)}: value {_shown(df[column][row])} is not a "
+                    "finite number"
                 )
-            if column in self.binary:
-                off = values.notna() & ~values.isin([0.0, 1.0])
-                if off.any():
-                    row = df.index[off.to_numpy()][0]
-                    raise ValueError(
-                        f"binary column {column!r}, row {row!r}: value {df[column][row]!r} is not 0/1"
-                    )
             numeric[column] = values
-        categories = {
-            c: df[c].map(lambda v: np.nan if pd.isna(v) else str(v).strip()).astype(object)
-            for c in self.categorical
-        }
+        for column in self.binary:
+            keys = binary_keys(df[column])
+            code = {levels[column][0]: 0.0, levels[column][1]: 1.0}
+            off = keys.notna() & ~keys.isin(list(code))
+            if off.any():
+                row = df.index[off.to_numpy()][0]
+                raise ValueError(
+                    f"{_prefix(source)}binary column {column!r}, {_at(df, row)}: value {_shown(df[column][row])} is "
+                    f"neither of its two values {levels[column]} (encoded 0 and 1)"
+                )
+            numeric[column] = keys.map(code).astype(np.float64)
+        categories = {c: _category_texts(df[c]) for c in self.categorical}
         return numeric, categories
 
     def _fitted(self) -> dict[str, Any]:
@@ -307,6 +413,8 @@ class TabularPreprocessor:
             "continuous": self.continuous,
             "categorical": self.categorical,
             "binary": self.binary,
+            "categories_declared": self.categories,
+            "binary_values": self.binary_values,
             "impute": self.impute,
             "missing_indicators": self.missing_indicators,
             "unknown_category": self.unknown_category,
@@ -331,6 +439,8 @@ class TabularPreprocessor:
                 continuous=data["continuous"],
                 categorical=data["categorical"],
                 binary=data["binary"],
+                categories=data.get("categories_declared"),
+                binary_values=data.get("binary_values"),
                 impute=data["impute"],
                 missing_indicators=data["missing_indicators"],
                 unknown_category=data["unknown_category"],
@@ -338,7 +448,15 @@ class TabularPreprocessor:
                 tol=data["tol"],
                 seed=data["seed"],
             )
-            state = data["state"]
+            state = dict(data["state"])
+            # files written before binary columns took any two values held 0/1 numbers
+            state.setdefault("binary", {c: ["0", "1"] for c in pre.binary})
+            if set(state["binary"]) != set(pre.binary) or any(
+                not isinstance(v, list) or len(v) != 2 or len(set(map(str, v))) != 2
+                for v in state["binary"].values()
+            ):
+                raise ValueError(f"binary levels must give two values for each of {pre.binary}")
+            state["binary"] = {c: [str(x) for x in v] for c, v in state["binary"].items()}
             n_cont = len(pre.continuous)
             width = n_cont + len(pre.binary) + sum(len(state["categories"][c]) for c in pre.categorical)
             if len(state["mean"]) != n_cont or len(state["scale"]) != n_cont:
@@ -376,3 +494,66 @@ class TabularPreprocessor:
             raise ValueError(f"{path}: not a saved TabularPreprocessor (invalid JSON: {err})") from None
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+
+
+def _check_frame(df: pd.DataFrame, columns: list[str]) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    absent = [c for c in columns if c not in df.columns]
+    if absent:
+        raise ValueError(f"column(s) {absent} not in the table (its columns: {list(df.columns)})")
+    if df.empty:
+        raise ValueError("the table has no rows")
+
+
+def _category_texts(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: np.nan if pd.isna(v) else str(v).strip()).astype(object)
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it: ``2.0``, not ``np.float64(2.0)``."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _prefix(source: str | None) -> str:
+    return f"{source}: " if source else ""
+
+
+def _at(df: pd.DataFrame, label: Any) -> str:
+    """Where a row is, for a person: its file line when the frame has a ``line`` column, else its index label."""
+    if "line" in df.columns:
+        line = df.at[label, "line"]
+        if pd.notna(line):
+            return f"line {int(line)}"
+    plain = label.item() if isinstance(label, np.generic) else label
+    return f"row {plain!r}"
+
+
+def _declared_categories(declared: Mapping[str, Sequence[Any]], columns: list[str]) -> dict[str, list[str]]:
+    out = {}
+    for column, values in declared.items():
+        if column not in columns:
+            raise ValueError(
+                f"categories declared for {column!r}, which is not a categorical column {columns}"
+            )
+        if isinstance(values, str) or not values:
+            raise ValueError(f"categories of {column!r} must be a non-empty list, got {values!r}")
+        texts = [str(v).strip() for v in values]
+        if len(set(texts)) != len(texts):
+            raise ValueError(f"categories of {column!r} repeat a value: {texts}")
+        out[str(column)] = texts
+    return out
+
+
+def _declared_binary(declared: Mapping[str, Sequence[Any]], columns: list[str]) -> dict[str, list[str]]:
+    out = {}
+    for column, values in declared.items():
+        if column not in columns:
+            raise ValueError(f"binary values declared for {column!r}, which is not a binary column {columns}")
+        keys = [binary_key(v) for v in values] if not isinstance(values, str) else []
+        if len(keys) != 2 or None in keys or keys[0] == keys[1]:
+            raise ValueError(
+                f"binary values of {column!r} must be two different values (encoded 0, encoded 1), got {values!r}"
+            )
+        out[str(column)] = keys
+    return out
