@@ -1,4 +1,4 @@
-"""The registry: lookup, filters, argument checking and registration errors."""
+"""The registry: lookup, filters, argument routing between trunk and fusion, and registration errors."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from hyperfusion.models import (
     register_model,
     registry,
 )
+from hyperfusion.models.ad import ad_trunk
+from tests.faults import fault
 
 
 @pytest.fixture
@@ -48,7 +50,29 @@ def test_info_flags() -> None:
 def test_arguments_are_the_paper_defaults() -> None:
     args = model_arguments("ad-hyperfusion")
     assert args["base_width"] == 16 and args["embedding_dim"] == 8 and args["bn_momentum"] == 0.05
+    assert args["bias_std"] == 1.0 and args["tabular_encoder"] == "mlp" and "tabular_model" not in args
     assert model_arguments("brainage-hyperfusion-2d")["embedding_dim"] == 2
+    assert model_arguments("ad-film")["init_std"] == 0.01
+
+
+def test_arguments_list_the_trunk_then_the_fusion() -> None:
+    trunk = list(model_arguments("ad-imaging"))
+    assert trunk[:2] == ["n_classes", "in_channels"] and trunk[-1] == "n_tabular"
+    film = model_arguments("ad-film")
+    assert list(film)[: len(trunk) - 1] == trunk[:-1]
+    assert {"bottleneck", "init_std", "film_layers", "tabular_encoder", "shared_encoder"} <= set(film)
+    assert "input_shape" in model_arguments("brainage-concat")
+    # late fusion's tabular member needs n_classes, which the trunk takes too: one entry, one default
+    assert model_arguments("ad-late-fusion")["n_classes"] == 3
+
+
+def test_create_model_routes_each_keyword() -> None:
+    model = create_model("ad-film", base_width=2, n_classes=4, bottleneck=3, n_tabular=5)
+    assert model.network.block1.residual.conv1.out_channels == 4  # trunk: base_width
+    assert model.network.fc2.out_features == 4  # trunk: n_classes
+    assert model.slot("block4.residual").modulator.generator[0].out_features == 3  # fusion: bottleneck
+    late = create_model("ad-late-fusion", base_width=2, n_classes=4)
+    assert late.tabular.network.classifier.out_features == 4  # a shared keyword reaches both
 
 
 def test_unknown_name_lists_the_models() -> None:
@@ -58,11 +82,15 @@ def test_unknown_name_lists_the_models() -> None:
         model_info("nope")
 
 
+@fault("models", "an argument the model does not take", "ValueError listing the accepted ones")
 def test_unknown_argument_is_named() -> None:
     with pytest.raises(ValueError, match=r"no argument.*'width'.*base_width"):
         create_model("ad-imaging", width=4)
+    with pytest.raises(ValueError, match=r"no argument.*'tabular_model'"):
+        create_model("ad-hyperfusion", tabular_model=None)
 
 
+@fault("models", "register_model with contradictory metadata", "ValueError naming the field")
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -121,3 +149,54 @@ def test_filter_errors() -> None:
         list_models(task="detection")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fusion"):
         list_models(fusion="sideways")  # type: ignore[arg-type]
+
+
+def test_register_a_user_fusion_on_a_family_trunk(scratch_registry: None) -> None:
+    """A user's model built on the AD trunk: its keywords and the trunk's are routed and listed."""
+    from hyperfusion.nn import film
+
+    @register_model(
+        task="classification",
+        fusion="intermediate",
+        uses_image=True,
+        uses_tabular=True,
+        input_shape=(1, 64, 96, 64),
+        n_tabular=16,
+        trunk=ad_trunk,
+    )
+    def my_film_everywhere(network: nn.Module, *, n_tabular: int = 16, bottleneck: int = 4) -> nn.Module:
+        """FiLM on every block's main path."""
+        names = [f"block{i}.residual" for i in range(1, network.depth + 1)]
+        return film(network, names, n_tabular, bottleneck=bottleneck)
+
+    args = model_arguments("my-film-everywhere")
+    assert args["base_width"] == 16 and args["bottleneck"] == 4
+    model = create_model("my-film-everywhere", base_width=2, depth=2, n_tabular=3)
+    assert model.slot_names == ["block1.residual", "block2.residual"]
+
+
+@fault(
+    "models", "register_model with a factory that does not fit its trunk", "ValueError naming the argument"
+)
+def test_register_refuses_a_factory_that_does_not_fit_its_trunk(scratch_registry: None) -> None:
+    meta = dict(
+        task="classification",
+        fusion="none",
+        uses_image=True,
+        uses_tabular=False,
+        input_shape=(1, 8, 8, 8),
+        n_tabular=3,
+    )
+
+    def no_network(*, n_tabular: int = 3) -> nn.Module:
+        return nn.Identity()
+
+    def other_default(network: nn.Module, *, n_classes: int = 5) -> nn.Module:
+        return network
+
+    with pytest.raises(ValueError, match="network as its first argument"):
+        register_model(**meta, trunk=ad_trunk)(no_network)
+    with pytest.raises(ValueError, match="'n_classes' defaults to 5 but the trunk's to 3"):
+        register_model(**meta, trunk=ad_trunk)(other_default)
+    with pytest.raises(ValueError, match="trunk must be a callable"):
+        register_model(**meta, trunk="resnet")(other_default)  # type: ignore[arg-type]

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyperfusion.nn.blocks import ConvNormAct3d, PreActResBlock3d, Shortcut3d, VGGBlock3d
+from hyperfusion.nn.blocks import ConvNormAct3d, PreActResBlock3d, PreActResidual3d, Shortcut3d, VGGBlock3d
+from tests.faults import fault
 
 
 def _randomise_norms(module: nn.Module, generator: torch.Generator) -> None:
@@ -44,8 +45,9 @@ def test_preact_block_matches_per_sample_reference(c_in: int, c_out: int, stride
     with torch.no_grad():
         out = block(x)
         for i in range(x.shape[0]):
-            h = _conv(F.relu(_bn(x[i], block.norm1)), block.conv1)
-            h = _conv(F.relu(_bn(h, block.norm2)), block.conv2)
+            path = block.residual
+            h = _conv(F.relu(_bn(x[i], path.norm1)), path.conv1)
+            h = _conv(F.relu(_bn(h, path.norm2)), path.conv2)
             if stride == 1 and c_in == c_out:
                 skip = x[i]
             elif order == "norm-conv":
@@ -64,7 +66,7 @@ def test_preact_block_shapes_and_shortcut_kinds() -> None:
 
 
 def test_preact_block_parameter_count_matches_paper_table() -> None:
-    # reference.md §1.1: block1 16→32 has 42,208 parameters, block3 64→128 has 672,640.
+    # the authors' block1 16→32 has 42,208 parameters, block3 64→128 has 672,640 (Table C.6).
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(PreActResBlock3d(16, 32)) == 42_208
     assert count(PreActResBlock3d(64, 128, stride=2)) == 672_640
@@ -77,7 +79,14 @@ def test_shortcut_orders_normalise_the_right_side() -> None:
 
 def test_dropout_is_channelwise_in_training() -> None:
     block = PreActResBlock3d(4, 4, dropout=0.5).train()
-    assert isinstance(block.dropout, nn.Dropout3d) and block.dropout.p == 0.5
+    assert isinstance(block.residual.dropout, nn.Dropout3d) and block.residual.dropout.p == 0.5
+
+
+def test_residual_path_is_a_named_submodule() -> None:
+    block = PreActResBlock3d(4, 6, stride=2)
+    assert isinstance(block.get_submodule("residual"), PreActResidual3d)
+    assert block.residual.in_channels == 4
+    assert {name.split(".")[0] for name, _ in block.named_parameters()} == {"residual", "shortcut"}
 
 
 @pytest.mark.parametrize("side", [9, 10, 16, 21])
@@ -102,6 +111,11 @@ def test_conv_norm_act_keeps_size() -> None:
     assert sum(p.numel() for p in ConvNormAct3d(1, 16).parameters()) == 480  # Table C.6 conv_bn_relu
 
 
+@fault(
+    "blocks",
+    "building block with a non-positive size, dropout outside [0, 1) or unknown shortcut order",
+    "ValueError naming the argument",
+)
 @pytest.mark.parametrize(
     ("factory", "message"),
     [

@@ -1,4 +1,5 @@
-"""``hyperize`` on a MONAI network and on nn.Sequential, against a hand computation with the generated weights."""
+"""``hyperize`` on MONAI ResNets (3D, 2D) and nn.Sequential (Conv1d/2d/3d with groups, Linear), against a per-sample
+reference; keeping the plain weights; and the principled initialisation from data."""
 
 from __future__ import annotations
 
@@ -6,10 +7,23 @@ import copy
 
 import pytest
 import torch
-from monai.networks.nets import ResNet
 from torch import nn
 
-from hyperfusion.nn import ConditionedLayer, HyperConv3d, HyperLinear, HyperModel, hyperize
+from hyperfusion.nn import (
+    ConditionedLayer,
+    HyperConv,
+    HyperLinear,
+    estimate_embedding_variance,
+    hyperize,
+    principled_init_from_data_,
+)
+from tests.faults import fault
+from tests.nn.fused_reference import (
+    assert_model_matches_reference,
+    monai_resnet,
+    randomise_fusion,
+    randomise_norms,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -20,130 +34,136 @@ def float64_by_default():
     torch.set_default_dtype(previous)
 
 
-def small_monai_resnet() -> ResNet:
-    return ResNet(
-        block="basic",
-        layers=[1, 1, 1, 1],
-        block_inplanes=[4, 6, 8, 8],
-        spatial_dims=3,
-        n_input_channels=1,
-        num_classes=3,
-        conv1_t_size=3,
-        conv1_t_stride=1,
-    )
-
-
-def per_sample_reference(plain: nn.Module, model: HyperModel, image, tabular) -> torch.Tensor:
-    """Copy each sample's generated weights into a plain copy of the network and run that sample alone."""
-    embeddings = model.embed(tabular)
-    outputs = []
-    for b in range(image.shape[0]):
-        network = copy.deepcopy(plain)
-        for name, layer in model.hyper_layers.items():
-            weight, bias = layer.generate(embeddings[name][b : b + 1])
-            target = network.get_submodule(name)
-            with torch.no_grad():
-                target.weight.copy_(weight[0])
-                if bias is not None:
-                    target.bias.copy_(bias[0])
-        outputs.append(network(image[b : b + 1]))
-    return torch.cat(outputs)
-
-
-def sync_other_parameters(plain: nn.Module, hyper_network: nn.Module) -> None:
-    """The plain copy gets the hyperized network's non-hyper parameters and buffers (BN statistics)."""
-    hyper_state = hyper_network.state_dict()
-    with torch.no_grad():
-        for name, tensor in plain.state_dict().items():
-            if name in hyper_state:
-                tensor.copy_(hyper_state[name])
-
-
-def test_hyperize_monai_resnet_equals_hand_computation():
-    torch.manual_seed(0)
-    plain = small_monai_resnet()
-    layers = ["fc", "layer3.0.conv1", "layer4.0.downsample.0"]
-    assert isinstance(plain.get_submodule("layer4.0.downsample.0"), nn.Conv3d)
-    model = hyperize(
-        copy.deepcopy(plain),
-        layers,
-        nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.PReLU()),
-        embedding_variance=0.8,
-    )
-    kinds = {name: type(layer) for name, layer in model.hyper_layers.items()}
-    assert kinds == {"fc": HyperLinear, "layer3.0.conv1": HyperConv3d, "layer4.0.downsample.0": HyperConv3d}
-    model.eval()
-    # non-trivial BN statistics, shared with the reference copy
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-    sync_other_parameters(plain, model.network)
-    plain.eval()
-    image = torch.randn(3, 1, 12, 10, 11)
-    tabular = torch.randn(3, 5)
-    out = model(image, tabular)
-    assert out.shape == (3, 3)
-    torch.testing.assert_close(out, per_sample_reference(plain, model, image, tabular))
-
-
-def test_hyperize_sequential_with_one_embedding_per_layer():
-    torch.manual_seed(1)
-    plain = nn.Sequential(
-        nn.Conv3d(1, 3, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv3d(3, 4, 1, stride=2),
-        nn.AdaptiveAvgPool3d(1),
-        nn.Flatten(),
-        nn.Linear(4, 2),
-    )
-    embeddings = {"2": nn.Linear(6, 3), "5": nn.Sequential(nn.Linear(6, 2), nn.Tanh())}
-    model = hyperize(copy.deepcopy(plain), ["2", "5"], embeddings)
-    assert not model.shared_embedding
-    assert model.hyper_layers["2"].embedding_dim == 3
-    assert model.hyper_layers["5"].embedding_dim == 2
-    sync_other_parameters(plain, model.network)
-    image, tabular = torch.randn(4, 1, 6, 5, 7), torch.randn(4, 6)
-    torch.testing.assert_close(model(image, tabular), per_sample_reference(plain, model, image, tabular))
-    # every parameter (embeddings, heads, plain layers) gets a gradient
-    model(image, tabular).sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
-
-
-def test_shared_embedding_runs_once_per_forward():
-    calls = []
-    embedding = nn.Linear(3, 2)
-    embedding.register_forward_hook(lambda *_: calls.append(1))
-    model = hyperize(nn.Sequential(nn.Flatten(), nn.Linear(8, 4), nn.Linear(4, 1)), ["1", "2"], embedding)
-    model(torch.randn(5, 8), torch.randn(5, 3))
-    assert len(calls) == 1
-
-
-def test_keep_layer_weights_starts_from_the_plain_layer():
-    torch.manual_seed(2)
-    plain = nn.Sequential(nn.Linear(6, 3))
-    model = hyperize(copy.deepcopy(plain), ["0"], nn.Linear(2, 4), keep_layer_weights=True)
-    layer = model.hyper_layers["0"]
-    with torch.no_grad():
-        layer.weight_head[1:].zero_()
-        layer.bias_generator.weight.zero_()
-    x = torch.randn(5, 6)
-    torch.testing.assert_close(model(x, torch.randn(5, 2)), plain(x))
-
-
-def test_calling_the_inner_network_without_tabular_is_an_error():
-    model = hyperize(nn.Sequential(nn.Linear(4, 2)), ["0"], nn.Linear(3, 2))
-    assert isinstance(model.network[0], ConditionedLayer)
-    with pytest.raises(RuntimeError, match="without an embedding"):
-        model.network(torch.randn(2, 4))
-    # the embedding is cleared even when the network raises
-    with pytest.raises(ValueError):
-        model(torch.randn(2, 5), torch.randn(2, 3))
-    assert model.network[0].embedding is None
+def embedding() -> nn.Module:
+    return nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.PReLU())
 
 
 @pytest.mark.parametrize(
-    ("layers", "embedding", "kwargs", "message"),
+    ("spatial_dims", "shape"),
+    [(3, (1, 12, 10, 11)), (2, (1, 12, 11))],
+    ids=["monai-3d", "monai-2d"],
+)
+def test_hyperize_monai_resnet_matches_reference(spatial_dims: int, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    net = monai_resnet(spatial_dims)
+    plain = copy.deepcopy(net)
+    layers = ["fc", "layer3.0.conv1", "layer4.0.downsample.0"]
+    model = hyperize(net, layers, embedding(), embedding_variance=0.8)
+    kinds = {name: type(layer) for name, layer in model.hyper_layers.items()}
+    assert kinds == {"fc": HyperLinear, "layer3.0.conv1": HyperConv, "layer4.0.downsample.0": HyperConv}
+    assert model.hyper_layers["layer3.0.conv1"].spatial_dims == spatial_dims
+    generator = torch.Generator().manual_seed(1)
+    randomise_norms(model, generator)
+    randomise_fusion(model, generator)
+    image, tabular = torch.randn(3, *shape, generator=generator), torch.randn(3, 5, generator=generator)
+    assert model(image, tabular).shape == (3, 3)
+    assert_model_matches_reference(model, plain, image, tabular)
+
+
+@pytest.mark.parametrize(
+    ("layers", "shape"),
+    [
+        ([nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv1d(4, 6, 3, stride=2, groups=2)], (2, 11)),
+        (
+            [nn.Conv2d(2, 4, 3, dilation=2), nn.ReLU(), nn.Conv2d(4, 4, 3, padding="same", groups=4)],
+            (2, 9, 8),
+        ),
+        ([nn.Conv3d(2, 6, 1, stride=2, groups=2), nn.ReLU(), nn.Conv3d(6, 4, 2, bias=False)], (2, 6, 5, 7)),
+    ],
+    ids=["conv1d", "conv2d", "conv3d"],
+)
+def test_hyperize_every_convolution_kind_with_groups(layers: list[nn.Module], shape: tuple[int, ...]) -> None:
+    torch.manual_seed(2)
+    dims = len(shape) - 1
+    pool = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[dims]
+    net = nn.Sequential(*layers, pool(1), nn.Flatten(), nn.Linear(layers[-1].out_channels, 2))
+    plain = copy.deepcopy(net)
+    model = hyperize(net, ["0", "2", "5"], {"0": nn.Linear(5, 3), "2": embedding(), "5": nn.Linear(5, 1)})
+    assert not model.shared_embedding
+    assert [layer.embedding_dim for layer in model.hyper_layers.values()] == [3, 4, 1]
+    assert model.hyper_layers["2"].groups == layers[2].groups
+    generator = torch.Generator().manual_seed(3)
+    randomise_norms(model, generator)
+    randomise_fusion(model, generator)
+    image, tabular = torch.randn(4, *shape, generator=generator), torch.randn(4, 5, generator=generator)
+    assert_model_matches_reference(model, plain, image, tabular)
+
+
+def test_raw_tabular_vector_as_the_embedding() -> None:
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    plain = copy.deepcopy(net)
+    model = hyperize(net, ["1"], None, embedding_dim=5)
+    assert model.tabular_encoders == [] and model.n_tabular == 5
+    image, tabular = torch.randn(3, 3, 4), torch.randn(3, 5)
+    assert_model_matches_reference(model, plain, image, tabular)
+
+
+def test_shared_embedding_runs_once_per_forward() -> None:
+    calls = []
+    shared = nn.Linear(3, 2)
+    shared.register_forward_hook(lambda *_: calls.append(1))
+    model = hyperize(nn.Sequential(nn.Flatten(), nn.Linear(8, 4), nn.Linear(4, 1)), ["1", "2"], shared)
+    model(torch.randn(5, 8), torch.randn(5, 3))
+    assert len(calls) == 1 and model.shared_embedding
+
+
+def test_keep_layer_weights_with_a_zero_embedding_is_the_plain_network() -> None:
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    plain = copy.deepcopy(net)
+    model = hyperize(net, ["0", "3"], None, embedding_dim=4, keep_layer_weights=True)
+    x = torch.randn(3, 1, 6, 6)
+    torch.testing.assert_close(model(x, torch.zeros(3, 4)), plain(x))
+    assert not torch.allclose(model(x, torch.randn(3, 4)), plain(x))
+
+
+def test_bias_variance_sets_the_generated_bias_scale() -> None:
+    torch.manual_seed(6)
+    model = hyperize(nn.Sequential(nn.Linear(10, 400)), ["0"], None, embedding_dim=8, bias_variance=0.01)
+    _, bias = model.hyper_layers["0"].generate(torch.randn(256, 8))
+    assert float(bias.detach().std()) == pytest.approx(0.1, rel=0.1)
+
+
+def test_principled_init_from_data_measures_each_encoder_once_and_keeps_the_scales() -> None:
+    torch.manual_seed(7)
+    shared = nn.Sequential(nn.Linear(5, 4), nn.PReLU())
+    own = nn.Linear(5, 2)
+    net = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3), nn.Linear(3, 2))
+    model = hyperize(net, ["0", "2"], shared, bias_variance=0.25, gain=2.0)
+    model = hyperize(model, ["3"], {"3": own})
+    calls = []
+    shared.register_forward_hook(lambda *_: calls.append(1))
+    batches = [3.0 + torch.randn(8, 5) for _ in range(3)]
+    measured = principled_init_from_data_(model, iter(batches))  # a one-shot iterator is accepted
+    assert (
+        len(calls) == 3
+    )  # one pass over the three batches for the shared encoder (its measuring copy keeps the hook)
+    assert measured["0"] == measured["2"] == pytest.approx(estimate_embedding_variance(shared, batches))
+    assert measured["3"] == pytest.approx(estimate_embedding_variance(own, batches))
+    layer = model.hyper_layers["2"]
+    assert (layer.init_gain, layer.init_bias_variance) == (2.0, 0.25)
+    bound = (3 * 2.0 / (layer.fan_in * layer.embedding_dim * measured["2"])) ** 0.5
+    assert float(layer.weight_head[1:].detach().abs().max()) <= bound
+    assert float(layer.weight_head[1:].detach().abs().max()) > 0.9 * bound
+
+
+def test_principled_init_from_data_leaves_models_without_hyper_layers() -> None:
+    from hyperfusion.nn import film
+
+    model = film(nn.Sequential(nn.Linear(3, 3)), ["0"], 5)
+    before = copy.deepcopy(model.state_dict())
+    assert principled_init_from_data_(model, [torch.randn(4, 5)]) == {}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@fault(
+    "hyperize",
+    "hyperize given bad layers, a layer that cannot be hyperized or embeddings that do not fit",
+    "ValueError naming the layer or argument",
+)
+@pytest.mark.parametrize(
+    ("layers", "embedding_module", "kwargs", "message"),
     [
         ([], nn.Linear(3, 2), {}, "at least one"),
         (["0", "0"], nn.Linear(3, 2), {}, "repeated"),
@@ -152,16 +172,28 @@ def test_calling_the_inner_network_without_tabular_is_an_error():
         (["0"], {"2": nn.Linear(3, 2)}, {}, "exactly the layer names"),
         (["0"], nn.Sequential(nn.Tanh()), {}, "pass embedding_dim"),
         (["0"], nn.Linear(3, 2), {"embedding_dim": 0}, "embedding_dim"),
-        (["2"], nn.Linear(3, 2), {}, "groups=2"),
+        (["3"], nn.Linear(3, 2), {}, "padding_mode='reflect'"),
+        (["4"], nn.Linear(3, 2), {}, "ConvTranspose3d"),
     ],
 )
-def test_hyperize_rejects_impossible_arguments(layers, embedding, kwargs, message):
-    network = nn.Sequential(nn.Conv3d(2, 4, 3), nn.ReLU(), nn.Conv3d(4, 4, 1, groups=2))
+def test_hyperize_rejects_impossible_arguments(layers, embedding_module, kwargs, message) -> None:
+    network = nn.Sequential(
+        nn.Conv3d(2, 4, 3),
+        nn.ReLU(),
+        nn.Conv3d(4, 4, 1, groups=2),
+        nn.Conv3d(4, 4, 3, padding=1, padding_mode="reflect"),
+        nn.ConvTranspose3d(4, 4, 2),
+    )
     with pytest.raises(ValueError, match=message):
-        hyperize(network, layers, embedding, **kwargs)
+        hyperize(network, layers, embedding_module, **kwargs)
+    assert isinstance(network[0], nn.Conv3d)
 
 
-def test_batch_mismatch_between_image_and_tabular():
+def test_principled_init_from_data_needs_a_fused_model() -> None:
+    with pytest.raises(ValueError, match="expects a fused model"):
+        principled_init_from_data_(nn.Linear(2, 2), [torch.randn(3, 2)])
+
+
+def test_hyper_slot_is_a_conditioned_layer() -> None:
     model = hyperize(nn.Sequential(nn.Linear(4, 2)), ["0"], nn.Linear(3, 2))
-    with pytest.raises(ValueError, match="does not match"):
-        model(torch.randn(2, 4), torch.randn(3, 3))
+    assert isinstance(model.network[0], ConditionedLayer) and model.layer_names == ["0"]

@@ -4,6 +4,11 @@ Factories are small functions decorated with :func:`register_model` (as in timm)
 name with ``_`` replaced by ``-``. Every registered model is called ``model(image, tabular)`` and returns logits
 ``[B, C]`` (classification) or predictions ``[B]`` (regression), so protocols, ensembles and reports never branch on
 the method; :func:`model_info` tells them what a model needs.
+
+A family of models shares one *trunk factory* (``register_model(..., trunk=ad_trunk)``): its factory then receives
+the network the trunk factory built and adds one fusion to it, so methods cannot drift apart in their image
+network. :func:`create_model` routes each keyword to the trunk or the fusion (a keyword both declare goes to both),
+and :func:`model_arguments` lists both with their defaults.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from torch import nn
 
@@ -48,8 +53,43 @@ class ModelInfo:
     description: str
 
 
-_REGISTRY: dict[str, tuple[ModelInfo, Callable[..., nn.Module]]] = {}
+@dataclass(frozen=True)
+class _Entry:
+    info: ModelInfo
+    factory: Callable[..., nn.Module]
+    trunk: Callable[..., nn.Module] | None
+
+    def fusion_parameters(self) -> dict[str, inspect.Parameter]:
+        """The factory's own keyword arguments (after the network, when it has a trunk)."""
+        parameters = list(inspect.signature(self.factory).parameters.values())
+        return {p.name: p for p in (parameters[1:] if self.trunk is not None else parameters)}
+
+    def trunk_parameters(self) -> dict[str, inspect.Parameter]:
+        return {} if self.trunk is None else dict(inspect.signature(self.trunk).parameters)
+
+
+_REGISTRY: dict[str, _Entry] = {}
 F = TypeVar("F", bound=Callable[..., nn.Module])
+
+
+def _check_trunk(name: str, factory: Callable[..., nn.Module], trunk: Callable[..., nn.Module]) -> None:
+    """A factory with a trunk takes the network first, then keyword arguments agreeing with the trunk's defaults."""
+    if not callable(trunk):
+        raise ValueError(f"trunk must be a callable building the network, got {trunk!r}")
+    parameters = list(inspect.signature(factory).parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not parameters or parameters[0].kind not in positional:
+        raise ValueError(
+            f"model {name!r}: a factory with a trunk must take the network as its first argument"
+        )
+    trunk_parameters = inspect.signature(trunk).parameters
+    for parameter in parameters[1:]:
+        shared = trunk_parameters.get(parameter.name)
+        if shared is not None and shared.default != parameter.default:
+            raise ValueError(
+                f"model {name!r}: argument {parameter.name!r} defaults to {parameter.default!r} but the trunk's "
+                f"to {shared.default!r}; an argument both take must have one default"
+            )
 
 
 def register_model(
@@ -60,11 +100,18 @@ def register_model(
     uses_tabular: bool,
     input_shape: tuple[int, int, int, int],
     n_tabular: int,
+    trunk: Callable[..., nn.Module] | None = None,
 ) -> Callable[[F], F]:
     """Decorator registering a factory under its function name (``ad_film`` → ``"ad-film"``).
 
+    Args:
+        task, fusion, uses_image, uses_tabular, input_shape, n_tabular: the :class:`ModelInfo` fields.
+        trunk: a factory of the family's image network (keyword arguments only). Given, the decorated factory is
+            called ``factory(network, **its_own_keywords)`` with the network ``trunk(**trunk_keywords)`` built.
+
     Raises:
-        ValueError: for an unknown task or fusion, a model that uses no input, or a name registered twice.
+        ValueError: for an unknown task or fusion, a model that uses no input, a name registered twice, or a
+            factory that does not fit its trunk.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -81,6 +128,8 @@ def register_model(
         name = factory.__name__.replace("_", "-")
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
+        if trunk is not None:
+            _check_trunk(name, factory, trunk)
         doc = inspect.getdoc(factory) or ""
         info = ModelInfo(
             name=name,
@@ -92,13 +141,13 @@ def register_model(
             n_tabular=n_tabular,
             description=doc.splitlines()[0] if doc else "",
         )
-        _REGISTRY[name] = (info, factory)
+        _REGISTRY[name] = _Entry(info, factory, trunk)
         return factory
 
     return decorate
 
 
-def _entry(name: str) -> tuple[ModelInfo, Callable[..., nn.Module]]:
+def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
@@ -116,8 +165,8 @@ def list_models(*, task: Task | None = None, fusion: Fusion | None = None) -> li
         raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
     return sorted(
         name
-        for name, (info, _) in _REGISTRY.items()
-        if (task is None or info.task == task) and (fusion is None or info.fusion == fusion)
+        for name, entry in _REGISTRY.items()
+        if (task is None or entry.info.task == task) and (fusion is None or entry.info.fusion == fusion)
     )
 
 
@@ -127,16 +176,21 @@ def model_info(name: str) -> ModelInfo:
     Raises:
         ValueError: for an unknown name (the message lists the available ones).
     """
-    return _entry(name)[0]
+    return _entry(name).info
 
 
 def model_arguments(name: str) -> dict[str, object]:
-    """The keyword arguments a model's factory accepts, with their defaults (paper settings)."""
-    factory = _entry(name)[1]
-    return {p.name: p.default for p in inspect.signature(factory).parameters.values()}
+    """Every keyword argument a model accepts (its trunk's, then its fusion's) with its default (paper settings).
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    entry = _entry(name)
+    parameters = entry.trunk_parameters() | entry.fusion_parameters()
+    return {key: p.default for key, p in parameters.items()}
 
 
-def create_model(name: str, **kwargs: object) -> nn.Module:
+def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model; keyword arguments override the paper's settings.
 
     Example:
@@ -146,11 +200,16 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     Raises:
         ValueError: for an unknown model name or an argument the model does not take (both listed).
     """
-    factory = _entry(name)[1]
-    accepted = inspect.signature(factory).parameters
+    entry = _entry(name)
+    trunk_parameters, fusion_parameters = entry.trunk_parameters(), entry.fusion_parameters()
+    accepted = trunk_parameters | fusion_parameters
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ValueError(
             f"model {name!r} has no argument(s) {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted)}"
         )
-    return factory(**kwargs)
+    own = {key: value for key, value in kwargs.items() if key in fusion_parameters}
+    if entry.trunk is None:
+        return entry.factory(**own)
+    network = entry.trunk(**{key: value for key, value in kwargs.items() if key in trunk_parameters})
+    return entry.factory(network, **own)

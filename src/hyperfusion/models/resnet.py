@@ -2,21 +2,19 @@
 
 ``stem (conv3-BN-ReLU) → maxpool2 → block1 … block{depth} → GAP → dropout → fc1 → ReLU → dropout → fc2``.
 Block ``i`` maps ``w·2^(i−1) → w·2^i`` channels (``w`` = base width, 16 in the paper), block 1 at stride 1 and the
-others at stride 2. Every fusion baseline reuses this trunk and changes one thing: the concatenation model widens
-``fc1`` (:attr:`PreActResNet3d.extra_features`), FiLM/DAFT modulate the last block
-(:class:`ModulatedPreActResNet3d`), HyperFusion generates the last block's shortcut convolution (``hyperize``).
+others at stride 2. Every fusion model of the AD family is this trunk plus one fusion from :mod:`hyperfusion.nn`
+at a named place: concatenation at ``fc1``, FiLM / DAFT at ``block4.residual`` (the last block's main path),
+HyperFusion at ``block4.shortcut.conv``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from hyperfusion.models.checks import check_image, check_tabular
+from hyperfusion.models.checks import check_image
 from hyperfusion.nn.blocks import ConvNormAct3d, PreActResBlock3d, ShortcutOrder
-from hyperfusion.nn.conditioning import DAFT, FiLM, ModulatedPreActResBlock3d
 
 PAPER_BLOCK_DROPOUT = (0.1, 0.2, 0.2, 0.3)
 
@@ -31,7 +29,7 @@ def default_block_dropout(depth: int) -> tuple[float, ...]:
 
 
 class PreActResNet3d(nn.Module):
-    """Pre-activation 3D ResNet classifier, called ``net(image)`` or, with ``extra_features``, ``net(image, tabular)``.
+    """Pre-activation 3D ResNet classifier, called ``net(image)`` (a tabular argument is accepted and ignored).
 
     Args:
         in_channels: image channels.
@@ -45,8 +43,6 @@ class PreActResNet3d(nn.Module):
         shortcut_order: order inside projection shortcuts (see :class:`~hyperfusion.nn.blocks.Shortcut3d`).
         last_shortcut_order: order inside the last block's shortcut (default: ``shortcut_order``);
             ``"conv-norm"`` reproduces the authors' hyper block (reference bug B7).
-        extra_features: width of a tabular vector joined to the pooled image features before ``fc1``
-            (the concatenation baseline); 0 for an image-only network.
 
     Raises:
         ValueError: for non-positive sizes or a dropout list of the wrong length.
@@ -65,7 +61,6 @@ class PreActResNet3d(nn.Module):
         bn_momentum: float = 0.05,
         shortcut_order: ShortcutOrder = "norm-conv",
         last_shortcut_order: ShortcutOrder | None = None,
-        extra_features: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -77,8 +72,6 @@ class PreActResNet3d(nn.Module):
         ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if extra_features < 0:
-            raise ValueError(f"extra_features must be >= 0, got {extra_features}")
         dropouts = tuple(default_block_dropout(depth) if block_dropout is None else block_dropout)
         if len(dropouts) != depth:
             raise ValueError(f"block_dropout needs one value per block ({depth}), got {dropouts}")
@@ -86,7 +79,7 @@ class PreActResNet3d(nn.Module):
             raise ValueError(f"head_dropout needs two values (before fc1, before fc2), got {head_dropout}")
         self.in_channels = in_channels
         self.depth = depth
-        self.extra_features = extra_features
+        self.n_classes = n_classes
         self._block_args = [
             dict(
                 in_channels=base_width * 2 ** (i - 1),
@@ -107,7 +100,7 @@ class PreActResNet3d(nn.Module):
         self.gap = nn.AdaptiveAvgPool3d(1)
         self.features = base_width * 2**depth
         self.drop1 = nn.Dropout(head_dropout[0])
-        self.fc1 = nn.Linear(self.features + extra_features, head_hidden)
+        self.fc1 = nn.Linear(self.features, head_hidden)
         self.relu = nn.ReLU()
         self.drop2 = nn.Dropout(head_dropout[1])
         self.fc2 = nn.Linear(head_hidden, n_classes)
@@ -129,55 +122,11 @@ class PreActResNet3d(nn.Module):
             x = self.get_submodule(f"block{i}")(x)
         return x
 
-    def head(self, pooled: Tensor, tabular: Tensor | None = None) -> Tensor:
-        """Logits from the pooled features (and, for the concatenation model, the tabular vector)."""
-        x = self.drop1(pooled)
-        if self.extra_features:
-            x = torch.cat([x, check_tabular(tabular, features=self.extra_features, batch=x.shape[0])], dim=1)
-        return self.fc2(self.drop2(self.relu(self.fc1(x))))
+    def head(self, pooled: Tensor) -> Tensor:
+        """Logits from the pooled features: ``fc2(drop2(relu(fc1(drop1(pooled)))))``."""
+        return self.fc2(self.drop2(self.relu(self.fc1(self.drop1(pooled)))))
 
     def forward(self, image: Tensor, tabular: Tensor | None = None) -> Tensor:
-        """Logits ``[B, n_classes]``; ``tabular`` is used only when ``extra_features > 0``."""
+        """Logits ``[B, n_classes]``; ``tabular`` is ignored (so the trunk alone is the imaging baseline)."""
         x = self.get_submodule(self.last_block_name)(self.encode(image))
-        return self.head(self.gap(x).flatten(1), tabular)
-
-
-class ModulatedPreActResNet3d(PreActResNet3d):
-    """The same trunk with FiLM or DAFT modulating the input of the last block's main path; ``net(image, tabular)``.
-
-    Args:
-        n_tabular: width of the tabular vector.
-        modulation: ``"film"`` (Perez et al. 2018) or ``"daft"`` (Wolf et al. 2022).
-        bottleneck: hidden width of the scale/shift generator (7 in the paper's baselines).
-        init_std: see :class:`~hyperfusion.nn.conditioning.FiLM` (the block starts near identity).
-        **trunk: arguments of :class:`PreActResNet3d` (except ``extra_features``).
-
-    Raises:
-        ValueError: for an unknown modulation.
-    """
-
-    def __init__(
-        self,
-        *,
-        n_tabular: int,
-        modulation: str = "film",
-        bottleneck: int = 7,
-        init_std: float = 1e-2,
-        **trunk: object,
-    ) -> None:
-        super().__init__(**trunk)  # type: ignore[arg-type]
-        kinds = {"film": FiLM, "daft": DAFT}
-        if modulation not in kinds:
-            raise ValueError(f"modulation must be 'film' or 'daft', got {modulation!r}")
-        self.n_tabular = n_tabular
-        args = self._block_args[-1]
-        modulator = kinds[modulation](
-            args["in_channels"], n_tabular, bottleneck=bottleneck, init_std=init_std
-        )
-        self.add_module(self.last_block_name, ModulatedPreActResBlock3d(**args, modulator=modulator))
-
-    def forward(self, image: Tensor, tabular: Tensor | None = None) -> Tensor:
-        check_image(image, channels=self.in_channels)
-        tabular = check_tabular(tabular, features=self.n_tabular, batch=image.shape[0])
-        x = self.get_submodule(self.last_block_name)(self.encode(image), tabular)
         return self.head(self.gap(x).flatten(1))

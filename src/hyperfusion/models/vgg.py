@@ -11,17 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from hyperfusion.models.checks import check_image, check_tabular
+from hyperfusion.models.checks import check_image
 from hyperfusion.nn.blocks import VGGBlock3d
 
 BRAIN_AGE_INPUT = (90, 120, 99)
 
 
 class VGG3dRegressor(nn.Module):
-    """VGG-like 3D regressor, called ``net(image)`` or, when tabular data joins linear layers, ``net(image, tabular)``.
+    """VGG-like 3D regressor, called ``net(image)`` (a tabular argument is accepted and ignored).
 
     Args:
         input_shape: spatial shape ``(D, H, W)`` of the images.
@@ -31,12 +30,9 @@ class VGG3dRegressor(nn.Module):
         hidden: widths of ``linear1, linear2, …``; ``final_layer`` maps the last one to 1.
         dropout: channel-dropout probability before flattening.
         bn_momentum: BatchNorm3d momentum.
-        concat_features: width of a tabular vector joined to the input of the layers in ``concat_layers``.
-        concat_layers: names of linear layers (``"linear1"``, …, ``"final_layer"``) whose input is
-            ``[x; tabular]`` (the concatenation baseline); empty for an image-only network.
 
     Raises:
-        ValueError: for an input too small for ``depth`` blocks, non-positive sizes, or unknown layer names.
+        ValueError: for an input too small for ``depth`` blocks or non-positive sizes.
     """
 
     def __init__(
@@ -49,8 +45,6 @@ class VGG3dRegressor(nn.Module):
         hidden: Sequence[int] = (16, 32, 64),
         dropout: float = 0.2,
         bn_momentum: float = 0.1,
-        concat_features: int = 0,
-        concat_layers: Sequence[str] = (),
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("base_width", base_width), ("depth", depth)):
@@ -82,33 +76,19 @@ class VGG3dRegressor(nn.Module):
         self.flat_features = base_width * 2 ** (depth - 1) * math.prod(spatial)
 
         self.linear_names = [f"linear{i}" for i in range(1, len(hidden) + 1)] + ["final_layer"]
-        unknown = sorted(set(concat_layers) - set(self.linear_names))
-        if unknown:
-            raise ValueError(
-                f"concat_layers names unknown layers {unknown}; the layers are {self.linear_names}"
-            )
-        if concat_layers and concat_features < 1:
-            raise ValueError(f"concat_layers needs concat_features >= 1, got {concat_features}")
-        self.concat_features = concat_features
-        self.concat_layers = tuple(name for name in self.linear_names if name in set(concat_layers))
         widths = [self.flat_features, *hidden, 1]
         for name, fan_in, fan_out in zip(self.linear_names, widths[:-1], widths[1:]):
-            extra = concat_features if name in self.concat_layers else 0
-            self.add_module(name, nn.Linear(fan_in + extra, fan_out))
+            self.add_module(name, nn.Linear(fan_in, fan_out))
         self.relu = nn.ReLU()
 
     def forward(self, image: Tensor, tabular: Tensor | None = None) -> Tensor:
-        """Predictions ``[B]``; ``tabular`` is used only by the layers in ``concat_layers``."""
+        """Predictions ``[B]``; ``tabular`` is ignored (so the trunk alone is the imaging baseline)."""
         check_image(image, channels=self.in_channels, spatial=self.input_shape)
-        if self.concat_layers:
-            tabular = check_tabular(tabular, features=self.concat_features, batch=image.shape[0])
         x = image
         for i in range(1, self.depth + 1):
             x = self.get_submodule(f"block{i}")(x)
         x = self.dropout(x).flatten(1)
         for name in self.linear_names:
-            if name in self.concat_layers:
-                x = torch.cat([x, tabular], dim=1)  # type: ignore[list-item]
             x = self.get_submodule(name)(x)
             if name != "final_layer":
                 x = self.relu(x)

@@ -1,14 +1,14 @@
 """3D convolutional building blocks shared by the paper's networks and every baseline.
 
-- :class:`PreActResBlock3d`: the pre-activation residual block (He et al. 2016, "Identity mappings in deep residual
-  networks") used by the AD classifier (paper §3.5.2, Fig. 3D, Table C.6).
+- :class:`PreActResBlock3d` (main path :class:`PreActResidual3d`): the pre-activation residual block (He et al.
+  2016, "Identity mappings in deep residual networks") used by the AD classifier (paper §3.5.2, Fig. 3D, Table C.6).
 - :class:`Shortcut3d`: its projection shortcut, a 1×1×1 (strided) convolution with a batch-norm.
 - :class:`ConvNormAct3d`: convolution → batch-norm → ReLU, the AD network's stem.
 - :class:`VGGBlock3d`: two valid 3×3×3 convolutions with ReLU, max-pool, batch-norm — the brain-age network's stage
   (paper §3.5.1, Fig. 2C, Table A.5).
 
-All blocks are image-only ``forward(x)``; fusion is added around them (``hyperfusion.nn.conditioning``) or by turning
-their layers into hyper layers (``hyperize``), so a fused network differs from its baseline only by the fusion.
+All blocks are image-only ``forward(x)``; fusion is added to them from outside (``film``, ``daft``, ``concat`` or
+``hyperize`` in :mod:`hyperfusion.nn`), so a fused network differs from its baseline only by the fusion.
 """
 
 from __future__ import annotations
@@ -76,18 +76,48 @@ class Shortcut3d(nn.Module):
         return self.norm(self.conv(x))
 
 
-class PreActResBlock3d(nn.Module):
-    """Pre-activation residual block: ``y = F(x) + S(x)``.
+class PreActResidual3d(nn.Module):
+    """Main path of a pre-activation residual block, a module of its own so that it can be named as a fusion site.
 
-    ``F(x) = conv2(drop(relu(BN2(conv1(drop(relu(BN1(x))))))))`` with 3×3×3 convolutions (``conv1`` strided) and
-    channel dropout (``nn.Dropout3d``); ``S`` is :class:`Shortcut3d` when the stride or the width changes, the
-    identity otherwise. There is no activation after the sum (pre-activation design).
+    ``F(x) = conv2(drop(relu(norm2(conv1(drop(relu(norm1(x))))))))`` with 3×3×3 convolutions (``conv1`` strided)
+    and channel dropout (``nn.Dropout3d``, the same module before each convolution).
+    Naming ``"blockN.residual"`` in :func:`~hyperfusion.nn.film` or :func:`~hyperfusion.nn.daft` modulates the
+    main path's input while the shortcut keeps the raw input (DAFT's "location 2").
+
+    Args:
+        in_channels, out_channels, stride, dropout, bn_momentum: as :class:`PreActResBlock3d`.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, stride: int, dropout: float, bn_momentum: float
+    ) -> None:
+        super().__init__()
+        _check_channels(in_channels=in_channels, out_channels=out_channels, stride=stride)
+        _check_probability("dropout", dropout)
+        self.in_channels = in_channels
+        self.norm1 = nn.BatchNorm3d(in_channels, momentum=bn_momentum)
+        self.conv1 = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1)
+        self.norm2 = nn.BatchNorm3d(out_channels, momentum=bn_momentum)
+        self.conv2 = nn.Conv3d(out_channels, out_channels, kernel_size=3, padding=1)
+        self.dropout = nn.Dropout3d(dropout)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(self.dropout(self.relu(self.norm1(x))))
+        return self.conv2(self.dropout(self.relu(self.norm2(h))))
+
+
+class PreActResBlock3d(nn.Module):
+    """Pre-activation residual block: ``y = residual(x) + shortcut(x)``.
+
+    ``residual`` is :class:`PreActResidual3d`; ``shortcut`` is :class:`Shortcut3d` when the stride or the width
+    changes, the identity otherwise. There is no activation after the sum (pre-activation design).
 
     Args:
         in_channels: input channels.
         out_channels: output channels.
-        stride: stride of ``conv1`` and of the shortcut.
-        dropout: channel-dropout probability, applied before each convolution.
+        stride: stride of the main path's first convolution and of the shortcut.
+        dropout: channel-dropout probability, applied before each convolution of the main path.
         bn_momentum: BatchNorm momentum.
         shortcut_order: see :class:`Shortcut3d`.
 
@@ -111,14 +141,9 @@ class PreActResBlock3d(nn.Module):
         shortcut_order: ShortcutOrder = "norm-conv",
     ) -> None:
         super().__init__()
-        _check_channels(in_channels=in_channels, out_channels=out_channels, stride=stride)
-        _check_probability("dropout", dropout)
-        self.norm1 = nn.BatchNorm3d(in_channels, momentum=bn_momentum)
-        self.conv1 = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1)
-        self.norm2 = nn.BatchNorm3d(out_channels, momentum=bn_momentum)
-        self.conv2 = nn.Conv3d(out_channels, out_channels, kernel_size=3, padding=1)
-        self.dropout = nn.Dropout3d(dropout)
-        self.relu = nn.ReLU()
+        self.residual = PreActResidual3d(
+            in_channels, out_channels, stride=stride, dropout=dropout, bn_momentum=bn_momentum
+        )
         self.shortcut: nn.Module = (
             Shortcut3d(
                 in_channels, out_channels, stride=stride, bn_momentum=bn_momentum, order=shortcut_order
@@ -126,11 +151,6 @@ class PreActResBlock3d(nn.Module):
             if stride != 1 or in_channels != out_channels
             else nn.Identity()
         )
-
-    def residual(self, x: Tensor) -> Tensor:
-        """The main path ``F(x)``."""
-        h = self.conv1(self.dropout(self.relu(self.norm1(x))))
-        return self.conv2(self.dropout(self.relu(self.norm2(h))))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.residual(x) + self.shortcut(x)

@@ -1,18 +1,15 @@
-"""Feature-wise conditioning of 3D feature maps on tabular data: FiLM and DAFT.
+"""The modulators behind :func:`~hyperfusion.nn.film` and :func:`~hyperfusion.nn.daft`: FiLM and DAFT.
 
-- FiLM, feature-wise linear modulation (Perez et al. 2018, AAAI): ``x' = γ(t) ⊙ x + β(t)`` per channel.
+- FiLM, feature-wise linear modulation (Perez et al. 2018, AAAI): ``x' = γ(h) ⊙ x + β(h)`` per channel.
 - DAFT, the dynamic affine feature-map transform (Wolf et al. 2022, NeuroImage; Pölsterl et al. 2021, MICCAI):
-  the same affine map, but its parameters come from the tabular data *and* the image, ``[GAP(x); t]``.
+  the same affine map, but its parameters come from the tabular data *and* the image, ``[GAP(x); h]``.
 
-Both generate ``[Δγ; β] = W₂ ReLU(W₁ h)`` with two bias-free linear layers and a small bottleneck (Wolf et al. use a
+Both generate ``[Δγ; β] = W₂ ReLU(W₁ ·)`` with two bias-free linear layers and a small bottleneck (Wolf et al. use a
 bottleneck of 7 in the paper's setting). We parameterise the scale as ``γ = 1 + Δγ`` and draw ``W₂`` from
-``N(0, init_std²)`` (default 0.01), so the block starts near the identity map ``x' ≈ x`` and training moves away
-from it. The authors' adaptation used ``γ = Δγ`` with PyTorch's default init, i.e. a random scale near 0 that
-nearly switches the modulated path off at the start (reference.md §1.2); we do not repeat that. Parameter counts
-are unchanged by this choice.
-
-:class:`ModulatedPreActResBlock3d` is a pre-activation residual block whose main-path input is modulated while the
-shortcut sees the unmodulated input (DAFT's "location 2"), as in the paper's FiLM-like and DAFT-like baselines.
+``N(0, init_std²)`` (default 0.01), so the modulation starts near the identity map ``x' ≈ x`` and training moves
+away from it. The authors' adaptation used ``γ = Δγ`` with PyTorch's default init, i.e. a random scale near 0 that
+nearly switches the modulated path off at the start; we do not repeat that. Parameter counts are unchanged by this
+choice. The feature map may have any number of spatial axes (1D, 2D, 3D) or none.
 """
 
 from __future__ import annotations
@@ -21,8 +18,6 @@ import math
 
 import torch
 from torch import Tensor, nn
-
-from hyperfusion.nn.blocks import PreActResBlock3d, ShortcutOrder
 
 
 class FiLM(nn.Module):
@@ -33,7 +28,7 @@ class FiLM(nn.Module):
 
     Args:
         num_channels: channels ``C`` of the modulated feature map.
-        tabular_features: width ``F`` of the tabular vector.
+        tabular_features: width ``F`` of the tabular condition (an encoder's output or the raw vector).
         bottleneck: hidden width of the generator.
         init_std: standard deviation of the normal initialisation of ``W₂``; small values start near identity.
 
@@ -123,46 +118,3 @@ class DAFT(FiLM):
     def condition(self, x: Tensor, tabular: Tensor) -> Tensor:
         pooled = x.mean(dim=tuple(range(2, x.ndim))) if x.ndim > 2 else x
         return torch.cat([pooled, tabular], dim=1)
-
-
-class ModulatedPreActResBlock3d(PreActResBlock3d):
-    """Pre-activation residual block with a FiLM/DAFT modulation of its main-path input.
-
-    ``y = F(m(x, t)) + S(x)``: the shortcut ``S`` sees the unmodulated input, the residual path ``F`` the modulated
-    one (DAFT's location 2). With ``m`` at identity this is exactly :class:`PreActResBlock3d`.
-
-    Args:
-        in_channels, out_channels, stride, dropout, bn_momentum, shortcut_order: as :class:`PreActResBlock3d`.
-        modulator: a :class:`FiLM` or :class:`DAFT` over ``in_channels`` channels.
-
-    Raises:
-        ValueError: when the modulator's channel count is not ``in_channels``.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        modulator: FiLM,
-        stride: int = 1,
-        dropout: float = 0.0,
-        bn_momentum: float = 0.1,
-        shortcut_order: ShortcutOrder = "norm-conv",
-    ) -> None:
-        super().__init__(
-            in_channels,
-            out_channels,
-            stride=stride,
-            dropout=dropout,
-            bn_momentum=bn_momentum,
-            shortcut_order=shortcut_order,
-        )
-        if modulator.num_channels != in_channels:
-            raise ValueError(
-                f"modulator works on {modulator.num_channels} channels, the block's input has {in_channels}"
-            )
-        self.modulator = modulator
-
-    def forward(self, x: Tensor, tabular: Tensor) -> Tensor:  # type: ignore[override]
-        return self.residual(self.modulator(x, tabular)) + self.shortcut(x)

@@ -1,4 +1,5 @@
-"""Hyper layers: ``nn.Linear`` / ``nn.Conv3d`` whose weights a hypernetwork generates per sample.
+"""Hyper layers: ``nn.Linear`` (here) and ``nn.Conv1d/2d/3d`` (:mod:`~hyperfusion.nn.hyper_conv`) whose weights a
+hypernetwork generates per sample.
 
 HyperFusion (Duenias et al., §3.1.1) generates the parameters of an "external" layer of the primary network from an
 embedding ``e = Emb(T)`` of the tabular record through two linear heads::
@@ -13,15 +14,16 @@ whichever exact batched form is cheapest, never with a Python loop over the batc
 * ``"factorized"``: ``layer(x_b, W(e_b)) = layer(x_b, c_W) + Σ_j e_bj · layer(x_b, A_j)`` — ONE ordinary
   linear/conv with ``(E + 1)·out`` outputs, then a per-sample weighted sum. No per-sample weight is ever formed.
 * ``"grouped"``: per-sample weights are generated, the batch is folded into channels and one convolution with
-  ``groups = B`` applies each sample's kernel to that sample only (any kernel, stride, padding, dilation).
-* ``"bmm"``: 1×1×1 convolutions with zero padding are a strided slice followed by one batched matrix product.
+  ``groups = B·groups`` applies each sample's kernel to that sample only (any kernel, stride, padding, dilation).
+* ``"bmm"``: 1×…×1 convolutions with zero padding are a strided slice followed by one batched matrix product
+  (and a linear layer is one batched matrix-vector product).
 
-Which form ``method="auto"`` picks (measured in ``benchmarks/hyper_layers.py`` and ``shared/research/perf.md``):
+Which form ``method="auto"`` picks (measured in ``benchmarks/hyper_layers.py``):
 
 * ``HyperLinear`` → ``factorized``. Its FLOPs equal those of the materialised weights for any ``E`` (one output
   position), it is one dense GEMM, and it needs no ``B × |W|`` weight tensor (16–30× less memory for the big layers).
-* ``HyperConv3d`` with a 1×1×1 kernel and no padding → ``bmm`` (the paper's AD shortcut; fastest on CPU and GPU).
-* any other ``HyperConv3d`` → ``grouped``: general, exact and adds no memory beyond the generated weights; the
+* a hyper convolution with a 1×…×1 kernel and no padding → ``bmm`` (the paper's AD shortcut).
+* any other hyper convolution → ``grouped``: general, exact and adds no memory beyond the generated weights; the
   factorized conv costs ``(E + 1)×`` the conv FLOPs, which only a GPU in bf16 absorbs.
 """
 
@@ -36,22 +38,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 Method = Literal["auto", "factorized", "grouped", "bmm"]
-_METHODS = ("auto", "factorized", "grouped", "bmm")
 
 
-def _triple(value: int | Sequence[int], name: str, *, minimum: int) -> tuple[int, int, int]:
-    """A 3D convolution argument as a 3-tuple of ints, checked against a lower bound."""
-    values = (value,) * 3 if isinstance(value, int) else tuple(value)
-    if len(values) != 3 or not all(isinstance(v, int) for v in values):
-        raise ValueError(f"{name} must be an int or a sequence of 3 ints, got {value!r}")
-    if any(v < minimum for v in values):
-        raise ValueError(f"{name} must be >= {minimum} in every dimension, got {value!r}")
-    return values  # type: ignore[return-value]
-
-
-def _check_positive(**values: int) -> None:
+def check_positive(**values: int) -> None:
+    """Raise a ValueError naming the first argument that is not a positive int."""
     for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
@@ -59,18 +51,25 @@ class HyperLayer(nn.Module):
     """Shared machinery of the hyper layers: the two linear generator heads and their application.
 
     Args:
-        weight_shape: shape of the plain layer's weight (``[out, in]`` or ``[out, in, kD, kH, kW]``).
+        weight_shape: shape of the plain layer's weight (``[out, in]`` or ``[out, in / groups, *kernel]``).
         embedding_dim: ``E``, the size of the embedding the heads read.
         bias: whether a bias is generated (``b(e) = H_B·e + c_B``).
+
+    Attributes:
+        init_gain, init_bias_variance: the ``gain`` and ``bias_variance`` of the last
+            :func:`principled_init_`; a later call without them (e.g. once ``E[e²]`` has been measured on the
+            training data) keeps them.
     """
 
     weight_head: nn.Parameter
 
     def __init__(self, weight_shape: Sequence[int], embedding_dim: int, *, bias: bool) -> None:
         super().__init__()
-        _check_positive(embedding_dim=embedding_dim)
+        check_positive(embedding_dim=embedding_dim)
         self.embedding_dim = embedding_dim
         self.weight_shape = tuple(weight_shape)
+        self.init_gain = 1.0
+        self.init_bias_variance = 1.0
         # weight_head[0] = c_W, weight_head[1 + j] = column j of H_W, each reshaped to the plain weight's shape.
         self.weight_head = nn.Parameter(torch.empty(embedding_dim + 1, *self.weight_shape))
         self.bias_generator = nn.Linear(embedding_dim, self.weight_shape[0]) if bias else None
@@ -108,12 +107,10 @@ class HyperLayer(nn.Module):
         return self.generate_weight(embedding), self.generate_bias(embedding)
 
     def generate_weight(self, embedding: Tensor) -> Tensor:
-        """``W(e) = c_W + Σ_j e_j·A_j`` per sample, ``[B, *weight_shape]``."""
+        """``W(e) = c_W + Σ_j e_j·A_j`` per sample, ``[B, *weight_shape]``, in one kernel."""
         basis = self.weight_head[1:].flatten(1)  # [E, |W|]
         offset = self.weight_head[0].flatten()  # c_W
-        return torch.addmm(offset, embedding.to(basis.dtype), basis).view(
-            -1, *self.weight_shape
-        )  # one kernel
+        return torch.addmm(offset, embedding.to(basis.dtype), basis).view(-1, *self.weight_shape)
 
     def generate_bias(self, embedding: Tensor) -> Tensor | None:
         """``b(e) = H_B·e + c_B`` per sample, ``[B, out]``, or ``None`` for a layer without bias."""
@@ -158,7 +155,7 @@ class HyperLinear(HyperLayer):
         bias: bool = True,
         method: Method = "auto",
     ) -> None:
-        _check_positive(in_features=in_features, out_features=out_features)
+        check_positive(in_features=in_features, out_features=out_features)
         if method not in ("auto", "factorized", "bmm"):
             raise ValueError(f"HyperLinear method must be 'auto', 'factorized' or 'bmm', got {method!r}")
         self.in_features = in_features
@@ -186,117 +183,13 @@ class HyperLinear(HyperLayer):
         )
 
 
-class HyperConv3d(HyperLayer):
-    """``F.conv3d(x_b, W(e_b), b(e_b), stride, padding, dilation)`` for every sample b, computed batched.
-
-    Args:
-        in_channels: input channels.
-        out_channels: output channels.
-        kernel_size: int or 3 ints.
-        embedding_dim: size of the embedding ``e`` that generates the kernels.
-        stride, padding, dilation: as ``nn.Conv3d`` (``padding`` may also be ``"valid"`` or ``"same"``).
-        bias: generate a bias too.
-        method: ``"auto"``, ``"factorized"``, ``"grouped"`` or ``"bmm"`` (1×1×1 kernels without padding only);
-            see the module docstring for the rule ``"auto"`` follows.
-
-    Example:
-        >>> layer = HyperConv3d(4, 6, 3, embedding_dim=8, padding=1)
-        >>> layer(torch.randn(2, 4, 5, 6, 7), torch.randn(2, 8)).shape
-        torch.Size([2, 6, 5, 6, 7])
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        embedding_dim: int,
-        *,
-        stride: int | Sequence[int] = 1,
-        padding: int | Sequence[int] | str = 0,
-        dilation: int | Sequence[int] = 1,
-        bias: bool = True,
-        method: Method = "auto",
-    ) -> None:
-        _check_positive(in_channels=in_channels, out_channels=out_channels)
-        self.in_channels = in_channels
-        self.kernel_size = _triple(kernel_size, "kernel_size", minimum=1)
-        self.stride = _triple(stride, "stride", minimum=1)
-        self.dilation = _triple(dilation, "dilation", minimum=1)
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(f"padding must be 'valid', 'same', an int or 3 ints, got {padding!r}")
-            if padding == "same" and self.stride != (1, 1, 1):
-                raise ValueError(f"padding='same' needs stride 1, got stride={stride!r}")
-            self.padding: tuple[int, int, int] | str = padding
-        else:
-            self.padding = _triple(padding, "padding", minimum=0)
-        if method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-        pointwise = self.kernel_size == (1, 1, 1) and self.padding in ((0, 0, 0), "valid", "same")
-        if method == "bmm" and not pointwise:
-            raise ValueError(
-                f"method='bmm' needs a 1x1x1 kernel without padding, got kernel_size={kernel_size!r}, "
-                f"padding={padding!r}"
-            )
-        self.method = ("bmm" if pointwise else "grouped") if method == "auto" else method
-        super().__init__((out_channels, in_channels, *self.kernel_size), embedding_dim, bias=bias)
-
-    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
-        if x.dim() != 5 or x.shape[1] != self.in_channels:
-            raise ValueError(f"input must have shape [B, {self.in_channels}, D, H, W], got {list(x.shape)}")
-        self._check_embedding(embedding, x.shape[0])
-        bias = self.generate_bias(embedding)
-        if self.method == "factorized":
-            return self._forward_factorized(x, embedding, bias)
-        if self.method == "bmm":
-            return self._forward_pointwise(x, embedding, bias)
-        return self._forward_grouped(x, embedding, bias)
-
-    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, groups: int = 1) -> Tensor:
-        return F.conv3d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
-
-    def _forward_factorized(self, x: Tensor, embedding: Tensor, bias: Tensor | None) -> Tensor:
-        stacked = self._conv(x, self.weight_head.flatten(0, 1))  # [B, (E+1)·out, D', H', W']
-        spatial = stacked.shape[2:]
-        stacked = stacked.view(x.shape[0], self.embedding_dim + 1, self.out_features, *spatial)
-        out = self._mix(stacked, embedding)
-        return out if bias is None else out + bias.to(out.dtype).view(*bias.shape, 1, 1, 1)
-
-    def _forward_grouped(self, x: Tensor, embedding: Tensor, bias: Tensor | None) -> Tensor:
-        batch = x.shape[0]
-        weight = self.generate_weight(embedding)
-        folded = x.reshape(1, batch * self.in_channels, *x.shape[2:])
-        flat_bias = None if bias is None else bias.to(weight.dtype).flatten()  # added inside the conv
-        out = self._conv(folded, weight.flatten(0, 1), flat_bias, groups=batch)
-        return out.view(batch, self.out_features, *out.shape[2:])
-
-    def _forward_pointwise(self, x: Tensor, embedding: Tensor, bias: Tensor | None) -> Tensor:
-        sd, sh, sw = self.stride
-        sampled = x[:, :, ::sd, ::sh, ::sw]
-        spatial = sampled.shape[2:]
-        weight = self.generate_weight(embedding).flatten(2)  # [B, out, in]
-        if bias is None:
-            out = torch.bmm(weight, sampled.flatten(2))  # [B, out, N]
-        else:
-            out = torch.baddbmm(bias.to(weight.dtype).unsqueeze(2), weight, sampled.flatten(2))
-        return out.view(x.shape[0], self.out_features, *spatial)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_features}, kernel_size={self.kernel_size}, "
-            f"embedding_dim={self.embedding_dim}, stride={self.stride}, padding={self.padding}, "
-            f"dilation={self.dilation}, bias={self.bias_generator is not None}, method={self.method}"
-        )
-
-
 @torch.no_grad()
 def principled_init_(
     layer: HyperLayer,
     embedding_variance: float,
     *,
-    gain: float = 1.0,
-    bias_variance: float = 1.0,
+    gain: float | None = None,
+    bias_variance: float | None = None,
 ) -> HyperLayer:
     """Initialise the generator heads so generated parameters have a chosen variance (paper eqs. 1–2).
 
@@ -307,23 +200,32 @@ def principled_init_(
         H_B ~ U(±√(3·𝒱_B)),  𝒱_B = bias_variance / (d_k · V)        (eq. 2 with bias_variance = 1)
         c_W = c_B = 0
 
-    so that ``Var(W(e)) = Σ_k 𝒱_W · e_k² ≈ gain / d_j`` and ``Var(b(e)) ≈ bias_variance``. Use ``gain = 2`` for He
-    scaling before a ReLU. The paper writes ``Var(e(T))``; the derivation needs ``E[e²]``, which equals it for a
-    centred embedding and stays correct for a non-centred one (a PReLU output, or the brain-age embedding that is
-    constant at initialisation). :func:`estimate_embedding_variance` measures it.
+    so that ``Var(W(e)) = Σ_k 𝒱_W · e_k² ≈ gain / d_j`` and ``Var(b(e)) ≈ bias_variance`` (the generated bias
+    starts with standard deviation ``√bias_variance``). Use ``gain = 2`` for He scaling before a ReLU. The paper
+    writes ``Var(e(T))``; the derivation needs ``E[e²]``, which equals it for a centred embedding and stays correct
+    for a non-centred one (a PReLU output, or the brain-age embedding that is constant at initialisation).
+    :func:`~hyperfusion.nn.estimate_embedding_variance` measures it.
+
+    ``gain`` / ``bias_variance`` left at ``None`` keep the layer's current values (``init_gain``,
+    ``init_bias_variance``; 1 for a new layer), so re-initialising with a measured ``V`` keeps a chosen scale.
 
     Raises:
-        ValueError: for a non-positive or non-finite ``embedding_variance`` or ``gain``, or a negative
-            ``bias_variance``.
+        ValueError: for a layer that is not a hyper layer, a non-positive or non-finite ``embedding_variance`` or
+            ``gain``, or a negative ``bias_variance``.
     """
     if not isinstance(layer, HyperLayer):
-        raise ValueError(f"principled_init_ expects a HyperLinear or HyperConv3d, got {type(layer).__name__}")
+        raise ValueError(
+            f"principled_init_ expects a hyper layer (HyperLinear, HyperConv1d/2d/3d), got {type(layer).__name__}"
+        )
+    gain = layer.init_gain if gain is None else gain
+    bias_variance = layer.init_bias_variance if bias_variance is None else bias_variance
     if not (math.isfinite(embedding_variance) and embedding_variance > 0):
         raise ValueError(f"embedding_variance must be positive and finite, got {embedding_variance!r}")
     if not (math.isfinite(gain) and gain > 0):
         raise ValueError(f"gain must be positive and finite, got {gain!r}")
     if not (math.isfinite(bias_variance) and bias_variance >= 0):
         raise ValueError(f"bias_variance must be >= 0 and finite, got {bias_variance!r}")
+    layer.init_gain, layer.init_bias_variance = float(gain), float(bias_variance)
     d_k, d_j = layer.embedding_dim, layer.fan_in
     weight_bound = math.sqrt(3.0 * gain / (d_j * d_k * embedding_variance))
     layer.weight_head[0].zero_()
