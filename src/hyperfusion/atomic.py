@@ -3,7 +3,9 @@
 The one implementation every layer uses (data cache, tabular preprocessing, simulator, reports, protocol).
 
 Each writer goes to a temporary file in the destination folder, then ``os.replace`` renames it (atomic on
-POSIX and Windows when source and destination share a file system).
+POSIX and Windows when source and destination share a file system). The temporary file is created private (0600)
+and given the permissions a plain ``open`` would have (0666 minus the umask) before the rename, so colleagues on a
+shared server read results exactly as the umask allows.
 """
 
 from __future__ import annotations
@@ -11,11 +13,21 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 import numpy as np
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    with _UMASK_LOCK:  # reading the umask means setting it; no other thread of ours does so meanwhile
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -23,6 +35,7 @@ def _temporary_beside(path: Path, mode: str) -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

@@ -2,24 +2,31 @@
 
 Every subcommand lives in a module exposing ``add_arguments(parser)`` and ``run(args) -> int``; heavy imports
 stay inside ``run`` so ``hyperfusion --help`` is quick.
+
+Every failure is one line on stderr: exit status 2 for bad input (a missing file, a wrong config value, a malformed
+table or image, a run directory that cannot be used as asked), 1 for an internal error (``HYPERFUSION_DEBUG=1`` shows
+the traceback), 130 when interrupted (after saying what was kept). Warnings are one line each too.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("hyperfusion.simulate.command", "write a simulated cohort (NIfTI + table + manifest spec)"),
-    "run": ("hyperfusion.commands.run", "run or resume a comparison of methods from a config"),
+    "run": ("hyperfusion.commands.run", "run, resume or grow a comparison of methods from a config"),
     "demo": ("hyperfusion.commands.demo", "the main job on the built-in simulated AD cohort"),
     "predict": ("hyperfusion.commands.predict", "apply a finished run to new subjects"),
     "report": ("hyperfusion.commands.report", "rebuild a run's results table, report and plots"),
     "select-layers": ("hyperfusion.commands.select_layers", "rank candidate hyper layers by loss entropy"),
+    "presets": ("hyperfusion.commands.presets", "list the shipped presets, or print one to copy"),
 }
 
 
@@ -37,20 +44,88 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``hyperfusion`` console script; returns the process exit status.
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace("\n", " ")
+        return (
+            f"hyperfusion: {record.levelname.lower()}: {message}"
+            if record.levelno >= logging.WARNING
+            else message
+        )
 
-    Bad input (a missing file, a wrong config value, a malformed table or image) ends with its message and exit
-    status 2 rather than a traceback; set ``HYPERFUSION_DEBUG=1`` to see the traceback.
-    """
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced, e.g. by a test's capture)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Third-party warnings as one line, without the source line that raised them."""
+    text = str(message).replace("\n", " ")
+    print(f"hyperfusion: warning: {text} ({category.__name__})", file=file or sys.stderr)
+
+
+def configure_output() -> None:
+    """One line per warning: our logger's records and any library's ``warnings.warn``."""
+    logger = logging.getLogger("hyperfusion")
+    if not any(isinstance(h.formatter, _OneLine) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(_OneLine())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    warnings.showwarning = _show_warning
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hyperfusion`` console script; returns the process exit status."""
     args = build_parser().parse_args(argv)
+    configure_output()
+    debug = bool(os.environ.get("HYPERFUSION_DEBUG"))
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        if os.environ.get("HYPERFUSION_DEBUG"):
+    except KeyboardInterrupt as err:
+        if debug:
             raise
-        print(f"hyperfusion {args.command}: error: {err}", file=sys.stderr)
+        kept = f": {err}" if str(err) else ""
+        print(
+            f"hyperfusion {args.command}: interrupted{kept}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except _bad_input_errors() as err:
+        if debug:
+            raise
+        print(f"hyperfusion {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if debug:
+            raise
+        print(
+            f"hyperfusion {args.command}: internal error: {type(err).__name__}: {_one_line(err)} "
+            "(set HYPERFUSION_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ error that names the key and the allowed values, so nothing deeper has to.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib
+import importlib.resources
+import importlib.util
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +20,7 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESET_PACKAGE = "hyperfusion.presets"
 
 
 class ConfigError(ValueError):
@@ -32,6 +37,9 @@ class ImageSettings:
     center_mm: tuple[float, float, float] | None = None
     left_center_mm: tuple[float, float, float] = (-26.0, -22.0, -14.0)
     right_center_mm: tuple[float, float, float] = (26.0, -22.0, -14.0)
+    check_extent: bool = (
+        True  # refuse a brain whose size or position in mm is far from MNI (wrong voxel size)
+    )
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,16 @@ class ProtocolSettings:
     versions: int = 3
     n_partitions: int = 5  # classification: one partition is the test set, the others rotate as validation
     folds: int = 4  # how many of the rotating validation partitions to train (≤ n_partitions − 1)
-    age_bins: int = 20
+    age_bins: int | str = "auto"  # auto: chosen from the cohort's size (data.splits.default_age_bins)
     val_fraction: float = 0.1  # regression: 80/10/10
     test_fraction: float = 0.1
     ensemble: str = "inverse_entropy"  # classification: inverse_entropy | mean
     top_k: int = 5  # regression: the test prediction is the mean of the top-k versions by validation MAE
     group_by: str = "auto"  # regression: report MAE per value of this column (auto: a sex column, if any)
+    executor: str = "local"  # local | ray
+    address: str | None = None  # ray: a running cluster's address; unset: a local Ray instance
+    num_cpus: float = 1.0  # ray: cores per unit
+    num_gpus: float = 0.0  # ray: GPUs per unit (fractional packs several units on one GPU)
 
 
 @dataclass(frozen=True)
@@ -74,9 +86,10 @@ class TrainingSettings:
     compile: bool = False
     num_workers: int = 0
     progress: bool = True
-    pretrain_embedding: bool = (
-        True  # HyperFusion's embedding MLP starts from the trained tabular model (§4.3.6)
-    )
+    # every method with a tabular encoder starts it from the trained tabular-only model (§4.3.6), or none does
+    warm_start: str = "tabular"  # tabular | none
+    deterministic: bool = False  # deterministic GPU kernels (a CPU run is repeatable anyway)
+    devices: int = 1  # >1: one model on several devices with DDP
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,7 @@ class RunConfig:
     model: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments for every model
     model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per method
     simulate: Mapping[str, Any] | None = None  # demo: simulate the cohort first (hyperfusion.simulate args)
+    plugins: tuple[str, ...] = ()  # modules (or .py files) imported first, e.g. to register models
     source: str = "<config>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,6 +123,8 @@ _CHOICES = {
     ("protocol", "ensemble"): ("inverse_entropy", "mean"),
     ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse"),
     ("training", "precision"): ("fp32", "bf16"),
+    ("training", "warm_start"): ("tabular", "none"),
+    ("protocol", "executor"): ("local", "ray"),
 }
 
 
@@ -120,8 +136,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; such a string that is a number is taken as one."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _coerce(value: Any, default: Any, key: str) -> Any:
     """Convert a YAML value to the type of the field's default, or fail naming the key."""
+    if key == "protocol.age_bins":
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise ConfigError(f"{key}: expected an integer or 'auto', got {value!r}")
+    if key == "protocol.address":
+        if value is None or isinstance(value, str):
+            return value
+        raise ConfigError(
+            f"{key}: expected a Ray cluster address such as 'auto' or 'HOST:6379', got {value!r}"
+        )
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -131,6 +167,7 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if isinstance(default, float):
+        value = _number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -147,15 +184,23 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
     return value
 
 
+def unknown_key_error(key: str, where: str, valid: Any) -> ConfigError:
+    """An unknown key, named with the nearest valid one when there is a close match."""
+    valid = sorted(valid)
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean {match[0]!r}?" if match else ""
+    return ConfigError(f"{where}: unknown key {key!r}{hint} (valid keys: {', '.join(valid)})")
+
+
 def _section(cls: type, raw: Any, name: str) -> Any:
     if raw is None:
         return cls()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{name}: expected a mapping, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{name}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    for key in raw:
+        if key not in fields:
+            raise unknown_key_error(str(key), name, fields)
     defaults = cls()
     values = {}
     for key, value in raw.items():
@@ -170,6 +215,17 @@ def _section(cls: type, raw: Any, name: str) -> Any:
 def _check_protocol(protocol: ProtocolSettings) -> None:
     if not protocol.split_seeds:
         raise ConfigError("protocol.split_seeds: give at least one seed")
+    if any(isinstance(s, bool) or not isinstance(s, int) for s in protocol.split_seeds):
+        raise ConfigError(f"protocol.split_seeds: expected integers, got {list(protocol.split_seeds)}")
+    repeated = sorted({s for s in protocol.split_seeds if protocol.split_seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"protocol.split_seeds: seed(s) {repeated} repeated; each split seed once")
+    if isinstance(protocol.age_bins, int) and protocol.age_bins < 1:
+        raise ConfigError(f"protocol.age_bins: must be >= 1 or 'auto', got {protocol.age_bins}")
+    if protocol.num_cpus <= 0 or protocol.num_gpus < 0:
+        raise ConfigError(
+            f"protocol.num_cpus must be > 0 and protocol.num_gpus >= 0, got {protocol.num_cpus}, {protocol.num_gpus}"
+        )
     if protocol.versions < 1:
         raise ConfigError(f"protocol.versions: must be >= 1, got {protocol.versions}")
     if protocol.n_partitions < 3:
@@ -197,6 +253,10 @@ def _check_training(training: TrainingSettings) -> None:
         raise ConfigError(f"training.lr: must be > 0, got {training.lr}")
     if training.weight_decay < 0:
         raise ConfigError(f"training.weight_decay: must be >= 0, got {training.weight_decay}")
+    if training.devices < 1:
+        raise ConfigError(f"training.devices: must be >= 1, got {training.devices}")
+    if training.num_workers < 0:
+        raise ConfigError(f"training.num_workers: must be >= 0, got {training.num_workers}")
 
 
 def _check_image(image: ImageSettings) -> None:
@@ -206,20 +266,82 @@ def _check_image(image: ImageSettings) -> None:
         raise ConfigError(f"image.shape: must be three positive integers, got {list(image.shape)}")
 
 
-def config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>") -> RunConfig:
-    """Validate a parsed YAML mapping into a :class:`RunConfig`.
+def import_plugins(plugins: Any, *, base: Path | None = None) -> tuple[str, ...]:
+    """Import user modules (names on ``sys.path``, or ``.py`` files relative to the config's folder) once.
+
+    A plugin typically registers models with ``@register_model``, so that a config can name them.
 
     Raises:
-        ConfigError: naming the offending key and, where there is a fixed set, the allowed values.
+        ConfigError: a plugin that is not a list of strings, cannot be found, or fails to import.
+    """
+    if plugins is None:
+        return ()
+    if isinstance(plugins, str) or not isinstance(plugins, (list, tuple)):
+        raise ConfigError(f"plugins: expected a list of module names or .py files, got {plugins!r}")
+    for plugin in plugins:
+        if not isinstance(plugin, str) or not plugin:
+            raise ConfigError(f"plugins: expected module names or .py files, got {plugin!r}")
+        try:
+            if plugin.endswith(".py"):
+                path = Path(plugin) if base is None or Path(plugin).is_absolute() else base / plugin
+                name = f"hyperfusion_plugin_{path.stem}"
+                if name not in sys.modules:
+                    if not path.is_file():
+                        raise ConfigError(f"plugins: no file {str(path)!r}")
+                    spec = importlib.util.spec_from_file_location(name, path)
+                    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+                    sys.modules[name] = module
+                    try:
+                        spec.loader.exec_module(module)  # type: ignore[union-attr]
+                    except BaseException:
+                        del sys.modules[name]
+                        raise
+            else:
+                importlib.import_module(plugin)
+        except ConfigError:
+            raise
+        except ModuleNotFoundError as err:
+            raise ConfigError(f"plugins: cannot import {plugin!r} ({err})") from None
+        except Exception as err:
+            raise ConfigError(f"plugins: importing {plugin!r} failed: {type(err).__name__}: {err}") from None
+    return tuple(plugins)
+
+
+def _check_model_keys(model: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]], methods) -> None:
+    """Every key under ``model`` is accepted by at least one method; every override by its method."""
+    from hyperfusion.models import model_arguments
+
+    accepted = {m: set(model_arguments(m)) for m in methods}
+    every = set().union(*accepted.values())
+    for key in model:
+        if key not in every:
+            raise unknown_key_error(str(key), f"model (no method among {list(methods)} takes it)", every)
+    for method, kwargs in overrides.items():
+        for key in kwargs:
+            if key not in accepted[method]:
+                raise unknown_key_error(str(key), f"model_overrides.{method}", accepted[method])
+
+
+def config_from_dict(
+    raw: Mapping[str, Any], *, source: str = "<config>", base: Path | None = None
+) -> RunConfig:
+    """Validate a parsed YAML mapping into a :class:`RunConfig`.
+
+    ``plugins`` are imported first (relative ``.py`` files from ``base``), so the methods they register can be named.
+
+    Raises:
+        ConfigError: naming the offending key (and the nearest valid one) and, where there is a fixed set, the
+            allowed values.
     """
     from hyperfusion.models import list_models
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: the configuration must be a mapping, got {type(raw).__name__}")
     allowed = {f.name for f in dataclasses.fields(RunConfig)} - {"source"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    for key in raw:
+        if key not in allowed:
+            raise unknown_key_error(str(key), source, allowed)
+    plugins = import_plugins(raw.get("plugins"), base=base)
     for key in ("cohort", "methods"):
         if key not in raw and not (key == "cohort" and raw.get("simulate")):
             raise ConfigError(f"{source}: missing required key {key!r}")
@@ -232,7 +354,9 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>") -> Run
     known = list_models()
     for method in methods:
         if method not in known:
-            raise ConfigError(f"methods: unknown model {method!r}; choose from {known}")
+            match = difflib.get_close_matches(str(method), known, n=1)
+            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            raise ConfigError(f"methods: unknown model {method!r}{hint}; choose from {known}")
     if len(set(methods)) != len(methods):
         raise ConfigError(f"methods: repeated names in {list(methods)}")
     reference = raw.get(
@@ -249,6 +373,7 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>") -> Run
     for method in overrides:
         if method not in methods:
             raise ConfigError(f"model_overrides: {method!r} is not one of the methods {list(methods)}")
+    _check_model_keys(model, overrides, methods)
     simulate = raw.get("simulate")
     if simulate is not None and not isinstance(simulate, Mapping):
         raise ConfigError(f"simulate: expected a mapping of simulator arguments, got {simulate!r}")
@@ -260,9 +385,12 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>") -> Run
         tabular=_section(TabularSettings, raw.get("tabular"), "tabular"),
         protocol=_section(ProtocolSettings, raw.get("protocol"), "protocol"),
         training=_section(TrainingSettings, raw.get("training"), "training"),
-        model=dict(model),
-        model_overrides={k: dict(v) for k, v in overrides.items()},
+        model={k: _number_if_numeric(v) for k, v in model.items()},
+        model_overrides={
+            k: {kk: _number_if_numeric(vv) for kk, vv in v.items()} for k, v in overrides.items()
+        },
         simulate=dict(simulate) if simulate is not None else None,
+        plugins=plugins,
         source=source,
     )
     _check_image(config.image)
@@ -271,26 +399,49 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "<config>") -> Run
     return config
 
 
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config file path, or the name of a preset in ``configs/`` (e.g. ``ad-demo``)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    preset = CONFIG_DIR / f"{name_or_path}.yaml"
-    if preset.is_file():
-        return preset
-    presets = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
-    raise ConfigError(f"no config file {str(path)!r} and no preset of that name; presets: {presets}")
+def _number_if_numeric(value: Any) -> Any:
+    """Model keyword values written like ``1e-2`` (a string to YAML 1.1) become numbers."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            return value
+    return value
+
+
+def preset_names() -> list[str]:
+    """The presets shipped inside the package (``hyperfusion run <name>``)."""
+    root = importlib.resources.files(PRESET_PACKAGE)
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_text(name: str) -> str:
+    """The YAML text of a shipped preset."""
+    return importlib.resources.files(PRESET_PACKAGE).joinpath(f"{name}.yaml").read_text()
 
 
 def load_config(name_or_path: str | Path) -> RunConfig:
-    """Read and validate a YAML run configuration (a path or a preset name)."""
-    path = resolve_config_path(name_or_path)
+    """Read and validate a YAML run configuration: a file path, or the name of a shipped preset (e.g. ``ad-demo``).
+
+    Relative paths inside a file (``cohort``, ``.py`` plugins) are taken from the file's folder.
+
+    Raises:
+        ConfigError: no such file or preset, invalid YAML, or an invalid value (named).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        text, source, base = path.read_text(), str(path), path.resolve().parent
+    elif str(name_or_path) in preset_names():
+        text, source, base = preset_text(str(name_or_path)), f"preset {name_or_path}", None
+    else:
+        raise ConfigError(
+            f"no config file {str(path)!r} and no preset of that name; presets: {preset_names()}"
+        )
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    config = config_from_dict(raw or {}, source=str(path))
-    if config.cohort and not Path(config.cohort).is_absolute():
-        config = dataclasses.replace(config, cohort=str((path.parent / config.cohort).resolve()))
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    config = config_from_dict(raw or {}, source=source, base=base)
+    if config.cohort and not Path(config.cohort).is_absolute() and base is not None:
+        config = dataclasses.replace(config, cohort=str((base / config.cohort).resolve()))
     return config

@@ -11,9 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperfusion.training.protocol import Protocol, load_run_config
+    from hyperfusion.training.runner import report_run
     from hyperfusion.training.summary import print_summary
 
-    results = Protocol(load_run_config(args.run_dir), args.run_dir).report()
+    results = report_run(args.run_dir)
     print_summary(results, args.run_dir)
     return 0

@@ -1,7 +1,9 @@
-"""Run (or resume) a comparison: every method of a config under the paper's protocol, into one run directory.
+"""Run (or resume, or grow) a comparison: every method of a config under the paper's protocol, in one run directory.
 
-CONFIG is a YAML file or the name of a preset in configs/ (ad-demo, brain-age-demo, ad-paper, brain-age-paper).
-Rerunning with the same --out skips every model already trained.
+CONFIG is a YAML file or the name of a shipped preset (ad-demo, brain-age-demo, ad-paper, brain-age-paper, ...).
+Rerunning with the same --out skips every model already trained; adding versions, split seeds, folds or methods
+trains only the new models. Units run in this process (--executor local) or as Ray tasks (--executor ray
+[--address HOST:6379]) across cores, GPUs and machines.
 """
 
 from __future__ import annotations
@@ -12,42 +14,56 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="a run config YAML, or a preset name from configs/")
+    parser.add_argument("config", help="a run config YAML, or a preset name (see `hyperfusion presets`)")
     parser.add_argument("--out", type=Path, required=True, help="run directory (created; reused to resume)")
     add_overrides(parser)
 
 
 def add_overrides(parser: argparse.ArgumentParser) -> None:
-    """Command-line values that override the config's training section."""
+    """Command-line values that override the config's training and protocol sections."""
     group = parser.add_argument_group("overrides")
     group.add_argument("--epochs", type=int, help="training epochs per model")
     group.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     group.add_argument("--precision", choices=["fp32", "bf16"])
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    group.add_argument("--executor", choices=["local", "ray"], help="where units run (default: the config's)")
+    group.add_argument(
+        "--address", help="ray: a running cluster's address (default: start one on this machine)"
+    )
+    group.add_argument(
+        "--restart", action="store_true", help="start the run directory over (keeps its image cache)"
+    )
 
 
 def apply_overrides(config, args: argparse.Namespace):
-    changes = {
+    training = {
         key: getattr(args, key)
         for key in ("epochs", "device", "precision")
         if getattr(args, key, None) is not None
     }
     if getattr(args, "no_progress", False):
-        changes["progress"] = False
-    if not changes:
-        return config
-    return dataclasses.replace(config, training=dataclasses.replace(config.training, **changes))
+        training["progress"] = False
+    protocol = {
+        key: getattr(args, key) for key in ("executor", "address") if getattr(args, key, None) is not None
+    }
+    if training:
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, **training))
+    if protocol:
+        config = dataclasses.replace(config, protocol=dataclasses.replace(config.protocol, **protocol))
+    return config
 
 
 def prepare_and_run(config_name: str, out: Path, args: argparse.Namespace):
     """Load the config, simulate its cohort when it asks for one, and run the protocol."""
     from hyperfusion.config import load_config
-    from hyperfusion.training.protocol import run_protocol
+    from hyperfusion.training.runner import run_protocol
+    from hyperfusion.training.setup import check_config_device
     from hyperfusion.training.simulated import ensure_simulated_cohort
 
     config = apply_overrides(load_config(config_name), args)
+    check_config_device(config)
     config = ensure_simulated_cohort(config, out)
-    return run_protocol(config, out)
+    return run_protocol(config, out, restart=getattr(args, "restart", False))
 
 
 def run(args: argparse.Namespace) -> int:

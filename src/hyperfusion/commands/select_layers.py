@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="a run config YAML, or a preset name from configs/")
+    parser.add_argument("config", help="a run config YAML, or a preset name (hyperfusion run --list-presets)")
     parser.add_argument("--out", type=Path, required=True, help="CSV of the ranking")
     parser.add_argument("--method", help="the backbone to probe (default: the family's imaging-only model)")
     parser.add_argument("--draws", type=int, default=100, help="re-draws per layer (paper: 1000)")
@@ -28,25 +28,29 @@ def run(args: argparse.Namespace) -> int:
 
     from hyperfusion.atomic import write_text_atomic
     from hyperfusion.config import load_config
-    from hyperfusion.data import build_dataset
+    from hyperfusion.data import ImageCache, build_dataset, load_manifest
     from hyperfusion.models import create_model
     from hyperfusion.training.layer_selection import loss_entropy
-    from hyperfusion.training.protocol import Protocol, make_preprocessor, model_kwargs
+    from hyperfusion.training.plan import Unit
+    from hyperfusion.training.runner import check_cohort, unit_roles
+    from hyperfusion.training.setup import image_spec, make_preprocessor, model_kwargs
     from hyperfusion.training.simulated import ensure_simulated_cohort
 
     work = args.work or args.out.with_name(args.out.stem + "-work")
     config = ensure_simulated_cohort(load_config(args.config), work)
-    protocol = Protocol(config, work)
+    cohort = load_manifest(config.cohort)
+    check_cohort(config, cohort)
     method = args.method or config.reference_method.split("-")[0] + "-imaging"
-    roles = dict(protocol.roles(config.protocol.split_seeds[0]))[0]
+    roles = unit_roles(config, cohort, Unit(method, config.protocol.split_seeds[0], 0, 0))
     train = (roles == "train").to_numpy()
-    preprocessor = make_preprocessor(config, protocol.cohort).fit(protocol.cohort.frame[train])
-    dataset = build_dataset(protocol.cohort, train, preprocessor, protocol.spec, protocol.cache, train=False)
+    preprocessor = make_preprocessor(config, cohort).fit(cohort.frame[train])
+    cache = ImageCache(Path(work) / "cache")
+    dataset = build_dataset(cohort, train, preprocessor, image_spec(config), cache, train=False)
     chosen = np.random.default_rng(args.seed).permutation(len(dataset))[: args.subjects]
     batches = list(DataLoader(Subset(dataset, chosen.tolist()), batch_size=32))
     torch.manual_seed(args.seed)
     kwargs = model_kwargs(
-        config, method, n_tabular=len(preprocessor.feature_names_out), n_classes=len(protocol.cohort.classes)
+        config, method, n_tabular=len(preprocessor.feature_names_out), n_classes=len(cohort.classes)
     )
     model = create_model(method, **kwargs)
     ranking = loss_entropy(model, batches, draws=args.draws, bins=args.bins, seed=args.seed)

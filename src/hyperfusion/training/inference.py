@@ -1,13 +1,13 @@
-"""Apply a finished run to subjects it never saw, exactly as the protocol scored its test set.
+"""Apply a finished run to subjects it never saw, exactly as the run scored its test set.
 
 Each fold model gets the tabular preprocessing fitted on its own training rows (saved in the run directory), every
-subject is scored on both hippocampus sides, the fold models are combined as in the run (inverse-entropy weights
-or the mean; for regression the top-k versions by validation MAE), and versions are averaged.
+subject is scored on both hippocampus sides, and the fold models are combined by the same aggregation the run's
+report uses (inverse-entropy weights or the mean; for regression the top-k versions by validation MAE). Versions
+are then averaged.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +17,14 @@ import yaml
 from torch.utils.data import DataLoader
 
 from hyperfusion.atomic import write_text_atomic
+from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, CohortDataset, ImageCache, TabularPreprocessor, load_manifest, load_table
 from hyperfusion.data.manifest import spec_from_dict
-from hyperfusion.evaluation.ensemble import inverse_entropy_ensemble, mean_probabilities, top_k_indices
-from hyperfusion.models import create_model
-from hyperfusion.training.protocol import RunDirectory, Unit, image_spec, load_run_config, model_kwargs
+from hyperfusion.evaluation.aggregate import combine_folds, top_k_versions
+from hyperfusion.training.plan import Unit
+from hyperfusion.training.reporting import load_run_config
+from hyperfusion.training.rundir import RunDirectory
+from hyperfusion.training.setup import build_model, image_spec, load_checkpoint
 from hyperfusion.training.trainer import predict
 
 
@@ -33,6 +36,119 @@ def load_new_subjects(run_dir: str | Path, manifest: str | Path) -> Cohort:
     saved = RunDirectory(run_dir).manifest
     spec = spec_from_dict(yaml.safe_load(saved.read_text()), source=str(saved))
     return load_table(spec, manifest, require_target=False)
+
+
+def check_device(device: str) -> str:
+    """A device this machine has, or a one-line error saying which it lacks."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r}: this machine has no CUDA GPU (torch {torch.__version__}); use cpu"
+        )
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def ensemble_members(
+    run: RunDirectory,
+    config: RunConfig,
+    method: str,
+    split_seed: int,
+    version: int | None,
+    classification: bool,
+) -> list[int]:
+    """The versions whose models form the run's ensemble (regression: the top-k by validation MAE)."""
+    available = list(range(config.protocol.versions))
+    if version is not None:
+        if version not in available:
+            raise ValueError(f"version {version} is not in this run: {available}")
+        return [version]
+    if classification:
+        return available
+    records = [run.read_record(Unit(method, split_seed, v, 0)) for v in available]
+    missing = [
+        str(run.record_path(Unit(method, split_seed, v, 0))) for v, r in zip(available, records) if r is None
+    ]
+    if missing:
+        raise FileNotFoundError(f"models never trained to the end: {missing}")
+    chosen = top_k_versions([r["best_metric"] for r in records], config.protocol.top_k)  # type: ignore[index]
+    return [available[i] for i in chosen]
+
+
+def score_subjects(
+    run_dir: str | Path,
+    cohort: Cohort,
+    *,
+    method: str | None = None,
+    split_seed: int | None = None,
+    version: int | None = None,
+    device: str = "cpu",
+) -> np.ndarray:
+    """The run's ensemble prediction for every row of ``cohort``: probabilities ``[N, C]`` or values ``[N]``."""
+    return score_frames(
+        run_dir, cohort, [cohort.frame], method=method, split_seed=split_seed, version=version, device=device
+    )[0]
+
+
+def score_frames(
+    run_dir: str | Path,
+    cohort: Cohort,
+    frames: list[pd.DataFrame],
+    *,
+    method: str | None = None,
+    split_seed: int | None = None,
+    version: int | None = None,
+    device: str = "cpu",
+) -> list[np.ndarray]:
+    """Score several versions of the same subjects' table (same rows and images, edited tabular values) at once.
+
+    Each frame is preprocessed by each fold's saved preprocessing and scored by that fold's model; fold models are
+    combined and versions averaged as in the run. Models are loaded once for all frames.
+    """
+    run = RunDirectory(run_dir)
+    config = load_run_config(run_dir)
+    method = method or config.reference_method
+    if method not in config.methods:
+        raise ValueError(f"method {method!r} is not in this run; its methods: {list(config.methods)}")
+    split_seed = config.protocol.split_seeds[0] if split_seed is None else split_seed
+    if split_seed not in config.protocol.split_seeds:
+        raise ValueError(f"split seed {split_seed} is not in this run: {list(config.protocol.split_seeds)}")
+    device = check_device(device)
+    classification = cohort.task == "classification"
+    versions = ensemble_members(run, config, method, split_seed, version, classification)
+    folds = range(config.protocol.folds) if classification else range(1)
+    spec = image_spec(config)
+    images = ImageCache(run.cache).ensure_all(cohort.frame["image"], spec)
+    per_frame_version: list[list[np.ndarray]] = [[] for _ in frames]
+    for v in versions:
+        per_frame_fold: list[list[np.ndarray]] = [[] for _ in frames]
+        for fold in folds:
+            unit = Unit(method, split_seed, v, fold)
+            if run.read_record(unit) is None:
+                raise FileNotFoundError(f"{run.checkpoint(unit)}: this model was never trained to the end")
+            preprocessor = TabularPreprocessor.load(run.preprocessor(split_seed, fold))
+            model = build_model(
+                config, method, n_tabular=len(preprocessor.feature_names_out), classes=tuple(cohort.classes)
+            )
+            load_checkpoint(model, run.checkpoint(unit))
+            for i, frame in enumerate(frames):
+                dataset = CohortDataset(
+                    images,
+                    preprocessor.transform(frame),
+                    np.zeros(len(frame), dtype=np.int64 if classification else np.float32),
+                    frame["subject_id"].astype(str).tolist(),
+                    two_sides=spec.mode == "hippocampus",
+                    train=False,
+                )
+                loader = DataLoader(dataset, batch_size=config.training.batch_size, shuffle=False)
+                per_frame_fold[i].append(predict(model, loader, task=cohort.task, device=device).values)  # type: ignore[arg-type]
+        for i in range(len(frames)):
+            stack = np.stack(per_frame_fold[i])
+            combined = combine_folds(stack, config.protocol.ensemble) if classification else stack[0]
+            per_frame_version[i].append(combined)
+    return [np.mean(values, axis=0) for values in per_frame_version]
 
 
 def predict_new_subjects(
@@ -48,60 +164,17 @@ def predict_new_subjects(
     """Score the subjects of ``manifest`` with a run's models and write one CSV row per subject.
 
     Raises:
-        ValueError: a method, seed or version the run does not have.
+        ValueError: a method, seed or version the run does not have; a device this machine lacks.
         FileNotFoundError: a model of the chosen ensemble was never trained.
     """
-    run = RunDirectory(run_dir)
     config = load_run_config(run_dir)
     method = method or config.reference_method
-    if method not in config.methods:
-        raise ValueError(f"method {method!r} is not in this run; its methods: {list(config.methods)}")
-    split_seed = config.protocol.split_seeds[0] if split_seed is None else split_seed
-    if split_seed not in config.protocol.split_seeds:
-        raise ValueError(f"split seed {split_seed} is not in this run: {list(config.protocol.split_seeds)}")
     cohort = load_new_subjects(run_dir, manifest)
-    classification = cohort.task == "classification"
-    versions = _versions(run, config, method, split_seed, version, classification)
-    folds = range(config.protocol.folds) if classification else range(1)
-    spec = image_spec(config)
-    images = ImageCache(run.cache).ensure_all(cohort.frame["image"], spec)
-    per_version = []
-    for v in versions:
-        per_fold = []
-        for fold in folds:
-            unit = Unit(method, split_seed, v, fold)
-            checkpoint = run.checkpoint(unit)
-            if not run.record(unit).exists():
-                raise FileNotFoundError(f"{checkpoint}: this model was never trained to the end")
-            preprocessor = TabularPreprocessor.load(run.preprocessor(split_seed, fold))
-            dataset = CohortDataset(
-                images,
-                preprocessor.transform(cohort.frame),
-                np.zeros(len(cohort.frame), dtype=np.int64 if classification else np.float32),
-                cohort.frame["subject_id"].tolist(),
-                two_sides=spec.mode == "hippocampus",
-                train=False,
-            )
-            kwargs = model_kwargs(
-                config, method, n_tabular=len(preprocessor.feature_names_out), n_classes=len(cohort.classes)
-            )
-            model = create_model(method, **kwargs)
-            model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-            loader = DataLoader(dataset, batch_size=config.training.batch_size, shuffle=False)
-            per_fold.append(predict(model, loader, task=cohort.task, device=device).values)
-        stack = np.stack(per_fold)
-        if classification:
-            combine = (
-                inverse_entropy_ensemble
-                if config.protocol.ensemble == "inverse_entropy"
-                else mean_probabilities
-            )
-            per_version.append(combine(stack))
-        else:
-            per_version.append(stack[0])
-    values = np.mean(per_version, axis=0)
+    values = score_subjects(
+        run_dir, cohort, method=method, split_seed=split_seed, version=version, device=device
+    )
     frame = pd.DataFrame({"subject_id": cohort.frame["subject_id"].to_numpy()})
-    if classification:
+    if cohort.task == "classification":
         for i, name in enumerate(cohort.classes):
             frame[f"p_{name}"] = values[:, i]
         frame["predicted"] = [cohort.classes[i] for i in values.argmax(1)]
@@ -110,21 +183,3 @@ def predict_new_subjects(
     frame["method"] = method
     write_text_atomic(Path(out), frame.to_csv(index=False))
     return frame
-
-
-def _versions(
-    run: RunDirectory, config, method: str, split_seed: int, version: int | None, classification: bool
-) -> list[int]:
-    available = list(range(config.protocol.versions))
-    if version is not None:
-        if version not in available:
-            raise ValueError(f"version {version} is not in this run: {available}")
-        return [version]
-    if classification:
-        return available
-    records = [run.record(Unit(method, split_seed, v, 0)) for v in available]
-    missing = [str(p) for p in records if not p.exists()]
-    if missing:
-        raise FileNotFoundError(f"models never trained to the end: {missing}")
-    val_mae = np.array([json.loads(p.read_text())["best_metric"] for p in records])
-    return [available[i] for i in top_k_indices(val_mae, min(config.protocol.top_k, len(available)))]

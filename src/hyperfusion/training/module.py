@@ -18,9 +18,9 @@ MAE (lower is better) for regression.
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hyperfusion.atomic import write_atomic
 from hyperfusion.evaluation.metrics import balanced_accuracy, mae
 
 __all__ = [
@@ -181,10 +182,15 @@ class TrainingModule(L.LightningModule):
         return value > self.best_metric if self.task == "classification" else value < self.best_metric
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Weighted cross-entropy on logits, or MSE on predictions."""
+        """Weighted cross-entropy on logits, or MSE on predictions (in standardised units when the model has a
+        target scale, so the loss and weight decay keep the same balance whatever the target's units)."""
         if self.task == "classification":
             return F.cross_entropy(output.float(), target.long(), weight=self.class_weights)
-        return F.mse_loss(output.float(), target.float())
+        return F.mse_loss(output.float(), target.float()) / self._target_variance()
+
+    def _target_variance(self) -> float:
+        std = getattr(self.model, "target_std", None)
+        return 1.0 if std is None else float(std) ** 2
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -223,11 +229,11 @@ class TrainingModule(L.LightningModule):
         self._val_targets.append(torch.as_tensor(target).detach().cpu())
 
     def validation_loss(self, values: torch.Tensor, target: torch.Tensor) -> float:
-        """Weighted NLL of the view-averaged probabilities, or MSE of the view-averaged predictions."""
+        """Weighted NLL of the view-averaged probabilities, or MSE of the view-averaged predictions (as training)."""
         if self.task == "classification":
             weight = None if self.class_weights is None else self.class_weights.cpu()
             return float(F.nll_loss(values.clamp_min(1e-12).log(), target.long(), weight=weight))
-        return float(F.mse_loss(values, target.float()))
+        return float(F.mse_loss(values, target.float())) / self._target_variance()
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or not self._val_outputs:
@@ -242,7 +248,7 @@ class TrainingModule(L.LightningModule):
         self.history.append(
             {
                 "epoch": epoch,
-                "train_loss": self._train_sum / self._train_count if self._train_count else math.nan,
+                "train_loss": self._epoch_train_loss(),
                 "val_loss": self.validation_loss(values, target),
                 f"val_{self.metric_name}": metric,
                 "seconds": time.perf_counter() - self._epoch_start,
@@ -250,20 +256,31 @@ class TrainingModule(L.LightningModule):
         )
         if self._is_better(metric):
             self.best_metric, self.best_epoch = metric, epoch
-            save_state_dict(self.model, self.checkpoint_path)
+            if self.trainer.is_global_zero:  # every process validates on the whole set; one writes
+                save_state_dict(self.model, self.checkpoint_path)
+
+    def _epoch_train_loss(self) -> float:
+        """Mean training loss of the epoch over every process's samples (one process: its own)."""
+        totals = torch.tensor([self._train_sum, float(self._train_count)], dtype=torch.float64)
+        if self.trainer.world_size > 1:
+            totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
+        return float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
+
+    def on_fit_end(self) -> None:
+        """Under several processes, the main process reads what rank 0 learned from a file beside the checkpoint."""
+        if self.trainer.world_size > 1 and self.trainer.is_global_zero:
+            summary = {"history": self.history, "best_epoch": self.best_epoch, "best_metric": self.best_metric,
+                       "skipped_batches": self.skipped_batches}  # fmt: skip
+            write_atomic(summary_path(self.checkpoint_path), lambda h: json.dump(summary, h))
+
+
+def summary_path(checkpoint_path: str | os.PathLike[str]) -> Path:
+    """Where a multi-process fit leaves its history for the process that started it."""
+    path = Path(checkpoint_path)
+    return path.with_name(f".{path.name}.fit.json")
 
 
 def save_state_dict(model: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Write ``model.state_dict()`` (on CPU) to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``model.state_dict()`` (on CPU) to ``path`` atomically."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(Path(path), lambda handle: torch.save(state, handle), binary=True)

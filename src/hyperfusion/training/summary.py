@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from hyperfusion.evaluation.aggregate import ENSEMBLE
 from hyperfusion.evaluation.report import markdown_table
-from hyperfusion.training.protocol import ENSEMBLE, load_run_config
+from hyperfusion.training.reporting import load_run_config
 
 
 def print_summary(results: pd.DataFrame, run_dir: str | Path) -> None:

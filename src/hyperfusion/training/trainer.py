@@ -23,6 +23,7 @@ for identical initial weights. On a CPU the same seed gives the same weights bit
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -37,9 +38,15 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, WeightedRandomSampler
 
-from hyperfusion.training.module import Task, TrainingModule, balanced_class_weights, score_batch
+from hyperfusion.training.module import (
+    Task,
+    TrainingModule,
+    balanced_class_weights,
+    score_batch,
+    summary_path,
+)
 
 __all__ = [
     "Predictions",
@@ -72,6 +79,9 @@ class TrainSettings:
         channels_last: channels-last-3D memory format for the model and its 5-D image batches.
         compile: ``torch.compile`` the model's forward pass.
         progress_bar: show Lightning's progress bar.
+        devices: train one model on this many devices with DDP (CPU processes with gloo, or GPUs with NCCL); each
+            process takes ``batch_size / devices`` samples of every global batch, so one optimiser step sees the
+            same samples as with one device. ``batch_size`` must divide evenly.
         deterministic: ask PyTorch for deterministic kernels (Lightning's ``deterministic="warn"``: ops
             without one warn instead of failing). Only matters on a GPU, where cuDNN otherwise picks
             non-deterministic kernels (two fp32 runs of the AD model differed by up to 0.03 in a weight after
@@ -92,6 +102,7 @@ class TrainSettings:
     compile: bool = False
     progress_bar: bool = True
     deterministic: bool = False
+    devices: int = 1
 
     def __post_init__(self) -> None:
         if self.task not in ("classification", "regression"):
@@ -109,6 +120,14 @@ class TrainSettings:
         if self.precision not in ("32", "bf16"):
             raise ValueError(f"precision must be '32' or 'bf16', got {self.precision!r}")
         _accelerator(self.device)  # validates
+        if not isinstance(self.devices, int) or self.devices < 1:
+            raise ValueError(f"devices must be a positive int, got {self.devices!r}")
+        if self.devices > 1 and self.device.startswith("cuda:"):
+            raise ValueError(
+                f"devices={self.devices} takes the first GPUs; use device 'cuda', not {self.device!r}"
+            )
+        if self.devices > 1 and self.class_balance == "oversample":
+            raise ValueError("oversampling is not supported with devices > 1; use weighted cross-entropy")
         if self.task == "classification":
             if self.n_classes is None or self.n_classes < 2:
                 raise ValueError(f"classification needs n_classes >= 2, got {self.n_classes}")
@@ -298,10 +317,18 @@ def train_model(
         channels_last=settings.channels_last,
     )
     accelerator, devices = _accelerator(settings.device)
+    strategy: object = "auto"
+    if settings.devices > 1:
+        devices = settings.devices
+        train_loader = _sharded_loader(train_loader, settings)
+        strategy = _ddp_strategy(accelerator)
+        summary_path(checkpoint_path).unlink(missing_ok=True)
     with _quiet_lightning(), _restore_global_torch_state():
         trainer = L.Trainer(
             accelerator=accelerator,
             devices=devices,
+            strategy=strategy,
+            use_distributed_sampler=False,  # training shards through its own sampler; every process validates all
             precision="bf16-mixed" if settings.precision == "bf16" else "32-true",
             max_epochs=settings.epochs,
             logger=False,
@@ -313,6 +340,8 @@ def train_model(
             default_root_dir=checkpoint_path.parent,
         )
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    if settings.devices > 1:
+        _read_fit_summary(module, checkpoint_path)
     if module.best_epoch < 0:
         raise RuntimeError(
             f"training produced no finite validation {module.metric_name}; history: {module.history}"
@@ -329,6 +358,89 @@ def train_model(
         skipped_batches=module.skipped_batches,
         seconds=time.perf_counter() - start,
     )
+
+
+class ShardedShuffleSampler(Sampler[int]):
+    """A seeded shuffle of the dataset per epoch, of which each of ``world`` processes takes every world-th index.
+
+    Consecutive groups of ``world`` indices form one global batch's per-process slices in order, so with a per-process
+    batch of ``B / world`` the processes together see exactly the global batches of a single process with batch
+    ``B`` over the same permutation. An incomplete last global batch is dropped (every process must take the same
+    number of steps). The rank and world size are read when iterating (inside each DDP process).
+    """
+
+    def __init__(self, size: int, *, seed: int, shuffle: bool = True, per_process_batch: int = 1) -> None:
+        self.size, self.seed, self.shuffle, self.batch = size, seed, shuffle, per_process_batch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rank_world(self) -> tuple[int, int]:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.size)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+
+    def __iter__(self) -> Iterator[int]:
+        rank, world = self._rank_world()
+        order = self._order()
+        step = self.batch * world
+        for start in range(0, len(order) - step + 1, step):
+            yield from order[start + rank * self.batch : start + (rank + 1) * self.batch].tolist()
+
+    def __len__(self) -> int:
+        _, world = self._rank_world()
+        return (self.size // (self.batch * world)) * self.batch
+
+
+def _sharded_loader(loader: DataLoader, settings: TrainSettings) -> DataLoader:
+    """The training loader for one of ``settings.devices`` processes: its slice of every global batch."""
+    if loader.batch_size is None or loader.batch_size % settings.devices:
+        raise ValueError(
+            f"batch_size {loader.batch_size} must be divisible by devices={settings.devices} "
+            "(each process takes an equal slice of every batch)"
+        )
+    per_process = loader.batch_size // settings.devices
+    shuffle = not isinstance(loader.sampler, torch.utils.data.SequentialSampler)
+    sampler = ShardedShuffleSampler(
+        len(loader.dataset), seed=settings.seed, shuffle=shuffle, per_process_batch=per_process
+    )
+    return DataLoader(
+        loader.dataset,
+        batch_size=per_process,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        persistent_workers=loader.persistent_workers,
+    )
+
+
+def _ddp_strategy(accelerator: str):
+    from lightning.pytorch.strategies import DDPStrategy
+
+    if accelerator == "cpu":
+        return DDPStrategy(process_group_backend="gloo", start_method="fork")
+    return DDPStrategy(process_group_backend="nccl", start_method="spawn")
+
+
+def _read_fit_summary(module: TrainingModule, checkpoint_path: Path) -> None:
+    path = summary_path(checkpoint_path)
+    if not path.is_file():
+        raise RuntimeError(f"the multi-process fit left no summary at {path}")
+    summary = json.loads(path.read_text())
+    path.unlink()
+    module.history = summary["history"]
+    module.best_epoch = summary["best_epoch"]
+    module.best_metric = summary["best_metric"]
+    module.skipped_batches = summary["skipped_batches"]
 
 
 @torch.inference_mode()

@@ -1,0 +1,166 @@
+"""The plan of a run: every unit of work (one model) and what it waits for.
+
+A run is split seeds × versions × methods × folds (classification) or × one split (regression). Some units need
+others first:
+
+- with ``training.warm_start: tabular``, every method with a tabular encoder (HyperFusion's embedding, the FiLM/DAFT
+  conditioner's encoder, concatenation's encoder) starts from the trained tabular-only model of the same
+  (split seed, version, fold) — the paper's §4.3.6 for HyperFusion, given here to every method alike;
+- late fusion is not trained: it combines the separately trained imaging-only and tabular-only models of the same
+  (split seed, version, fold) (paper App. B; Prabhu et al. 2022).
+
+Those helper models join the plan even when the config does not list them; they are trained once and shared. The
+plan is pure data: it decides nothing about where or how units run (that is the executor's job).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hyperfusion.models import create_model, list_models, model_info
+
+Kind = Literal["train", "compose"]
+
+
+@dataclass(frozen=True, order=True)
+class Unit:
+    """One model: a method on one split seed, version (initialisation) and fold."""
+
+    method: str
+    split_seed: int
+    version: int
+    fold: int
+
+    @property
+    def key(self) -> str:
+        return f"s{self.split_seed}_v{self.version}_f{self.fold}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.key}"
+
+    @property
+    def seed(self) -> int:
+        """The initialisation seed: shared by every method of a (split seed, version, fold), so runs pair."""
+        return 10_000 * self.split_seed + 100 * self.version + self.fold
+
+    def of(self, method: str) -> Unit:
+        """The unit of another method on the same split seed, version and fold."""
+        return Unit(method, self.split_seed, self.version, self.fold)
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    """A unit with what it needs: ``kind`` says whether it trains or composes trained members."""
+
+    unit: Unit
+    kind: Kind
+    needs: tuple[Unit, ...] = ()
+    warm_start_from: Unit | None = None  # the tabular-only unit whose encoder initialises this one
+    members: Mapping[str, Unit] = field(default_factory=dict)  # compose: role -> member unit
+
+
+def family(method: str) -> str:
+    """The model family of a registered name: ``"ad"`` for ``"ad-film"``, ``"brainage"`` for brain age."""
+    return method.split("-", 1)[0]
+
+
+def family_member(method: str, role: Literal["imaging", "tabular"]) -> str | None:
+    """The family's imaging-only or tabular-only model, if the registry has one."""
+    name = f"{family(method)}-{role}"
+    return name if name in list_models() else None
+
+
+@functools.lru_cache(maxsize=256)
+def _has_tabular_encoder(method: str, kwargs_items: tuple[tuple[str, Any], ...]) -> bool:
+    from hyperfusion.nn import tabular_encoders
+
+    return bool(tabular_encoders(create_model(method, **dict(kwargs_items))))
+
+
+def has_tabular_encoder(method: str, model_kwargs: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``method`` reads the tabular record through an encoder that warm start can initialise."""
+    info = model_info(method)
+    if info.fusion in ("none", "late") or not info.uses_tabular:
+        return False
+    items = tuple(sorted((k, _hashable(v)) for k, v in (model_kwargs or {}).items()))
+    return _has_tabular_encoder(method, items)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def plan_units(
+    methods: Iterable[str],
+    *,
+    split_seeds: Iterable[int],
+    versions: int,
+    folds: int,
+    warm_start: str,
+    model_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[PlannedUnit]:
+    """Every unit of a run in an order that respects dependencies (helpers first within each fold).
+
+    Args:
+        methods: the methods the config compares.
+        split_seeds, versions, folds: the protocol's grid (``folds=1`` for regression).
+        warm_start: ``"tabular"`` or ``"none"``.
+        model_kwargs: per method, the keyword arguments its model is built with (to tell whether it has an encoder).
+
+    Raises:
+        ValueError: late fusion in a family without imaging-only and tabular-only models.
+    """
+    if warm_start not in ("tabular", "none"):
+        raise ValueError(f"warm_start must be 'tabular' or 'none', got {warm_start!r}")
+    methods = list(dict.fromkeys(methods))
+    kwargs = model_kwargs or {}
+    order: list[str] = []
+    for method in methods:
+        info = model_info(method)
+        needs: list[str] = []
+        if info.fusion == "late":
+            members = [family_member(method, "imaging"), family_member(method, "tabular")]
+            if None in members:
+                raise ValueError(
+                    f"late fusion {method!r} needs {family(method)}-imaging and {family(method)}-tabular models"
+                )
+            needs += members  # type: ignore[arg-type]
+        elif warm_start == "tabular" and has_tabular_encoder(method, kwargs.get(method)):
+            twin = family_member(method, "tabular")
+            if twin is not None:
+                needs.append(twin)
+        order += [*needs, method]
+    order = list(dict.fromkeys(order))  # each method once, its helpers before it
+
+    planned = []
+    for split_seed in split_seeds:
+        for version in range(versions):
+            for fold in range(folds):
+                for method in order:
+                    planned.append(_planned(Unit(method, split_seed, version, fold), warm_start, kwargs))
+    return planned
+
+
+def _planned(unit: Unit, warm_start: str, kwargs: Mapping[str, Mapping[str, Any]]) -> PlannedUnit:
+    info = model_info(unit.method)
+    if info.fusion == "late":
+        members = {
+            "imaging": unit.of(family_member(unit.method, "imaging")),  # type: ignore[arg-type]
+            "tabular": unit.of(family_member(unit.method, "tabular")),  # type: ignore[arg-type]
+        }
+        return PlannedUnit(unit, "compose", needs=tuple(members.values()), members=members)
+    twin = family_member(unit.method, "tabular")
+    if warm_start == "tabular" and twin and has_tabular_encoder(unit.method, kwargs.get(unit.method)):
+        source = unit.of(twin)
+        return PlannedUnit(unit, "train", needs=(source,), warm_start_from=source)
+    return PlannedUnit(unit, "train")
+
+
+def helper_methods(planned: Iterable[PlannedUnit], methods: Iterable[str]) -> list[str]:
+    """Methods in the plan that the config did not ask for (trained only because others need them)."""
+    asked = set(methods)
+    return list(dict.fromkeys(p.unit.method for p in planned if p.unit.method not in asked))

@@ -1,0 +1,164 @@
+"""A run's report: its finished unit records → results.csv, predictions.csv, skill.csv, report.md and the plots.
+
+Used at the end of ``run`` and by ``report``; ``predict`` combines models through the same aggregation module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from hyperfusion.atomic import write_text_atomic
+from hyperfusion.config import RunConfig, config_from_dict
+from hyperfusion.data import Cohort, read_partitions
+from hyperfusion.evaluation.aggregate import ENSEMBLE, Aggregate, Scoring, aggregate
+from hyperfusion.evaluation.report import markdown_table, write_report
+from hyperfusion.training.rundir import RunDirectory
+from hyperfusion.training.setup import group_column
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The resolved configuration a run directory was made with."""
+    path = RunDirectory(run_dir).config
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is corrupt: {err}") from None
+    return config_from_dict(raw or {}, source=str(path))
+
+
+def scoring_for(config: RunConfig, cohort: Cohort) -> Scoring:
+    groups = None
+    if cohort.task == "regression":
+        column = group_column(cohort, config.protocol.group_by)
+        if column is not None:
+            groups = dict(zip(cohort.frame["subject_id"].astype(str), cohort.frame[column].astype(str)))
+    return Scoring(
+        task=cohort.task,
+        classes=tuple(cohort.classes),
+        ensemble=config.protocol.ensemble,
+        top_k=config.protocol.top_k,
+        groups=groups,
+    )
+
+
+def no_skill_training_targets(
+    config: RunConfig, cohort: Cohort, run: RunDirectory, split_seed: int
+) -> np.ndarray:
+    """The rows a no-skill model learns from: every non-test row (classification), the training rows (regression)."""
+    table = read_partitions(run.partitions(split_seed))
+    by_subject = dict(zip(table["subject_id"].astype(str), table["partition"]))
+    assignment = cohort.frame["subject_id"].astype(str).map(by_subject)
+    if cohort.task == "classification":
+        keep = assignment.astype(int) != config.protocol.n_partitions - 1
+    else:
+        keep = assignment.astype(str) == "train"
+    return cohort.targets[keep.to_numpy()]
+
+
+def collect_records(config: RunConfig, cohort: Cohort, run: RunDirectory) -> dict[tuple, dict[str, Any]]:
+    folds = config.protocol.folds if cohort.task == "classification" else 1
+    from hyperfusion.training.plan import Unit
+
+    records = {}
+    for method in config.methods:
+        for seed in config.protocol.split_seeds:
+            for version in range(config.protocol.versions):
+                for fold in range(folds):
+                    record = run.read_record(Unit(method, seed, version, fold))
+                    if record is not None:
+                        records[(method, seed, version, fold)] = record
+    return records
+
+
+def aggregate_run(config: RunConfig, cohort: Cohort, run: RunDirectory) -> Aggregate:
+    records = collect_records(config, cohort, run)
+    if not records:
+        raise RuntimeError(f"{run.root}: no finished models to report")
+    return aggregate(
+        records,
+        methods=config.methods,
+        split_seeds=config.protocol.split_seeds,
+        versions=config.protocol.versions,
+        folds=config.protocol.folds if cohort.task == "classification" else 1,
+        scoring=scoring_for(config, cohort),
+        train_targets=lambda seed: no_skill_training_targets(config, cohort, run, seed),
+    )
+
+
+def treatments(config: RunConfig, records: dict[tuple, dict[str, Any]]) -> pd.DataFrame:
+    """How each method was trained: parameters, warm start, epochs, learning rate, loss, batch size."""
+    rows = []
+    for method in config.methods:
+        mine = [r for (m, *_), r in records.items() if m == method]
+        if not mine:
+            continue
+        kinds = {r.get("kind", "train") for r in mine}
+        warm = sorted({r.get("warm_start") or "none" for r in mine})
+        rows.append(
+            {
+                "method": method,
+                "parameters": int(np.median([r.get("parameters", 0) for r in mine])),
+                "warm start": ", ".join(warm),
+                "epochs": "— (combines trained members)" if kinds == {"compose"} else config.training.epochs,
+                "learning rate": config.training.lr,
+                "loss": config.training.loss,
+                "batch size": config.training.batch_size,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_train_ratio(config: RunConfig, task: str) -> float:
+    """n_test / n_train of one run, for the corrected resampled t-test (Nadeau & Bengio 2003)."""
+    protocol = config.protocol
+    if task == "classification":
+        return 1.0 / max(protocol.n_partitions - 2, 1)  # one test partition; n − 2 train each fold model
+    return protocol.test_fraction / (1.0 - protocol.val_fraction - protocol.test_fraction)
+
+
+def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.DataFrame:
+    """Write results.csv, predictions.csv, skill.csv, report.md and its plots; returns the results table.
+
+    Classification: the main table scores each version's fold ensemble. Regression: the main table scores each
+    version's model, and a second table the top-k ensemble (paper eq. 6).
+    """
+    records = collect_records(config, cohort, run)
+    result = aggregate_run(config, cohort, run)
+    write_text_atomic(run.results, result.results.to_csv(index=False))
+    if not result.predictions.empty:
+        write_text_atomic(run.predictions, result.predictions.to_csv(index=False))
+    write_text_atomic(run.root / "skill.csv", result.skill.to_csv(index=False))
+    family = config.reference_method.split("-", 1)[0]
+    fold = ENSEMBLE if cohort.task == "classification" else "0"
+    write_report(
+        result.results,
+        run.root,
+        reference=config.reference_method,
+        fold=fold,
+        title=f"HyperFusion comparison: {cohort.task}, {len(cohort.frame)} subjects ({config.cohort})",
+        skill=result.skill,
+        histories=result.histories,
+        treatments=treatments(config, records),
+        predictions=result.predictions if cohort.task == "classification" else None,
+        test_train_ratio=test_train_ratio(config, cohort.task),
+        tabular_method=f"{family}-tabular",
+        image_method=f"{family}-imaging",
+    )
+    if cohort.task == "regression" and (result.results["fold"] == ENSEMBLE).any():
+        report = run.root / "report.md"
+        table = markdown_table(result.results, reference=None, fold=ENSEMBLE)
+        write_text_atomic(
+            report,
+            report.read_text()
+            + f"\n## Test-set ensemble: mean of the top {config.protocol.top_k} versions by validation MAE (eq. 6)\n\n"
+            + "The main table scores each version's single model; this one the ensemble.\n\n"
+            + table,
+        )
+    return result.results

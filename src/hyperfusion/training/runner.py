@@ -1,0 +1,268 @@
+"""A whole comparison: plan the units, prepare the run directory, hand the units to an executor, report.
+
+Classification (paper §4.3.4, §4.3.6, Fig. C.7): per split seed the cohort is cut into ``n_partitions`` stratified
+partitions; the last is the test set, the others take turns as validation (``folds`` of them), the rest train.
+Regression (§4.2.2): one 80/10/10 split per split seed. Everything a unit needs that must be identical for every
+unit — partitions, each fold's tabular preprocessing fitted on its training rows only, preprocessed images — is
+written once here, before any unit starts, so units can run anywhere and in any order the plan allows.
+
+A rerun of the same command resumes: finished units are kept, only unfinished ones run. A run can grow in place
+(more versions, split seeds, folds of the same partitions, methods); what would change finished units (learning
+rate, epochs, image spec, the cohort itself) is refused with a message naming it, unless ``restart`` is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hyperfusion.config import RunConfig
+from hyperfusion.data import Cohort, ImageCache, load_manifest, make_partitions, make_split
+from hyperfusion.data.duplicates import check_duplicate_images
+from hyperfusion.data.splits import check_stratifiable
+from hyperfusion.models import model_info
+from hyperfusion.training.executors import LocalExecutor, RayExecutor, make_executor
+from hyperfusion.training.plan import PlannedUnit, Unit, plan_units
+from hyperfusion.training.reporting import build_report
+from hyperfusion.training.rundir import RunDirectory, RunDirectoryError, fingerprint_cohort
+from hyperfusion.training.setup import group_column, image_spec, make_preprocessor, static_model_kwargs
+from hyperfusion.training.units import UnitJob, UnitOutcome
+
+log = logging.getLogger("hyperfusion")
+Echo = Callable[[str], None]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was interrupted; ``finished`` of ``total`` units are kept in the run directory."""
+
+    def __init__(self, finished: int, total: int, run_dir: Path) -> None:
+        super().__init__(f"{finished} of {total} models finished and kept in {run_dir}")
+        self.finished, self.total, self.run_dir = finished, total, run_dir
+
+
+def check_cohort(config: RunConfig, cohort: Cohort) -> None:
+    """What can be known about a config and a cohort before anything is preprocessed or trained.
+
+    Raises:
+        ValueError: a method of another task, a loss of the wrong task, a class too small to stratify.
+    """
+    for method in config.methods:
+        if model_info(method).task != cohort.task:
+            raise ValueError(
+                f"method {method!r} is a {model_info(method).task} model but the cohort's task is {cohort.task}"
+            )
+    if cohort.task == "classification" and config.training.loss == "mse":
+        raise ValueError("training.loss: 'mse' is for regression; this cohort is a classification task")
+    if cohort.task == "regression" and config.training.loss != "mse":
+        raise ValueError(
+            f"training.loss: {config.training.loss!r} is for classification; use 'mse' for regression"
+        )
+    if cohort.task == "regression":
+        group_column(
+            cohort, config.protocol.group_by
+        )  # a named column the cohort lacks fails now, not at the end
+    if cohort.task == "classification":
+        check_stratifiable(
+            cohort.frame, config.protocol.n_partitions, classes=cohort.classes, source=str(cohort.table_path)
+        )
+
+
+def partitions_of(config: RunConfig, cohort: Cohort, split_seed: int) -> pd.Series:
+    """Partition id (classification) or train/val/test role (regression) per cohort row for one split seed."""
+    protocol = config.protocol
+    stratify = list(cohort.stratify)
+    bins = config.protocol.age_bins  # "auto": chosen from the cohort's size (data.splits.default_age_bins)
+    if cohort.task == "classification":
+        return make_partitions(
+            cohort.frame,
+            protocol.n_partitions,
+            stratify=stratify,
+            age_bins=bins,
+            group="subject_id",
+            seed=split_seed,
+        )
+    train = 1 - protocol.val_fraction - protocol.test_fraction
+    return make_split(
+        cohort.frame,
+        (train, protocol.val_fraction, protocol.test_fraction),
+        stratify=stratify,
+        age_bins=bins,
+        group="subject_id",
+        seed=split_seed,
+    )
+
+
+def fold_roles_of(config: RunConfig, task: str, partitions: pd.Series, fold: int) -> pd.Series:
+    from hyperfusion.data.splits import fold_roles
+
+    if task == "regression":
+        return partitions.astype(str)
+    return fold_roles(partitions.astype(int), test=config.protocol.n_partitions - 1, val=fold)
+
+
+class Run:
+    """One run directory and the configuration it is run with."""
+
+    def __init__(self, config: RunConfig, out_dir: str | Path, *, echo: Echo = print) -> None:
+        self.config = config
+        self.run = RunDirectory(out_dir)
+        self.echo = echo
+        self.cohort = load_manifest(config.cohort)
+        self.task = self.cohort.task
+        check_cohort(config, self.cohort)
+        self.spec = image_spec(config)
+        self.cache = ImageCache(self.run.cache)
+        self.folds = config.protocol.folds if self.task == "classification" else 1
+
+    def plan(self) -> list[PlannedUnit]:
+        protocol = self.config.protocol
+        return plan_units(
+            self.config.methods,
+            split_seeds=protocol.split_seeds,
+            versions=protocol.versions,
+            folds=self.folds,
+            warm_start=self.config.training.warm_start,
+            model_kwargs=static_model_kwargs(self.config),
+        )
+
+    # --- preparing the run directory -----------------------------------------------------------------------
+
+    def prepare(self, planned: list[PlannedUnit], *, restart: bool = False) -> None:
+        """Check and write what every unit shares: config, fingerprint, images, partitions, preprocessing."""
+        resolved = self.config.to_dict()
+        if restart:
+            self.run.clear()
+        grown = self.run.check_config(resolved)
+        if grown:
+            self.echo(f"the run grows in place: {', '.join(grown)} changed; only new models will be trained")
+        self.echo(f"preprocessing {len(self.cohort.frame)} images into {self.run.cache} ...")
+        check_duplicate_images(self.cohort, self.cache)  # the same scan under two subjects would leak
+        self.cache.ensure_all(self.cohort.frame["image"], self.spec)
+        self.run.check_fingerprint(fingerprint_cohort(self.cohort.frame, self.cache.digest))
+        self.run.save_config(resolved, Path(self.config.cohort).read_text())
+        for split_seed in dict.fromkeys(p.unit.split_seed for p in planned):
+            partitions = partitions_of(self.config, self.cohort, split_seed)
+            table = pd.DataFrame(
+                {"subject_id": self.cohort.frame["subject_id"], "partition": partitions.to_numpy()}
+            )
+            self.run.write_once(self.run.partitions(split_seed), table.to_csv(index=False), "partitions")
+            for fold in range(self.folds):
+                self._prepare_preprocessor(split_seed, fold, partitions)
+
+    def _prepare_preprocessor(self, split_seed: int, fold: int, partitions: pd.Series) -> None:
+        path = self.run.preprocessor(split_seed, fold)
+        roles = fold_roles_of(self.config, self.task, partitions, fold).to_numpy()
+        frame = self.cohort.frame
+        if not path.is_file():
+            preprocessor = make_preprocessor(self.config, self.cohort).fit(frame[roles == "train"])
+            preprocessor.save(path)
+        else:
+            from hyperfusion.data import TabularPreprocessor
+
+            preprocessor = TabularPreprocessor.load(path)
+        check_known = getattr(preprocessor, "check_known", None)
+        if check_known is not None:  # every category of the other rows was seen in training (or has a rule)
+            check_known(frame[roles != "train"], source=str(self.cohort.table_path))
+
+    # --- running ---------------------------------------------------------------------------------------------
+
+    def execute(
+        self, executor: LocalExecutor | RayExecutor | None = None, *, restart: bool = False
+    ) -> pd.DataFrame:
+        executor = executor or make_executor(
+            self.config.protocol.executor,
+            address=self.config.protocol.address,
+            num_cpus=self.config.protocol.num_cpus,
+            num_gpus=self.config.protocol.num_gpus,
+        )
+        with self.run.lock():
+            planned = self.plan()
+            self.prepare(planned, restart=restart)
+            todo = [p for p in planned if not self.run.is_finished(p.unit)]
+            self.echo(
+                f"{len(planned)} models in this run ({len(planned) - len(todo)} already finished); "
+                f"{len(self.cohort.frame)} subjects, task {self.task}, executor {executor.name}"
+            )
+            jobs = [UnitJob(p, self.config.to_dict(), str(self.run.root)) for p in todo]
+            progress = Progress(todo, self.echo)
+            try:
+                executor.run(jobs, progress.done)
+            except KeyboardInterrupt:
+                finished = sum(self.run.is_finished(p.unit) for p in planned)
+                raise RunInterrupted(finished, len(planned), self.run.root) from None
+            return self.report()
+
+    def report(self) -> pd.DataFrame:
+        return build_report(self.config, self.cohort, self.run)
+
+
+class Progress:
+    """Prints each finished model and, once every method has finished one, an estimate of the time left."""
+
+    def __init__(self, todo: list[PlannedUnit], echo: Echo) -> None:
+        self.remaining = {p.unit: p for p in todo}
+        self.total = len(todo)
+        self.echo = echo
+        self.started = time.perf_counter()
+        self.durations: dict[str, list[float]] = {}
+
+    def done(self, outcome: UnitOutcome) -> None:
+        self.remaining.pop(outcome.unit, None)
+        self.durations.setdefault(outcome.unit.method, []).append(outcome.seconds)
+        finished = self.total - len(self.remaining)
+        line = f"[{finished}/{self.total}] {outcome.summary} ({outcome.seconds:.1f} s)"
+        eta = self.estimate()
+        if eta is not None and self.remaining:
+            line += f"; about {_duration(eta)} left"
+        self.echo(line)
+
+    def estimate(self) -> float | None:
+        """Seconds left: each remaining unit at its method's mean so far, scaled by the parallelism seen."""
+        methods = {u.method for u in self.remaining}
+        if not methods <= set(self.durations):
+            return None
+        busy = sum(sum(v) for v in self.durations.values())
+        wall = time.perf_counter() - self.started
+        scale = wall / busy if busy > 0 else 1.0
+        return scale * sum(float(np.mean(self.durations[u.method])) for u in self.remaining)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_protocol(
+    config: RunConfig,
+    out_dir: str | Path,
+    *,
+    echo: Echo = print,
+    executor: LocalExecutor | RayExecutor | None = None,
+    restart: bool = False,
+) -> pd.DataFrame:
+    """Run or resume ``config`` into ``out_dir``; returns the long-form results table."""
+    return Run(config, out_dir, echo=echo).execute(executor, restart=restart)
+
+
+def report_run(run_dir: str | Path, *, echo: Echo = print) -> pd.DataFrame:
+    """Rebuild results, predictions, report and plots of a run directory from its finished units."""
+    from hyperfusion.training.reporting import load_run_config
+
+    config = load_run_config(run_dir)
+    return Run(config, run_dir, echo=echo).report()
+
+
+def unit_roles(config: RunConfig, cohort: Cohort, unit: Unit) -> pd.Series:
+    """train/val/test per cohort row for one unit (recomputed; equals what the partitions file holds)."""
+    return fold_roles_of(config, cohort.task, partitions_of(config, cohort, unit.split_seed), unit.fold)
+
+
+__all__ = ["Run", "RunDirectoryError", "RunInterrupted", "check_cohort", "report_run", "run_protocol"]

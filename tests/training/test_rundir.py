@@ -1,0 +1,182 @@
+"""The run directory: one writer at a time, a cohort fingerprint, what may change between a run and its resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from hyperfusion.training.plan import Unit
+from hyperfusion.training.rundir import RunDirectory, RunDirectoryError, fingerprint_cohort
+from tests.faults import fault
+
+CONFIG = {
+    "cohort": "/c/cohort.yaml",
+    "methods": ["ad-imaging", "ad-hyperfusion"],
+    "reference_method": "ad-hyperfusion",
+    "protocol": {"split_seeds": [0], "versions": 1, "folds": 2, "n_partitions": 3},
+    "training": {"epochs": 2, "lr": 0.001, "device": "cpu", "progress": False},
+}
+
+
+def _with(**changes):
+    config = json.loads(json.dumps(CONFIG))
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            config[section][name] = value
+        else:
+            config[section] = value
+    return config
+
+
+@fault(
+    "run directory",
+    "a second process started on the same --out",
+    "exit status 2 at once, naming the process and host that hold the run",
+)
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    with run.lock():
+        holder = json.loads(run.lock_path.read_text())
+        assert holder["pid"] == os.getpid()
+        with pytest.raises(RunDirectoryError, match=f"process {os.getpid()}"), run.lock():
+            pass
+    assert not run.lock_path.exists()
+
+
+@fault(
+    "run directory", "a lock left by a process that was killed", "the stale lock is taken over with a warning"
+)
+def test_a_stale_lock_is_taken_over(tmp_path, caplog):
+    run = RunDirectory(tmp_path / "run")
+    run.create()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    import socket
+
+    run.lock_path.write_text(
+        json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "since": "x"})
+    )
+    with run.lock():
+        assert json.loads(run.lock_path.read_text())["pid"] == os.getpid()
+    assert "no longer running" in caplog.text
+
+
+@fault("run directory", "--out names an existing file", "one-line error: the path is a file, not a directory")
+def test_out_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(RunDirectoryError, match="is a file"):
+        RunDirectory(path).create()
+
+
+@fault("run directory", "--out in a folder without write permission", "one-line error naming the directory")
+def test_unwritable_out_is_refused(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(RunDirectoryError, match=r"cannot create|not writable"):
+            RunDirectory(locked / "run").create()
+    finally:
+        locked.chmod(0o700)
+
+
+def test_free_keys_and_growth_are_accepted(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.save_config(CONFIG, "spec")
+    assert run.check_config(_with(training__device="cuda", training__progress=True)) == []
+    grown = run.check_config(_with(protocol__versions=3, methods=["ad-imaging", "ad-hyperfusion", "ad-film"]))
+    assert grown == ["methods", "protocol.versions"]
+
+
+@fault(
+    "run directory",
+    "a rerun with a setting that changes finished models (learning rate, epochs, image spec)",
+    "exit status 2 naming the key with its old and new value; --restart starts over",
+)
+def test_result_changing_keys_are_refused(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.save_config(CONFIG, "spec")
+    with pytest.raises(RunDirectoryError, match=r"training.lr: 0.001 → 0.01"):
+        run.check_config(_with(training__lr=0.01))
+
+
+def _frame(**edits):
+    frame = pd.DataFrame(
+        {
+            "subject_id": ["a", "b", "c"],
+            "target": [0, 1, 2],
+            "AGE": [70.0, 71.0, float("nan")],
+            "line": [2, 3, 4],
+            "image": ["/x/a.nii", "/x/b.nii", "/x/c.nii"],
+        }
+    )
+    for column, (row, value) in edits.items():
+        frame.loc[row, column] = value
+    return frame
+
+
+@fault(
+    "run directory",
+    "the cohort table edited after a run (rows dropped or relabelled) and the run rerun",
+    "exit status 2 naming how many rows were added, removed or changed, with examples",
+)
+def test_a_changed_cohort_is_refused_naming_what_changed(tmp_path):
+    run = RunDirectory(tmp_path)
+    digest = {"/x/a.nii": "1", "/x/b.nii": "2", "/x/c.nii": "3"}.__getitem__
+    run.check_fingerprint(fingerprint_cohort(_frame(), digest))
+    run.check_fingerprint(fingerprint_cohort(_frame(line=(0, 9), image=(0, "/x/a.nii")), digest))  # same data
+    with pytest.raises(RunDirectoryError, match=r"1 row\(s\) changed \(b\)"):
+        run.check_fingerprint(fingerprint_cohort(_frame(target=(1, 0)), digest))
+    with pytest.raises(RunDirectoryError, match=r"1 row\(s\) removed \(c\)"):
+        run.check_fingerprint(fingerprint_cohort(_frame().iloc[:2], digest))
+
+
+@fault(
+    "run directory",
+    "an image file replaced by another scan after a run",
+    "exit status 2 naming the subject whose image content changed",
+)
+def test_changed_image_content_is_refused(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.check_fingerprint(
+        fingerprint_cohort(_frame(), {"/x/a.nii": "1", "/x/b.nii": "2", "/x/c.nii": "3"}.get)
+    )
+    with pytest.raises(RunDirectoryError, match=r"image\(s\) with new content \(a\)"):
+        run.check_fingerprint(
+            fingerprint_cohort(_frame(), {"/x/a.nii": "9", "/x/b.nii": "2", "/x/c.nii": "3"}.get)
+        )
+
+
+@fault(
+    "run directory",
+    "a truncated unit record (a crash mid-write by another tool, a full disk)",
+    "a warning naming the file; that model counts as unfinished and is trained again",
+)
+def test_a_corrupt_record_makes_its_unit_unfinished(tmp_path, caplog):
+    run = RunDirectory(tmp_path)
+    unit = Unit("ad-imaging", 0, 0, 1)
+    run.write_record(unit, {"unit": {}, "history": [], "validation": {}, "test": {}})
+    assert run.is_finished(unit)
+    run.record_path(unit).write_text('{"unit": {}, "hist')
+    assert run.read_record(unit) is None
+    assert "is corrupt" in caplog.text and str(run.record_path(unit)) in caplog.text
+    assert not run.record_path(unit).exists()
+
+
+def test_write_once_refuses_a_different_file(tmp_path):
+    run = RunDirectory(tmp_path)
+    path = tmp_path / "partitions_seed0.csv"
+    run.write_once(path, "a,b\n", "partitions")
+    run.write_once(path, "a,b\n", "partitions")
+    with pytest.raises(RunDirectoryError, match="differs from the partitions"):
+        run.write_once(path, "a,c\n", "partitions")
