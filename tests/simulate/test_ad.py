@@ -46,7 +46,7 @@ def test_missing_rates_adni_like(cohort):
 
 
 def test_biomarker_group_means_within_10_percent(cohort):
-    expected = {  # data.md §3.5 realised group means
+    expected = {  # ADNI-like group means the design targets
         "CN": dict(ABETA=1145, PTAU=23, TAU=258, FDG=6.40, AV45=1.13),
         "MCI": dict(ABETA=928, PTAU=30, TAU=327, FDG=5.99, AV45=1.25),
         "AD": dict(ABETA=652, PTAU=40, TAU=443, FDG=5.30, AV45=1.41),

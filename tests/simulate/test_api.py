@@ -111,3 +111,17 @@ def test_realised_volumes_track_targets(ad_dir):
         # nuisance (individual anatomy, residual scale) adds a few per cent of noise around the target
         assert np.corrcoef(realised, target)[0, 1] > 0.8
         assert (realised - target).abs().median() < 0.08
+
+
+def test_a_finished_cohort_is_not_rendered_again(tmp_path, monkeypatch):
+    from hyperfusion.simulate import simulate_ad, writer
+
+    first = simulate_ad(tmp_path / "c", n=3, voxel_size=8.0, seed=0, template="phantom", progress=False)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("*") if p.is_file()}
+    monkeypatch.setattr(
+        writer, "nifti_gz_bytes", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rendered"))
+    )
+    assert (
+        simulate_ad(tmp_path / "c", n=3, voxel_size=8.0, seed=0, template="phantom", progress=False) == first
+    )
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("*") if p.is_file()} == before

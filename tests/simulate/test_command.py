@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from hyperfusion.cli import main
+from tests.faults import fault
 
 
 def test_cli_writes_a_cohort(tmp_path):
@@ -11,9 +12,10 @@ def test_cli_writes_a_cohort(tmp_path):
     assert len(pd.read_csv(out / "ADNIMERGE.csv")) == 4
 
 
-def test_cli_rejects_box_for_brain_age(tmp_path):
-    with pytest.raises(SystemExit):
-        main(["simulate", "brain-age", "--n", "2", "--region", "box", "--out", str(tmp_path)])
+@fault("simulator", "--region box for the brain-age cohort", "exit status 2: for the ad cohort only")
+def test_cli_rejects_box_for_brain_age(tmp_path, capsys):
+    assert main(["simulate", "brain-age", "--n", "2", "--region", "box", "--out", str(tmp_path)]) == 2
+    assert "for the ad cohort only" in capsys.readouterr().err
 
 
 def test_cli_rejects_unknown_task(tmp_path):

@@ -1,4 +1,4 @@
-"""The ADNI-like AD cohort (data.md §3.5): label first, then latent biology, then both modalities.
+"""The ADNI-like AD cohort: label first, then latent biology, then both modalities.
 
 Labels and sex reproduce the paper's Table 2 exactly at n = 2120 (CN 740 = 309 M : 431 F, MCI 1015 = 569 : 446,
 AD 365 = 198 : 167), proportionally otherwise; ages TruncN(μ, σ; 55, 91) per group.  Amyloid status
@@ -7,7 +7,9 @@ Aβ42, p-tau, t-tau, FDG and AV45; missingness follows a latent ADNI phase.
 
 The image model reads through the table (interaction λ): where atrophy lands depends on APOE4, age and sex (π),
 how much is normal depends on age and sex, and amyloid-negative look-alikes (LATE-like hippocampal loss in the
-oldest-old, vascular-type MTL thinning) mimic AD.  At λ = 0: π ≡ 0.5, no look-alikes, no sex terms.
+oldest-old, vascular-type MTL thinning) mimic AD.  At λ = 0: π ≡ 0.5, no look-alikes, no sex terms.  The
+``location`` interaction mode replaces this image model by a stress test in which sex decides where the disease
+shows (:mod:`hyperfusion.simulate.location`); the table is the same.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from hyperfusion.simulate.effects import (
     stratified_truncnorm,
     table_rng,
 )
+from hyperfusion.simulate.location import checked_mode, location_effects
 
 GROUPS = ("CN", "MCI", "AD")
 TABLE2_COUNTS = {"CN": (309, 431), "MCI": (569, 446), "AD": (198, 167)}  # (male, female) at n = 2120
@@ -62,18 +65,24 @@ def _censor(values: np.ndarray, lo: float, hi: float, digits: int) -> list[objec
     return out
 
 
-def make_ad_cohort(n: int = 2120, *, interaction: float = 1.0, seed: int = 0) -> Cohort:
+def make_ad_cohort(
+    n: int = 2120, *, interaction: float = 1.0, seed: int = 0, interaction_mode: str = "graded"
+) -> Cohort:
     """Draw the AD cohort's table, latents and image effects (no images).
 
     Args:
         n: number of subjects (>= 3); Table 2 exactly at 2120.
-        interaction: λ ≥ 0, how much the image must be read in light of the table (0 none, 1 realistic, 2 strong).
+        interaction: λ ≥ 0, how much the image must be read in light of the table (0 none, 1 realistic, 2 strong;
+            in the ``location`` mode, how far sex decides the subtype: 0 not at all, >= 1 fully).
         seed: everything is deterministic from it.
+        interaction_mode: ``graded`` (the default image model) or ``location`` (sex decides where the disease
+            shows; a stress test with a large interaction gain, see :mod:`hyperfusion.simulate.location`).
 
     Raises:
-        ValueError: on n < 3 or a negative / non-finite interaction.
+        ValueError: on n < 3, a negative / non-finite interaction or an unknown interaction mode.
     """
     n, lam = checked_cohort_args(n, interaction, minimum=3)
+    checked_mode(interaction_mode)
     rng = table_rng(seed, "ad")
     cells = [(g, sex) for g in GROUPS for sex in (1, 0)]
     counts = allocate(n, np.array([TABLE2_COUNTS[g][1 - sex] for g, sex in cells]))
@@ -142,6 +151,20 @@ def make_ad_cohort(n: int = 2120, *, interaction: float = 1.0, seed: int = 0) ->
 
     # image model (log volume factors relative to the template); a = b - 45 with b the biological age
     bio = age + rng.normal(0, 3.0, n)
+    common = {
+        "PTID": ptid,
+        "diagnosis": group,
+        "amyloid_positive": amyloid,
+        "severity": s,
+        "apoe4": e4,
+        "education": edu,
+        "biological_age": bio,
+        "phase": np.take(["ADNI1", "ADNIGO/2", "ADNI3"], phase),
+    }
+    if interaction_mode == "location":
+        fx = location_effects(rng, severity=s, female=female, biological_age=bio, interaction=lam)
+        latents = pd.DataFrame(common | fx.latents)
+        return Cohort("ad", int(seed), table, latents, fx.log_f, fx.cortical, fx.wm_contrast)
     a = bio - 45
     lam1 = min(lam, 1.0)
     pi = sigmoid(2 * lam * (1.6 * (e4 >= 1) + 0.08 * (age - 72) - 0.6 + 0.5 * female))
@@ -170,19 +193,7 @@ def make_ad_cohort(n: int = 2120, *, interaction: float = 1.0, seed: int = 0) ->
     kappa = np.clip(0.004 * a, 0, 1)
 
     latents = pd.DataFrame(
-        {
-            "PTID": ptid,
-            "diagnosis": group,
-            "amyloid_positive": amyloid,
-            "severity": s,
-            "apoe4": e4,
-            "education": edu,
-            "biological_age": bio,
-            "phase": np.take(["ADNI1", "ADNIGO/2", "ADNI3"], phase),
-            "limbic_weight_pi": pi,
-            "late_lookalike": late,
-            "vascular_lookalike": vasc,
-        }
+        common | {"limbic_weight_pi": pi, "late_lookalike": late, "vascular_lookalike": vasc}
     )
     return Cohort(
         "ad",

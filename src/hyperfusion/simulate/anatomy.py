@@ -1,4 +1,4 @@
-"""Per-template precomputation (data.md §3.2): tissue classes, atrophy channels, displacement basis fields and
+"""Per-template precomputation: tissue classes, atrophy channels, displacement basis fields and
 their volume calibration.  Everything here is in world mm, so it is computed once per template and shared by
 every output grid.
 

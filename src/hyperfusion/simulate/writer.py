@@ -87,6 +87,11 @@ def write_cohort(
     _check_settings(out, settings)
     n = len(cohort.table)
     progress_path = out / PROGRESS_FILE
+    finished = out / "cohort.yaml"
+    # cohort.yaml is written last and the progress file removed after it: such a folder is complete
+    complete = finished.exists() and not progress_path.exists()
+    if complete and all((out / image_relpath(cohort, i)).exists() for i in range(n)):
+        return finished
     done = _read_progress(progress_path, len(STRUCTURE_NAMES))
     volumes = np.full((n, len(STRUCTURE_NAMES)), np.nan)
     todo = []
