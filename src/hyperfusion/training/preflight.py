@@ -1,0 +1,870 @@
+"""Check a run before it trains: read the cohort as the run would, collect every problem, time a few steps.
+
+``hyperfusion validate`` is the first hour of a new user: it answers "will my run go through, what will it see,
+and how long will it take?" without training anything. Everything here goes through the code a run uses
+(`load_manifest`, `check_cohort`, the image cache, `partitions_of`, each fold's tabular preprocessing, the
+models of the plan), so what passes here passes at the start of the run; the only extra work is bookkeeping
+(rows dropped, censored values, image grids) and the timing of a few training steps.
+
+Problems a run would stop at are collected rather than raised one by one, so a user fixes them in one pass:
+`Preflight.problems` lists them; the caller decides to fail (the command exits with status 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import statistics
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+from nibabel.filebasedimages import ImageFileError
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from hyperfusion.config import RunConfig
+from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, build_dataset, load_manifest
+from hyperfusion.data.censor import parse_numeric
+from hyperfusion.data.duplicates import check_duplicate_images
+from hyperfusion.training.module import balanced_class_weights
+from hyperfusion.training.plan import PlannedUnit, plan_units
+from hyperfusion.training.rundir import RunDirectory
+from hyperfusion.training.runner import check_cohort, fold_roles_of, partitions_of
+from hyperfusion.training.setup import (
+    build_model,
+    check_config_device,
+    group_column,
+    image_spec,
+    make_preprocessor,
+    static_model_kwargs,
+)
+
+#: Errors that mean "this input would stop the run" (anything else is a bug and propagates).
+BAD_INPUT = (ValueError, FileNotFoundError)
+#: Scoring passes over the test set after training, as each unit makes them: as is, with its tabular rows
+#: permuted and with its images permuted (the sensitivities); the validation set is scored once more too.
+TEST_PASSES = 3
+#: What nibabel raises for a file it cannot read as an image.
+HEADER_ERRORS = (ImageFileError, OSError, EOFError, ValueError, zlib.error)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# what a preflight finds
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """How the table's rows became the cohort: read, dropped (by reason), kept."""
+
+    table: Path
+    read: int
+    dropped: Mapping[str, int]
+    kept: int
+    subjects: int
+
+
+@dataclass(frozen=True)
+class ColumnSummary:
+    """One tabular (or stratification) column as the cohort holds it."""
+
+    name: str
+    role: str  # continuous | binary | categorical | stratify
+    missing: int
+    rows: int
+    censored: int = 0
+    censored_example: str = ""  # e.g. ">1700 read as 1700"
+    values: str = ""  # "min … max (median m)" or "value n, value n"
+
+
+@dataclass(frozen=True)
+class GridGroup:
+    """Images that share a grid: shape, voxel size (mm) and axis codes (e.g. RAS, LPS)."""
+
+    shape: tuple[int, ...]
+    voxel_mm: tuple[float, ...]
+    axes: str
+    count: int
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """An image the data layer refuses (unreadable, far from MNI, a crop outside the image ...)."""
+
+    path: str
+    subject: str
+    line: int
+    message: str
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Median seconds of one training step and one evaluation batch of a method, at the run's settings."""
+
+    train: float
+    evaluate: float
+    build: float = 0.0  # building the model: once per model
+    first: float = (
+        0.0  # the first steps' extra time (kernel selection, allocation): once per method and process
+    )
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """What a model costs beyond its steps, the same for every method.
+
+    ``start``: the trainer's start-up and tear-down; ``per_epoch``: each epoch's own work (hooks, the metric,
+    the checkpoint); ``per_row``: building the datasets, per row (cache look-ups, the tabular transform).
+    """
+
+    start: float
+    per_epoch: float
+    per_row: float = 0.0
+
+
+@dataclass(frozen=True)
+class MethodEstimate:
+    method: str
+    models: int  # still to train (or compose) in this run
+    kind: str  # train | compose
+    helper: bool  # trained only because another method needs it
+    steps: StepTimes | None  # None for composed models (nothing is trained)
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The run's time on this machine, from a few timed steps of each method."""
+
+    methods: tuple[MethodEstimate, ...]
+    timed_steps: int
+    device: str
+    precision: str
+    batch_size: int
+    epochs: int
+    finished: int  # models already finished in the work folder (not counted)
+    overhead: Overhead = Overhead(0.0, 0.0)  # measured with one short real training
+    prepare: float = 0.0  # fitting each fold's tabular preprocessing, which the run does before training
+
+    @property
+    def seconds(self) -> float:
+        return self.prepare + sum(m.seconds for m in self.methods)
+
+
+@dataclass
+class Preflight:
+    """Everything ``hyperfusion validate`` reports; ``problems`` are what would stop the run before training."""
+
+    config: RunConfig
+    cohort: Cohort
+    rows: RowCounts
+    columns: list[ColumnSummary]
+    grids: list[GridGroup]
+    images_checked: int
+    image_failures: list[ImageFailure]
+    preprocessing_seconds: float
+    balance: pd.DataFrame | None  # rows: partitions (or roles) of the first split seed
+    planned: list[PlannedUnit]
+    estimate: Estimate | None
+    problems: list[str] = field(default_factory=list)
+    simulated_seconds: float | None = None
+    labels: pd.DataFrame | None = None  # classification: class, subjects, raw labels
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the whole check
+
+
+def preflight(
+    config: RunConfig,
+    work: str | Path,
+    *,
+    steps: int = 3,
+    progress: bool = False,
+    echo: Callable[[str], None] = print,
+) -> Preflight:
+    """Read ``config``'s cohort as a run into ``work`` would, and check it without training.
+
+    ``work`` receives a simulated cohort (``work/cohort``, when the config has ``simulate:``) and the image cache
+    (``work/cache``): the layout of a run directory, so a run with ``--out work`` reuses both. ``steps`` training
+    steps (and as many evaluation batches) of each method are timed for the estimate; 0 skips it, as do problems.
+
+    Raises:
+        ValueError, FileNotFoundError: what stops everything (a device the machine lacks, a manifest or table
+            that cannot be read); every later problem is collected in `Preflight.problems` instead.
+    """
+    from hyperfusion.training.simulated import ensure_simulated_cohort
+
+    work = Path(work)
+    check_config_device(config)
+    simulated = None
+    if config.simulate is not None:
+        echo(f"simulating the cohort into {work / 'cohort'} ...")
+        start = time.perf_counter()
+        training = dataclasses.replace(config.training, progress=progress)
+        config = ensure_simulated_cohort(dataclasses.replace(config, training=training), work)
+        simulated = time.perf_counter() - start
+    cohort = load_manifest(config.cohort)
+    problems: list[str] = []
+    stratifiable = _collect(problems, check_cohort, config, cohort)
+
+    spec = image_spec(config)
+    cache = ImageCache(RunDirectory(work).cache)
+    start = time.perf_counter()
+    grids, failures = check_images(cohort, spec, cache, progress=progress)
+    seconds = time.perf_counter() - start
+    if failures:
+        problems.append(
+            f"{len(failures)} of {len(cohort.frame)} image(s) fail the image checks; the first: {failures[0].message}"
+        )
+    _collect(problems, check_duplicate_images, cohort, cache)
+
+    start = time.perf_counter()  # partitions and each fold's preprocessing, as the run prepares them
+    folds = _prepare_folds(config, cohort, problems) if stratifiable else None
+    roles, preprocessors, balance = folds or ({}, {}, None)
+    prepare = time.perf_counter() - start
+    planned = _plan(config, cohort.task)
+    estimate = None
+    if steps > 0 and not problems:
+        estimate = estimate_time(
+            config, cohort, cache, planned, roles, preprocessors, work=work, steps=steps, prepare=prepare
+        )
+    return Preflight(
+        config=config,
+        cohort=cohort,
+        rows=count_rows(cohort),
+        columns=summarize_columns(cohort),
+        grids=grids,
+        images_checked=len(cohort.frame),
+        image_failures=failures,
+        preprocessing_seconds=seconds,
+        balance=balance,
+        planned=planned,
+        estimate=estimate,
+        problems=list(dict.fromkeys(problems)),
+        simulated_seconds=simulated,
+        labels=label_counts(cohort) if cohort.task == "classification" else None,
+    )
+
+
+def _collect(problems: list[str], function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``; a bad-input error becomes a problem (returns None), True stands for a None result."""
+    try:
+        result = function(*args)
+    except BAD_INPUT as err:
+        problems.append(" ".join(str(err).split()))
+        return None
+    return True if result is None else result
+
+
+Folds = dict[tuple[int, int], Any]
+
+
+def _prepare_folds(
+    config: RunConfig, cohort: Cohort, problems: list[str]
+) -> tuple[Folds, Folds, pd.DataFrame | None]:
+    """Every split seed's partitions and each fold's fitted preprocessing, as `Run.prepare` makes them.
+
+    Returns the train/val/test roles and the preprocessor per (split seed, fold), and the first split seed's
+    balance; a split or a fold that fails adds its problem and is left out.
+    """
+    roles: Folds = {}
+    preprocessors: Folds = {}
+    balance = None
+    for split_seed in config.protocol.split_seeds:
+        partitions = _collect(problems, partitions_of, config, cohort, split_seed)
+        if partitions is None:
+            break
+        if balance is None:
+            balance = partition_balance(config, cohort, partitions)
+        for fold in range(config.protocol.folds if cohort.task == "classification" else 1):
+            fold_roles = fold_roles_of(config, cohort.task, partitions, fold).to_numpy()
+            fitted = _collect(problems, _fit_fold, config, cohort, fold_roles)
+            if fitted is not None:
+                roles[(split_seed, fold)], preprocessors[(split_seed, fold)] = fold_roles, fitted
+    return roles, preprocessors, balance
+
+
+def _fit_fold(config: RunConfig, cohort: Cohort, roles: np.ndarray) -> TabularPreprocessor:
+    """A fold's preprocessing fitted on its training rows, checked on the others, as the run prepares it."""
+    source = str(cohort.table_path)
+    preprocessor = make_preprocessor(config, cohort).fit(cohort.frame[roles == "train"], source=source)
+    preprocessor.check_known(cohort.frame[roles != "train"], source=source)
+    return preprocessor
+
+
+def _plan(config: RunConfig, task: str) -> list[PlannedUnit]:
+    """The run's units, as `Run.plan` makes them (folds only for classification)."""
+    protocol = config.protocol
+    folds = protocol.folds if task == "classification" else 1
+    return plan_units(
+        config.methods,
+        split_seeds=protocol.split_seeds,
+        versions=protocol.versions,
+        folds=folds,
+        warm_start=config.training.warm_start,
+        model_kwargs=static_model_kwargs(config),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# rows, labels, columns
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the data layer's warnings while the table is read a second time (they were shown once)."""
+    logger = logging.getLogger("hyperfusion")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+def raw_rows(cohort: Cohort) -> tuple[pd.DataFrame, pd.Series]:
+    """The table as read from its file (text cells, index = line − 2), and which rows the visit filter keeps.
+
+    ``values`` maps of the manifest are applied as `load_table` applies them, so raw labels and censored
+    strings read as the cohort read them.
+    """
+    # the data layer's one table reader: the same encoding, NA strings and blank lines as the cohort's
+    from hyperfusion.data.manifest import _read_table
+
+    spec = cohort.spec
+    with _quiet():
+        table = _read_table(cohort.table_path, spec.na_values, spec.encoding)
+    if spec.visit_column is not None:
+        keep = (table[spec.visit_column].astype("string").str.strip() == spec.visit_keep).fillna(False)
+    else:
+        keep = pd.Series(True, index=table.index)
+    for column, value_map in spec.values.items():
+        if column in table.columns:
+            table[column] = table[column].map(
+                lambda v, m=value_map: m.get(str(v).strip(), v) if _present(v) else v
+            )
+    return table, keep.astype(bool)
+
+
+def count_rows(cohort: Cohort) -> RowCounts:
+    """Rows read, dropped by reason (another visit, no target) and kept; subjects in the cohort."""
+    spec = cohort.spec
+    table, keep = raw_rows(cohort)
+    dropped: dict[str, int] = {}
+    if spec.visit_column is not None:
+        dropped[f"{spec.visit_column} is not {spec.visit_keep!r}"] = int((~keep).sum())
+    if spec.drop_missing_target:
+        dropped[f"no target in {spec.target_column!r}"] = int((keep & table[spec.target_column].isna()).sum())
+    kept = len(cohort.frame)
+    unexplained = len(table) - sum(dropped.values()) - kept
+    if unexplained:
+        dropped["other"] = unexplained
+    return RowCounts(
+        table=cohort.table_path,
+        read=len(table),
+        dropped=dropped,
+        kept=kept,
+        subjects=int(cohort.frame["subject_id"].nunique()),
+    )
+
+
+def label_counts(cohort: Cohort) -> pd.DataFrame:
+    """Per class: subjects, rows and the raw labels mapped onto it (e.g. MCI from EMCI and LMCI)."""
+    table, _ = raw_rows(cohort)
+    frame = cohort.frame
+    raw = (
+        table.loc[frame["line"].to_numpy() - 2, cohort.spec.target_column].astype(str).str.strip().to_numpy()
+    )
+    out = []
+    for name in cohort.classes:
+        mine = (frame["label"] == name).to_numpy()
+        labels = pd.Series(raw[mine]).value_counts()
+        out.append(
+            {
+                "class": name,
+                "subjects": int(frame.loc[mine, "subject_id"].nunique()),
+                "rows": int(mine.sum()),
+                "raw labels": ", ".join(f"{k} {v}" for k, v in sorted(labels.items())),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def summarize_columns(cohort: Cohort) -> list[ColumnSummary]:
+    """Role, missing count, censored values and value range (or categories) of each tabular column."""
+    table, _ = raw_rows(cohort)
+    frame = cohort.frame
+    raw = table.loc[frame["line"].to_numpy() - 2]
+    roles = {c: "continuous" for c in cohort.continuous}
+    roles |= {c: "binary" for c in cohort.binary} | {c: "categorical" for c in cohort.categorical}
+    for column in cohort.stratify:
+        if column not in roles and column != "target":
+            roles[column] = "stratify"
+    out = []
+    for column, role in roles.items():
+        values = frame[column]
+        censored, example = 0, ""
+        if role == "continuous":
+            _, censored = parse_numeric(raw[column], column=column, source=str(cohort.table_path))
+            if censored:
+                example = _censored_example(raw[column], values)
+        out.append(
+            ColumnSummary(
+                name=column,
+                role=role,
+                missing=int(values.isna().sum()),
+                rows=len(values),
+                censored=censored,
+                censored_example=example,
+                values=_describe(values),
+            )
+        )
+    return out
+
+
+def _censored_example(raw: pd.Series, parsed: pd.Series) -> str:
+    for text, value in zip(raw.to_numpy(), parsed.to_numpy()):
+        if _present(text) and str(text).strip()[:1] in "<>":
+            return f"{str(text).strip()} read as {value:g}"
+    return ""
+
+
+def _describe(values: pd.Series) -> str:
+    present = values.dropna()
+    if present.empty:
+        return "(none)"
+    if pd.api.types.is_numeric_dtype(values):
+        return f"{present.min():g} … {present.max():g} (median {present.median():.4g})"
+    counts = present.astype(str).value_counts()
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+def _present(value: Any) -> bool:
+    return not (value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# images
+
+
+def image_grid(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...], str]:
+    """(shape, voxel size in mm, axis codes) from a NIfTI header; no voxel is read."""
+    image = nib.load(str(path))
+    shape = tuple(int(s) for s in image.shape[:3])
+    zooms = tuple(round(float(z), 3) for z in image.header.get_zooms()[:3])
+    return shape, zooms, "".join(nib.aff2axcodes(image.affine))
+
+
+def check_images(
+    cohort: Cohort, spec, cache: ImageCache, *, progress: bool = False
+) -> tuple[list[GridGroup], list[ImageFailure]]:
+    """Every image's grid (grouped) and the data layer's checks on it, preprocessing it into ``cache``.
+
+    The checks are those of a run's preprocessing: readable, 3D, finite, not empty, a brain of MNI size and
+    position (unless ``image.check_extent`` is off), crops (or the box) inside the image and the brain inside
+    the box. Each failing image is reported with its subject and line, not only the first.
+    """
+    grids: dict[tuple, int] = {}
+    failures: list[ImageFailure] = []
+    frame = cohort.frame
+    rows = zip(frame["image"].astype(str), frame["subject_id"].astype(str), frame["line"])
+    for path, subject, line in tqdm(
+        list(rows), desc="check images", unit="image", disable=not progress, leave=False
+    ):
+        try:
+            cache.ensure(path, spec)
+        except BAD_INPUT as err:
+            failures.append(ImageFailure(path, subject, int(line), " ".join(str(err).split())))
+        try:
+            key = image_grid(path)
+        except HEADER_ERRORS:  # an unreadable file: the check above has already reported it
+            continue
+        grids[key] = grids.get(key, 0) + 1
+    groups = [GridGroup(shape, zooms, axes, n) for (shape, zooms, axes), n in grids.items()]
+    return sorted(groups, key=lambda g: -g.count), failures
+
+
+# ----------------------------------------------------------------------------------------------------------
+# partitions
+
+
+def partition_balance(config: RunConfig, cohort: Cohort, partitions: pd.Series) -> pd.DataFrame:
+    """Subjects per partition (or role) of one split seed, by class and by sex, and numeric strata's means."""
+    frame = cohort.frame.assign(_part=partitions.to_numpy())
+    order = sorted(frame["_part"].unique(), key=_role_order)
+    table = pd.DataFrame(index=pd.Index(order, name="partition"))
+    table["subjects"] = frame.groupby("_part")["subject_id"].nunique()
+    if cohort.task == "classification":
+        for name in cohort.classes:
+            table[name] = frame[frame["label"] == name].groupby("_part")["subject_id"].nunique()
+    else:
+        table["target mean"] = frame.groupby("_part")["target"].mean().round(2)
+    sex = group_column(cohort, "auto" if cohort.task == "classification" else config.protocol.group_by)
+    if sex is not None:
+        for value in sorted(frame[sex].dropna().astype(str).unique()):
+            table[f"{sex}={value}"] = (
+                frame[frame[sex].astype(str) == value].groupby("_part")["subject_id"].nunique()
+            )
+    for column in cohort.stratify:
+        if column not in ("target", sex) and pd.api.types.is_numeric_dtype(frame[column]):
+            table[f"{column} mean"] = frame.groupby("_part")[column].mean().round(1)
+    table = table.fillna(0)
+    return table.astype({c: int for c in table.columns if not c.endswith("mean")})
+
+
+def _role_order(value: Any) -> tuple:
+    return ({"train": 0, "val": 1, "test": 2}.get(value, 3), str(value).zfill(4))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the time estimate
+
+
+def unit_seconds(
+    times: StepTimes,
+    *,
+    epochs: int,
+    batch_size: int,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    overhead: Overhead | None = None,
+) -> float:
+    """Seconds of one trained model: building it and its datasets, every epoch, then the scoring passes.
+
+    start + t_build + per_row · (n_train + 2 n_val + 4 n_test)
+        + epochs · (per_epoch + ⌈n_train / B⌉ · t_train + ⌈n_val / B⌉ · t_eval)
+        + (⌈n_val / B⌉ + 3 · ⌈n_test / B⌉) · t_eval
+
+    (a unit builds its training, validation and test datasets, then one dataset per scoring pass).
+    """
+    overhead = overhead or Overhead(0.0, 0.0)
+    batches = {
+        k: math.ceil(n / batch_size) for k, n in (("train", n_train), ("val", n_val), ("test", n_test))
+    }
+    rows = n_train + 2 * n_val + (1 + TEST_PASSES) * n_test
+    setup = overhead.start + times.build + overhead.per_row * rows
+    per_epoch = overhead.per_epoch + batches["train"] * times.train + batches["val"] * times.evaluate
+    scoring = (batches["val"] + TEST_PASSES * batches["test"]) * times.evaluate
+    return setup + epochs * per_epoch + scoring
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device a run's ``training.device`` trains on (``auto``: a GPU when there is one)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cuda" if device == "gpu" else device)
+
+
+class MethodTimer:
+    """One method's model, built and trained as a unit builds it, stepping on given batches and timing each step.
+
+    Same keyword arguments, loss, class weights, device, precision, memory format and compile as the run; a
+    training step is forward, loss, backward and Adam's update, an evaluation batch is both views scored.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        method: str,
+        cohort: Cohort,
+        preprocessor: TabularPreprocessor,
+        *,
+        train_targets: np.ndarray,
+        class_weights: Sequence[float] | None,
+    ) -> None:
+        from hyperfusion.training.module import TrainingModule
+
+        training = config.training
+        self.task = cohort.task
+        self.device = resolve_device(training.device)
+        self.channels_last = training.channels_last
+        start = time.perf_counter()
+        torch.manual_seed(0)
+        model = build_model(
+            config,
+            method,
+            n_tabular=len(preprocessor.feature_names_out),
+            classes=cohort.classes,
+            train_targets=train_targets if cohort.task == "regression" else None,
+        )
+        self.module = TrainingModule(
+            model,
+            task=cohort.task,  # type: ignore[arg-type]
+            lr=training.lr,
+            weight_decay=training.weight_decay,
+            checkpoint_path=Path("unused.pt"),  # nothing is saved: no validation epoch ends here
+            class_weights=class_weights,
+            compile=training.compile,
+            channels_last=training.channels_last,
+        ).to(self.device)
+        if training.channels_last:
+            self.module.model.to(memory_format=torch.channels_last_3d)
+        self.optimizer = self.module.configure_optimizers()
+        self.autocast = {
+            "device_type": self.device.type,
+            "dtype": torch.bfloat16,
+            "enabled": training.precision == "bf16",
+        }
+        self.build_seconds = self._elapsed(start)
+
+    def train_step(self, batch: Sequence[Any]) -> float:
+        """Seconds of one training step on ``batch``."""
+        self.module.train()
+        start = time.perf_counter()
+        image, tabular, target = (t.to(self.device) for t in batch[:3])
+        with torch.autocast(**self.autocast):
+            loss = self.module.training_step((image, tabular, target), 0)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._elapsed(start)
+
+    def eval_step(self, batch: Sequence[Any]) -> float:
+        """Seconds of scoring one evaluation batch (every view), as validation and the scoring passes do."""
+        from hyperfusion.training.module import score_batch
+
+        self.module.eval()
+        start = time.perf_counter()
+        with torch.inference_mode(), torch.autocast(**self.autocast):
+            score_batch(
+                self.module._forward[0],
+                batch[0].to(self.device),
+                batch[1].to(self.device),
+                self.task,  # type: ignore[arg-type]
+                channels_last=self.channels_last,
+            )
+        return self._elapsed(start)
+
+    def _elapsed(self, start: float) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
+
+
+def time_methods(
+    timers: Mapping[str, Any],
+    train_batches: Sequence[Any],
+    eval_batches: Sequence[Any],
+    steps: int,
+) -> dict[str, StepTimes]:
+    """Median seconds of ``steps`` training steps and evaluation batches per method, taken round-robin.
+
+    One untimed step of each kind per method comes first (allocation, autotuning, compilation). The methods
+    take turns step by step, so a burst of load from another program slows every method a little rather than
+    one method a lot; the batches are cycled, so two real batches serve any number of steps.
+    """
+    first = {m: (t.train_step(train_batches[0]), t.eval_step(eval_batches[0])) for m, t in timers.items()}
+    train: dict[str, list[float]] = {m: [] for m in timers}
+    evaluate: dict[str, list[float]] = {m: [] for m in timers}
+    for step in range(steps):
+        for method, timer in timers.items():
+            train[method].append(timer.train_step(train_batches[step % len(train_batches)]))
+            evaluate[method].append(timer.eval_step(eval_batches[step % len(eval_batches)]))
+    out = {}
+    for method, timer in timers.items():
+        step, batch = statistics.median(train[method]), statistics.median(evaluate[method])
+        extra = max(0.0, first[method][0] - step) + max(0.0, first[method][1] - batch)
+        out[method] = StepTimes(step, batch, timer.build_seconds, extra)
+    return out
+
+
+def _batches(dataset, batch_size: int, count: int, *, workers: int) -> tuple[list[Any], float]:
+    """The first ``count`` full-size batches of ``dataset`` (fewer when it is small) and the median load time."""
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+        num_workers=0,
+    )
+    batches, seconds = [], []
+    iterator = iter(loader)
+    for _ in range(count):
+        start = time.perf_counter()
+        batch = next(iterator, None)
+        if batch is None:
+            break
+        seconds.append(time.perf_counter() - start)
+        if len(batch[0]) >= 2 or not batches:  # a batch of one cannot train a BatchNorm model
+            batches.append(batch)
+    load = statistics.median(seconds) if seconds and workers == 0 else 0.0  # with workers, loading overlaps
+    return batches, load
+
+
+def estimate_time(
+    config: RunConfig,
+    cohort: Cohort,
+    cache: ImageCache,
+    planned: list[PlannedUnit],
+    roles: Mapping[tuple[int, int], np.ndarray],
+    preprocessors: Mapping[tuple[int, int], TabularPreprocessor],
+    *,
+    work: Path,
+    steps: int = 3,
+    batches: int = 2,
+    prepare: float = 0.0,
+) -> Estimate:
+    """Time ``steps`` steps of each trained method on ``batches`` real batches; scale to every model still to run.
+
+    Each model's time is `unit_seconds` with its own fold's row counts; models already finished in ``work`` (a
+    run directory being resumed) are left out, and composed models (late fusion) cost nothing to train.
+    ``prepare``: the seconds the run spends before its first model (fitting the folds' preprocessing).
+    """
+    training = config.training
+    first = min(roles)
+    fold_roles, preprocessor = roles[first], preprocessors[first]
+    spec = image_spec(config)
+    start = time.perf_counter()
+    datasets = {
+        role: build_dataset(cohort, fold_roles == role, preprocessor, spec, cache, train=role == "train")
+        for role in ("train", "val")
+    }
+    per_row = (time.perf_counter() - start) / max(1, len(datasets["train"]) + len(datasets["val"]))
+    train_batches, train_load = _batches(
+        datasets["train"], training.batch_size, batches, workers=training.num_workers
+    )
+    eval_batches, eval_load = _batches(
+        datasets["val"], training.batch_size, batches, workers=training.num_workers
+    )
+    weights = None
+    if cohort.task == "classification" and training.loss == "weighted_ce":  # as train_model: train + val rows
+        both = np.concatenate([datasets["train"].targets, datasets["val"].targets])
+        weights = balanced_class_weights(both, len(cohort.classes)).tolist()
+    kinds = {p.unit.method: p.kind for p in planned}
+    timers = {
+        method: MethodTimer(
+            config,
+            method,
+            cohort,
+            preprocessor,
+            train_targets=datasets["train"].targets,
+            class_weights=weights,
+        )
+        for method, kind in kinds.items()
+        if kind == "train"
+    }
+    measured = time_methods(timers, train_batches, eval_batches, steps)
+    times = {
+        m: dataclasses.replace(t, train=t.train + train_load, evaluate=t.evaluate + eval_load)
+        for m, t in measured.items()
+    }
+    del timers  # the models and their optimiser states
+    cheapest = min(times, key=lambda m: times[m].train)
+    overhead = time_overhead(config, cohort, cheapest, preprocessor, datasets, times[cheapest])
+    overhead = dataclasses.replace(overhead, per_row=per_row)
+
+    run = RunDirectory(work)
+    resumed = run.is_run()
+    todo = [p for p in planned if not (resumed and run.is_finished(p.unit))]
+    if resumed:  # a resumed run loads the folds' preprocessing it has already fitted
+        prepare *= 1 - sum(run.preprocessor(*key).is_file() for key in roles) / len(roles)
+    out = []
+    for method, kind in kinds.items():
+        mine = [p for p in todo if p.unit.method == method]
+        seconds = 0.0
+        if kind == "train" and mine:
+            seconds += times[method].first
+        for p in mine if kind == "train" else []:
+            unit_roles = roles[(p.unit.split_seed, p.unit.fold)]
+            seconds += unit_seconds(
+                times[method],
+                epochs=training.epochs,
+                batch_size=training.batch_size,
+                n_train=int((unit_roles == "train").sum()),
+                n_val=int((unit_roles == "val").sum()),
+                n_test=int((unit_roles == "test").sum()),
+                overhead=overhead,
+            )
+        helper = method not in config.methods
+        out.append(MethodEstimate(method, len(mine), kind, helper, times.get(method), seconds))
+    return Estimate(
+        methods=tuple(out),
+        timed_steps=steps,
+        device=str(resolve_device(training.device)),
+        precision=training.precision,
+        batch_size=training.batch_size,
+        epochs=training.epochs,
+        finished=len(planned) - len(todo),
+        overhead=overhead,
+        prepare=prepare,
+    )
+
+
+def time_overhead(
+    config: RunConfig,
+    cohort: Cohort,
+    method: str,
+    preprocessor: TabularPreprocessor,
+    datasets: Mapping[str, Any],
+    times: StepTimes,
+) -> Overhead:
+    """One real training of ``method`` (2 epochs on 2 training batches and 1 validation batch), minus its steps.
+
+    The trainer records each epoch's seconds: the start-up is the wall time outside the epochs (building the
+    trainer, moving the model, saving and reloading the best weights), the per-epoch overhead is the last epoch's
+    time beyond its three steps (hooks, the metric, the checkpoint). Both are the same for every method.
+    """
+    from torch.utils.data import Subset
+
+    from hyperfusion.training.plan import Unit
+    from hyperfusion.training.trainer import train_model
+    from hyperfusion.training.units import settings_for
+
+    batch = config.training.batch_size
+    n_train, n_val = (min(len(datasets[r]), n) for r, n in (("train", 2 * batch), ("val", batch)))
+    loaders = [
+        DataLoader(Subset(datasets[role], range(n)), batch_size=batch, shuffle=role == "train")
+        for role, n in (("train", n_train), ("val", n_val))
+    ]
+    settings = settings_for(config, cohort.task, len(cohort.classes), Unit(method, 0, 0, 0))
+    settings = dataclasses.replace(settings, epochs=2, progress_bar=False, devices=1)
+    torch.manual_seed(0)
+    model = build_model(
+        config,
+        method,
+        n_tabular=len(preprocessor.feature_names_out),
+        classes=cohort.classes,
+        train_targets=np.asarray(datasets["train"].targets) if cohort.task == "regression" else None,
+    )
+    with tempfile.TemporaryDirectory(prefix="hyperfusion-overhead-") as folder:
+        start = time.perf_counter()
+        result = train_model(model, loaders[0], loaders[1], settings, Path(folder) / "model.pt")
+        wall = time.perf_counter() - start
+    epochs = [float(e["seconds"]) for e in result.history]
+    steps = math.ceil(n_train / batch) * times.train + math.ceil(n_val / batch) * times.evaluate
+    return Overhead(start=max(0.0, wall - sum(epochs)), per_epoch=max(0.0, epochs[-1] - steps))
+
+
+__all__ = [
+    "ColumnSummary",
+    "Estimate",
+    "GridGroup",
+    "ImageFailure",
+    "MethodEstimate",
+    "MethodTimer",
+    "Overhead",
+    "Preflight",
+    "RowCounts",
+    "StepTimes",
+    "check_images",
+    "count_rows",
+    "estimate_time",
+    "label_counts",
+    "partition_balance",
+    "preflight",
+    "summarize_columns",
+    "time_methods",
+    "time_overhead",
+    "unit_seconds",
+]
