@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hyperfusion.config import ConfigError, config_from_dict, load_config
+from hyperfusion.config import ConfigError, config_from_dict, load_config, preset_names
+from tests.faults import fault
 
 BASE = {"cohort": "c.yaml", "methods": ["ad-imaging", "ad-hyperfusion"]}
 
 
-@pytest.mark.parametrize("preset", ["ad-demo", "ad-paper", "brain-age-demo", "brain-age-paper"])
+@pytest.mark.parametrize("preset", [p for p in preset_names() if not p.startswith("study")])
 def test_presets_load(preset):
     config = load_config(preset)
     assert config.reference_method.endswith("hyperfusion")
@@ -35,7 +36,7 @@ def test_relative_cohort_is_resolved_against_the_config_file(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"bogus": 1}, r"unknown key\(s\) \['bogus'\]"),
+        ({"bogus": 1}, r"unknown key 'bogus'"),
         ({"methods": []}, "methods: expected a non-empty list"),
         ({"methods": ["ad-imaging", "ad-nope"]}, "methods: unknown model 'ad-nope'"),
         ({"reference_method": "ad-film"}, "reference_method: 'ad-film' is not one of the methods"),
@@ -46,7 +47,10 @@ def test_relative_cohort_is_resolved_against_the_config_file(tmp_path):
         ({"training": {"epochs": "ten"}}, "training.epochs: expected an integer"),
         ({"training": {"batch_size": 1}}, "training.batch_size"),
         ({"training": {"lr": 0}}, "training.lr"),
-        ({"training": {"learning_rate": 1}}, r"training: unknown key\(s\) \['learning_rate'\]"),
+        ({"training": {"learning_rate": 1}}, r"training: unknown key 'learning_rate'"),
+        ({"protocol": {"split_seeds": [0, 1, 0]}}, r"protocol.split_seeds: seed\(s\) \[0\] repeated"),
+        ({"training": {"warm_start": "imaging"}}, r"training.warm_start: 'imaging' is not allowed"),
+        ({"protocol": {"executor": "slurm"}}, r"protocol.executor: 'slurm' is not allowed"),
         (
             {"image": {"mode": "slab"}},
             r"image.mode: 'slab' is not allowed; choose one of \['hippocampus', 'box'\]",
@@ -67,3 +71,87 @@ def test_bad_values_name_the_key(change, message):
 def test_unknown_preset_lists_the_presets():
     with pytest.raises(ConfigError, match=r"presets: .*ad-demo"):
         load_config("ad-demmo")
+
+
+@fault(
+    "configuration",
+    "a misspelt key anywhere in a run config (top level, training, model, model_overrides, ...)",
+    "exit status 2 naming the key and the nearest valid one",
+)
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"methds": ["ad-imaging"]}, r"unknown key 'methds'; did you mean 'methods'\?"),
+        ({"training": {"epohcs": 3}}, r"training: unknown key 'epohcs'; did you mean 'epochs'\?"),
+        ({"model": {"base_widht": 4}}, r"model .*unknown key 'base_widht'; did you mean 'base_width'\?"),
+        (
+            {"model_overrides": {"ad-hyperfusion": {"embeding_dim": 4}}},
+            r"model_overrides.ad-hyperfusion: unknown key 'embeding_dim'; did you mean 'embedding_dim'\?",
+        ),
+        ({"image": {"voxel": 4}}, r"image: unknown key 'voxel'; did you mean 'voxel_mm'\?"),
+    ],
+)
+def test_unknown_keys_name_the_nearest_valid_key(change, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**BASE, **change})
+
+
+@fault("configuration", "numbers written like 1e-3 in YAML (a string to YAML 1.1)", "read as the number")
+def test_exponent_numbers_written_without_a_dot_are_numbers(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("cohort: c.yaml\nmethods: [ad-imaging]\ntraining: {lr: 1e-3, weight_decay: 5e-5}\n")
+    assert yaml.safe_load(path.read_text())["training"]["lr"] == "1e-3"  # what YAML itself gives
+    config = load_config(path)
+    assert config.training.lr == 1e-3 and config.training.weight_decay == 5e-5
+    with pytest.raises(ConfigError, match=r"training.lr: expected a number, got 'fast'"):
+        config_from_dict({**BASE, "training": {"lr": "fast"}})
+
+
+PLUGIN = '''
+from hyperfusion.models import register_model
+from hyperfusion.models.ad import ad_trunk
+
+
+@register_model(task="classification", fusion="none", uses_image=True, uses_tabular=False,
+                input_shape=(1, 16, 16, 16), n_tabular=16, trunk=ad_trunk)
+def my_imaging(network, *, n_tabular: int = 16):
+    """A user's own model."""
+    return network
+'''
+
+
+def test_plugins_register_models_that_run_from_yaml(tmp_path):
+    (tmp_path / "my_models.py").write_text(PLUGIN)
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        yaml.safe_dump({"cohort": "c.yaml", "methods": ["my-imaging"], "plugins": ["my_models.py"]})
+    )
+    config = load_config(path)
+    assert config.methods == ("my-imaging",) and config.plugins == ("my_models.py",)
+    with pytest.raises(ConfigError, match="plugins: cannot import 'no_such_module'"):
+        config_from_dict({**BASE, "plugins": ["no_such_module"]})
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_presets(tmp_path):
+    """After a normal wheel install `hyperfusion demo` must find its presets: they live inside the package."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(tmp_path),
+    ]
+    subprocess.run([*command, str(root)], check=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("hyperfusion-*.whl"))).namelist()
+    for preset in preset_names():
+        assert f"hyperfusion/presets/{preset}.yaml" in names

@@ -22,10 +22,15 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("hyperfusion.simulate.command", "write a simulated cohort (NIfTI + table + manifest spec)"),
     "run": ("hyperfusion.commands.run", "run, resume or grow a comparison of methods from a config"),
+    "validate": ("hyperfusion.commands.validate", "check a cohort and config without training; time it"),
     "demo": ("hyperfusion.commands.demo", "the main job on the built-in simulated AD cohort"),
     "predict": ("hyperfusion.commands.predict", "apply a finished run to new subjects"),
     "report": ("hyperfusion.commands.report", "rebuild a run's results table, report and plots"),
     "select-layers": ("hyperfusion.commands.select_layers", "rank candidate hyper layers by loss entropy"),
+    "study": (
+        "hyperfusion.commands.study",
+        "a grid of cohorts and settings, each an ordinary run; one summary",
+    ),
     "presets": ("hyperfusion.commands.presets", "list the shipped presets, or print one to copy"),
 }
 

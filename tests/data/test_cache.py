@@ -76,3 +76,18 @@ def test_bad_image_is_not_cached(tmp_path) -> None:
     assert not list((tmp_path / "cache").rglob("*.npy"))
     with pytest.raises(FileNotFoundError, match=r"absent\.nii"):
         cache.get(tmp_path / "absent.nii", SPEC)
+
+
+@fault(
+    "images",
+    "a truncated or corrupt file in the image cache (a crash mid-write by another tool, a full disk)",
+    "a warning naming the cache file; it is rebuilt from the NIfTI",
+)
+def test_a_corrupt_cache_entry_is_rebuilt(tmp_path, head_file, caplog):
+    image, spec = head_file(), SPEC
+    cache = ImageCache(tmp_path / "cache")
+    good = np.asarray(cache.get(image, spec)).copy()
+    path = cache.path_for(image, spec)
+    path.write_bytes(path.read_bytes()[:100])
+    np.testing.assert_array_equal(cache.get(image, spec), good)
+    assert "unreadable or truncated" in caplog.text and str(path) in caplog.text

@@ -635,3 +635,38 @@ def test_ukbiobank_preset(tmp_path) -> None:
     pd.DataFrame(rows).assign(**{"21003-2.0": [55, -3, 63]}).to_csv(tmp_path / "ukb_extract.csv", index=False)
     with pytest.raises(ValueError, match=r"column '21003-2.0', line 3: value -3 is outside"):
         _load(tmp_path / "cohort.yaml")
+
+
+def test_target_exclude_leaves_out_a_class_for_a_binary_comparison(tmp_path):
+    """CN vs AD (paper App. B) from a three-class table: MCI rows are left out, the classes are CN and AD."""
+    import pandas as pd
+
+    from hyperfusion.data import spec_from_dict
+    from hyperfusion.data.manifest import load_table
+
+    images = tmp_path / "img"
+    images.mkdir()
+    rows = []
+    for i, label in enumerate(["CN", "MCI", "AD", "CN", "MCI", "AD"]):
+        (images / f"s{i}.nii.gz").write_bytes(b"x")
+        rows.append({"id": f"s{i}", "dx": label, "image": f"img/s{i}.nii.gz"})
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    spec = spec_from_dict(
+        {
+            "table": "t.csv",
+            "subject": "id",
+            "image": {"column": "image"},
+            "target": {"column": "dx", "task": "classification", "classes": ["CN", "AD"], "exclude": ["MCI"]},
+        }
+    )
+    cohort = load_table(spec, tmp_path / "t.csv")
+    assert list(cohort.frame["label"]) == ["CN", "AD", "CN", "AD"] and list(cohort.frame["target"]) == [
+        0,
+        1,
+        0,
+        1,
+    ]
+    target = {"column": "dx", "task": "classification", "classes": ["CN", "MCI"], "exclude": ["MCI"]}
+    bad = {"table": "t.csv", "subject": "id", "image": {"column": "image"}, "target": target}
+    with pytest.raises(ValueError, match=r"also in 'target.classes'"):
+        spec_from_dict(bad)

@@ -25,7 +25,9 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, help="training epochs per model")
     group.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     group.add_argument("--precision", choices=["fp32", "bf16"])
-    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bars = group.add_mutually_exclusive_group()
+    bars.add_argument("--progress", action="store_true", help="progress bars on long steps (default: the config's)")
+    bars.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--executor", choices=["local", "ray"], help="where units run (default: the config's)")
     group.add_argument(
         "--address", help="ray: a running cluster's address (default: start one on this machine)"
@@ -43,6 +45,8 @@ def apply_overrides(config, args: argparse.Namespace):
     }
     if getattr(args, "no_progress", False):
         training["progress"] = False
+    if getattr(args, "progress", False):
+        training["progress"] = True
     protocol = {
         key: getattr(args, key) for key in ("executor", "address") if getattr(args, key, None) is not None
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import numpy as np
 
 from hyperfusion.atomic import save_npy_atomic
 from hyperfusion.data.images import ImageSpec, preprocess_image
+
+log = logging.getLogger("hyperfusion")
 
 #: Bump when `preprocess_image`'s output changes for the same inputs, so old caches are not reused.
 FORMAT_VERSION = 1
@@ -33,6 +36,15 @@ def file_digest(path: str | Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _readable(path: Path, spec: ImageSpec) -> bool:
+    """Whether a cached array opens and has the spec's shape (a truncated file fails to map)."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return False
+    return tuple(array.shape) == tuple(spec.output_shape)
 
 
 def cache_key(content_digest: str, spec: ImageSpec) -> str:
@@ -70,6 +82,11 @@ class ImageCache:
             FileNotFoundError, ValueError: as `preprocess_image`, naming the image file.
         """
         target = self.path_for(image_path, spec)
+        if target.is_file() and not _readable(target, spec):
+            log.warning(
+                "the cache file %s of %s is unreadable or truncated; it is rebuilt", target, image_path
+            )
+            target.unlink(missing_ok=True)
         if not target.is_file():
             save_npy_atomic(target, preprocess_image(image_path, spec))
         return target
@@ -96,5 +113,3 @@ class ImageCache:
         if memo not in self._digests:
             self._digests[memo] = file_digest(path)
         return self._digests[memo]
-
-    _digest = digest  # the former private name, still used by callers written before `digest` was public

@@ -51,7 +51,7 @@ _TOP_KEYS = {
 }
 _NESTED_KEYS = {
     "visit": {"column", "keep"},
-    "target": {"column", "task", "classes", "mapping", "drop_missing"},
+    "target": {"column", "task", "classes", "mapping", "drop_missing", "exclude"},
     "image": {"column", "glob"},
     "tabular": {"continuous", "categorical", "binary"},
 }
@@ -78,6 +78,7 @@ class ManifestSpec:
         na_values: strings read as missing.
         one_row_per_subject: duplicate subject ids are an error.
         drop_missing_target: drop rows without a target (with a warning) instead of failing.
+        exclude: labels (after ``mapping``) whose rows are left out, e.g. ``[MCI]`` for CN vs AD (paper App. B).
         ranges: plausible ``(low, high)`` per numeric column (either may be None); a value outside fails.
         allow_duplicate_images: one image under several subjects is intended (no leakage check).
         encoding: the table's text encoding; None = UTF-8, else latin-1 with a warning.
@@ -101,6 +102,7 @@ class ManifestSpec:
     na_values: tuple[str, ...] = DEFAULT_NA_VALUES
     one_row_per_subject: bool = True
     drop_missing_target: bool = False
+    exclude: tuple[str, ...] = ()
     preset: str = "generic"
     categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     binary_values: Mapping[str, tuple[str, str]] = field(default_factory=dict)
@@ -258,6 +260,12 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
             )
     elif classes or mapping:
         raise ValueError(f"{source}: 'target.classes'/'target.mapping' only apply to classification")
+    exclude = tuple(str(c) for c in target.get("exclude") or ())
+    if exclude and task != "classification":
+        raise ValueError(f"{source}: 'target.exclude' only applies to classification")
+    both = sorted(set(exclude) & set(classes))
+    if both:
+        raise ValueError(f"{source}: 'target.exclude' lists {both}, which are also in 'target.classes'")
 
     image = merged.get("image") or {}
     image_column = text(image.get("column"), "image.column", required=False)
@@ -348,6 +356,7 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
         na_values=tuple(str(v) for v in na_values),
         one_row_per_subject=one_row,
         drop_missing_target=drop_missing,
+        exclude=exclude,
         preset=name,
         categories={c: tuple(v) for c, v in categories.items()},
         binary_values={c: (v[0], v[1]) for c, v in binary_values.items()},
@@ -414,14 +423,16 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
     subjects = subjects.astype(str).str.strip()
 
     target, labels, keep = _parse_target(spec, table, source)
-    if not keep.all():
+    no_target = table[spec.target_column].isna()
+    if no_target.any():
         log.warning(
             "%s: dropped %d row(s) without a target in column %r (%s; target.drop_missing is true)",
             source,
-            int((~keep).sum()),
+            int(no_target.sum()),
             spec.target_column,
-            _lines(table.index[~keep]),
+            _lines(table.index[no_target]),
         )
+    if not keep.all():
         table, subjects, target = table[keep], subjects[keep], target[keep]
         labels = None if labels is None else labels[keep]
 
@@ -584,6 +595,16 @@ def _parse_target(
         return values, None, ~missing
     index = {name: i for i, name in enumerate(spec.classes)}
     labels = raw.map(lambda v: spec.mapping.get(str(v).strip(), str(v).strip()) if _present(v) else np.nan)
+    excluded = labels.isin(list(spec.exclude))
+    if excluded.any():
+        log.info(
+            "%s: left out %d row(s) labelled %s (target.exclude)",
+            source,
+            int(excluded.sum()),
+            sorted(set(labels[excluded])),
+        )
+        labels = labels.where(~excluded, np.nan)
+        missing = missing | excluded
     unknown = labels.notna() & ~labels.isin(list(spec.classes))
     if unknown.any():
         first = table.index[unknown][0]

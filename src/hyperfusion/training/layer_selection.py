@@ -6,7 +6,7 @@ re-draws spread the loss over many values (high entropy of the normalised loss h
 sensitive to — a good candidate for a tabular-generated layer. Every layer's histogram uses the same bins (the range
 of all losses), so entropies are comparable across layers.
 
-Differences from the authors' deleted script (``shared/research/reference.md`` §6), on purpose: the network is the
+Differences from the authors' script (removed from their repository), on purpose: the network is the
 one that will be trained (its real width), the inputs are fixed (no random augmentation between draws), and each
 draw is scored on the same whole sample set.
 """

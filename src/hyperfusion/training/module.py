@@ -2,9 +2,9 @@
 
 Batches are ``(image, tabular, target, subject_id)``. Evaluation batches may carry S views of each subject
 (the two hippocampus sides) as ``image [B, S, 1, D, H, W]``: every view is scored and the softmaxes are averaged
-(regression: the predictions), as the paper does on both hippocampi (§4.3.6; reference.md §5.2). Validation loss
-is the (weighted) negative log-likelihood of those averaged probabilities — not cross-entropy applied to
-probabilities again (the reference's bug B2).
+(regression: the predictions), as the paper does on both hippocampi (§4.3.6). Validation loss is the
+(weighted) negative log-likelihood of those averaged probabilities — not cross-entropy applied to probabilities
+again (a mistake of the authors' code).
 
 Losses (paper §3.2):
 
@@ -208,7 +208,7 @@ class TrainingModule(L.LightningModule):
         if image.dim() != 5 and image.dim() != 4:
             raise ValueError(f"training images must be [B, 1, D, H, W] (one view), got {tuple(image.shape)}")
         if image.shape[0] == 1 and self.skip_singletons:
-            # BatchNorm cannot normalise one sample (reference bug B11): drop the batch, as drop_last would
+            # BatchNorm cannot normalise one sample (the authors' code crashes here): drop the batch, as drop_last would
             self.skipped_batches += 1
             return None
         out = _task_output(

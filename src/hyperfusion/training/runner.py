@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, ImageCache, load_manifest, make_partitions, make_split
@@ -142,7 +143,10 @@ class Run:
             self.echo(f"the run grows in place: {', '.join(grown)} changed; only new models will be trained")
         self.echo(f"preprocessing {len(self.cohort.frame)} images into {self.run.cache} ...")
         check_duplicate_images(self.cohort, self.cache)  # the same scan under two subjects would leak
-        self.cache.ensure_all(self.cohort.frame["image"], self.spec)
+        images = self.cohort.frame["image"]
+        bar = tqdm(images, desc="preprocess images", unit="image", disable=not self.config.training.progress)
+        for path in bar:  # a bar only for the long step: thousands of NIfTI files at 1 mm
+            self.cache.ensure(path, self.spec)
         self.run.check_fingerprint(fingerprint_cohort(self.cohort.frame, self.cache.digest))
         self.run.save_config(resolved, Path(self.config.cohort).read_text())
         for split_seed in dict.fromkeys(p.unit.split_seed for p in planned):
@@ -202,11 +206,16 @@ class Run:
 
 
 class Progress:
-    """Prints each finished model and, once every method has finished one, an estimate of the time left."""
+    """Prints each finished model and an estimate of the time left.
+
+    The estimate takes each remaining model at its method's mean time so far; until every method has finished
+    a model it is a lower bound (the methods not yet timed count as nothing) and says so.
+    """
 
     def __init__(self, todo: list[PlannedUnit], echo: Echo) -> None:
         self.remaining = {p.unit: p for p in todo}
         self.total = len(todo)
+        self.methods = list(dict.fromkeys(p.unit.method for p in todo))
         self.echo = echo
         self.started = time.perf_counter()
         self.durations: dict[str, list[float]] = {}
@@ -216,20 +225,35 @@ class Progress:
         self.durations.setdefault(outcome.unit.method, []).append(outcome.seconds)
         finished = self.total - len(self.remaining)
         line = f"[{finished}/{self.total}] {outcome.summary} ({outcome.seconds:.1f} s)"
-        eta = self.estimate()
-        if eta is not None and self.remaining:
-            line += f"; about {_duration(eta)} left"
+        if self.remaining:
+            line += f"; {self.left()}"
         self.echo(line)
 
-    def estimate(self) -> float | None:
-        """Seconds left: each remaining unit at its method's mean so far, scaled by the parallelism seen."""
+    def left(self) -> str:
+        """The time left in words: an estimate, or a lower bound until every method has been timed."""
+        eta = self.estimate()
+        if eta is not None:
+            return f"about {_duration(eta)} left"
+        timed = sum(m in self.durations for m in self.methods)
+        bound = self.estimate(partial=True)
+        return (
+            f"at least {_duration(bound or 0.0)} left (a full estimate after the first model of each method: "
+            f"{timed} of {len(self.methods)} so far)"
+        )
+
+    def estimate(self, *, partial: bool = False) -> float | None:
+        """Seconds left: each remaining unit at its method's mean so far, scaled by the parallelism seen.
+
+        None while a remaining unit's method has no finished model, unless ``partial``: then those units count 0.
+        """
         methods = {u.method for u in self.remaining}
-        if not methods <= set(self.durations):
+        if not partial and not methods <= set(self.durations):
             return None
         busy = sum(sum(v) for v in self.durations.values())
         wall = time.perf_counter() - self.started
         scale = wall / busy if busy > 0 else 1.0
-        return scale * sum(float(np.mean(self.durations[u.method])) for u in self.remaining)
+        known = [u for u in self.remaining if u.method in self.durations]
+        return scale * sum(float(np.mean(self.durations[u.method])) for u in known)
 
 
 def _duration(seconds: float) -> str:

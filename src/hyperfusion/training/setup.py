@@ -7,6 +7,7 @@ as it was trained (same keyword arguments, same regression target scaling) befor
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,11 +108,13 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint missing; this model was never trained to the end")
+    # torch raises many types for a bad file, and warns about foreign pickles: none of it may reach the user,
+    # least of all its hint to retry with weights_only=False
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as err:  # torch raises many types for a bad file; none of them may leak a hint to unpickle
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
         raise CheckpointError(
             f"{path} is not a hyperfusion checkpoint (unreadable: {type(err).__name__})"
         ) from None

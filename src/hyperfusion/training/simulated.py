@@ -2,6 +2,9 @@
 
 This is how `make demo` runs on a fresh machine: the simulator writes NIfTI files, a table and a manifest exactly
 as a user's cohort, and the protocol then reads them through the data layer like any other cohort.
+
+``simulate.classes`` (AD only) keeps a subset of the diagnoses, e.g. ``[CN, AD]`` for the paper's binary comparison
+(App. B): the same cohort is read through a manifest that leaves the other rows out (``target.exclude``).
 """
 
 from __future__ import annotations
@@ -9,9 +12,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import yaml
+
+from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import ConfigError, RunConfig
 
 SIMULATORS = ("ad", "brain-age")
+AD_CLASSES = ("CN", "MCI", "AD")
 
 
 def ensure_simulated_cohort(config: RunConfig, out: str | Path) -> RunConfig:
@@ -22,11 +29,30 @@ def ensure_simulated_cohort(config: RunConfig, out: str | Path) -> RunConfig:
 
     arguments = dict(config.simulate)
     task = arguments.pop("task", None)
+    classes = arguments.pop("classes", None)
     if task not in SIMULATORS:
         raise ConfigError(f"simulate.task: {task!r} is not allowed; choose one of {list(SIMULATORS)}")
     simulator = simulate_ad if task == "ad" else simulate_brain_age
     try:
-        spec_path = simulator(Path(out) / "cohort", progress=config.training.progress, **arguments)
+        spec_path = Path(simulator(Path(out) / "cohort", progress=config.training.progress, **arguments))
     except TypeError as err:
         raise ConfigError(f"simulate: {err}") from None
-    return dataclasses.replace(config, cohort=str(Path(spec_path).resolve()))
+    if classes is not None:
+        spec_path = _restricted_manifest(spec_path, task, classes)
+    return dataclasses.replace(config, cohort=str(spec_path.resolve()))
+
+
+def _restricted_manifest(spec_path: Path, task: str, classes: object) -> Path:
+    """A manifest beside ``spec_path`` that keeps only ``classes`` (in that order) of the simulated diagnoses."""
+    if task != "ad":
+        raise ConfigError("simulate.classes: only the ad cohort has classes")
+    if not isinstance(classes, list) or len(classes) < 2 or any(c not in AD_CLASSES for c in classes):
+        raise ConfigError(f"simulate.classes: expected two or three of {list(AD_CLASSES)}, got {classes!r}")
+    spec = yaml.safe_load(spec_path.read_text())
+    target = dict(spec.get("target") or {})
+    target["classes"] = list(classes)
+    target["exclude"] = [c for c in AD_CLASSES if c not in classes]
+    spec["target"] = target
+    derived = spec_path.with_name(f"cohort-{'-'.join(classes)}.yaml")
+    write_text_atomic(derived, yaml.safe_dump(spec, sort_keys=False))
+    return derived
