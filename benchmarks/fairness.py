@@ -12,7 +12,10 @@ under the demo's protocol (5 partitions, ``--folds`` validation folds, ``--versi
 Per setting it reports the test-ensemble BA (mean ± sd over versions) and both permutation sensitivities, and writes
 ``benchmarks/results/fairness.csv`` and the markdown table for docs/fairness.md::
 
-    python benchmarks/fairness.py --out runs/fairness            # ~1 h on a 2-core CPU
+    python benchmarks/fairness.py --out runs/fairness            # ~2 h on a 2-core CPU
+    # or one process per cohort, one thread each:
+    python benchmarks/fairness.py --cohorts "demo (interaction 2)" --threads 1 --results a.csv &
+    python benchmarks/fairness.py --cohorts "interaction 0" --threads 1 --results b.csv
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from hyperfusion.config import config_from_dict
 from hyperfusion.training.runner import run_protocol
@@ -69,7 +73,9 @@ def settings(methods: list[str]) -> list[tuple[str, dict, float | None]]:
 def summarise(results: pd.DataFrame, *, cohort: str, warm: str, scale: float | None) -> pd.DataFrame:
     rows = results[(results["fold"] == "ensemble") & results["metric"].isin(["BA", "tabular_sensitivity",
                                                                               "image_sensitivity"])]  # fmt: skip
-    table = rows.pivot_table(index="method", columns="metric", values="value", aggfunc=["mean", "std", "count"])
+    table = rows.pivot_table(
+        index="method", columns="metric", values="value", aggfunc=["mean", "std", "count"]
+    )
     flat = pd.DataFrame(
         {
             "cohort": cohort,
@@ -102,18 +108,25 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/fairness"))
     parser.add_argument("--n", type=int, default=240, help="subjects per cohort (the demo's 240)")
     parser.add_argument("--versions", type=int, default=5)
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--methods", default="ad-concat,ad-film,ad-daft,ad-hyperfusion,ad-late-fusion")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/fairness.csv"))
+    parser.add_argument("--cohorts", default=",".join(COHORTS), help="which cohorts (comma-separated names)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
+    cohorts = {name: COHORTS[name] for name in args.cohorts.split(",")}
     frames = []
     start = time.perf_counter()
-    for cohort, interaction in COHORTS.items():
+    for cohort, interaction in cohorts.items():
         tag = f"interaction{interaction:g}"
         for warm in ("tabular", "none"):
             for name, additions, scale in settings(methods):
@@ -123,7 +136,10 @@ def main() -> None:
                 cohort_dir = args.out / tag / "cohort-run"  # one simulated cohort per interaction level
                 simulated = ensure_simulated_cohort(config, cohort_dir)
                 config = dataclasses.replace(config, simulate=None, cohort=simulated.cohort)
-                print(f"== {cohort}, warm start {warm}, {name} ({time.perf_counter() - start:.0f} s)", flush=True)
+                print(
+                    f"== {cohort}, warm start {warm}, {name} ({time.perf_counter() - start:.0f} s)",
+                    flush=True,
+                )
                 results = run_protocol(config, out, echo=lambda line: None)
                 fused = results[results["method"].isin(methods)]
                 frames.append(summarise(fused, cohort=cohort, warm=warm, scale=scale))

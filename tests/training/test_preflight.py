@@ -25,6 +25,7 @@ from hyperfusion.cli import main
 from hyperfusion.commands.validate import duration, render
 from hyperfusion.config import load_config
 from hyperfusion.data.presets import ADNIMERGE
+from hyperfusion.training import estimate as est
 from hyperfusion.training import preflight as pf
 from hyperfusion.training import runner
 from hyperfusion.training.plan import PlannedUnit, Unit
@@ -201,15 +202,15 @@ def test_a_regression_cohort_reports_its_target_and_roles(cohort_yaml, tmp_path)
 
 
 def test_unit_seconds_by_hand():
-    times = pf.StepTimes(train=0.5, evaluate=0.1)
+    times = est.StepTimes(train=0.5, evaluate=0.1)
     # 27 training rows in batches of 8: 4 steps; 13 validation and 13 test rows: 2 batches each
     expected = 3 * (4 * 0.5 + 2 * 0.1) + (2 + 3 * 2) * 0.1
-    got = pf.unit_seconds(times, epochs=3, batch_size=8, n_train=27, n_val=13, n_test=13)
+    got = est.unit_seconds(times, epochs=3, batch_size=8, n_train=27, n_val=13, n_test=13)
     assert got == pytest.approx(expected)
     # start-up, building the model, 27 + 2·13 + 4·13 dataset rows built, and each epoch's own work
-    times = pf.StepTimes(train=0.5, evaluate=0.1, build=0.3)
-    overhead = pf.Overhead(start=2.0, per_epoch=0.25, per_row=0.01)
-    got = pf.unit_seconds(times, epochs=3, batch_size=8, n_train=27, n_val=13, n_test=13, overhead=overhead)
+    times = est.StepTimes(train=0.5, evaluate=0.1, build=0.3)
+    overhead = est.Overhead(start=2.0, per_epoch=0.25, per_row=0.01)
+    got = est.unit_seconds(times, epochs=3, batch_size=8, n_train=27, n_val=13, n_test=13, overhead=overhead)
     assert got == pytest.approx(expected + 2.0 + 0.3 + 0.01 * (27 + 26 + 52) + 3 * 0.25)
 
 
@@ -235,7 +236,7 @@ def test_timed_steps_leave_out_the_first_and_take_turns():
         "a": ScriptedTimer([9.0, 1.0, 3.0, 2.0], [5.0, 0.1, 0.3, 0.2], log, "a"),
         "b": ScriptedTimer([9.0, 4.0, 4.0, 40.0], [5.0, 1.0, 1.0, 1.0], log, "b"),
     }
-    times = pf.time_methods(timers, ["t0", "t1"], ["v0"], steps=3)
+    times = est.time_methods(timers, ["t0", "t1"], ["v0"], steps=3)
     # medians of the timed three; the first steps' extra time: (9 − 2) + (5 − 0.2) and (9 − 4) + (5 − 1)
     assert {m: dataclasses.astuple(t) for m, t in times.items()} == {
         "a": pytest.approx((2.0, 0.2, 0.5, 11.8)),
@@ -253,7 +254,7 @@ def test_a_method_timer_times_real_steps(config, cohort_yaml):
     spec, cache = pf.image_spec(config), pf.ImageCache(cohort_yaml.parent.parent / "cache")
     dataset = build_dataset(cohort, np.arange(8), pre, spec, cache, train=True)
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=8)))
-    timer = pf.MethodTimer(
+    timer = est.MethodTimer(
         config, "ad-imaging", cohort, pre, train_targets=dataset.targets, class_weights=None
     )
     before = [p.detach().clone() for p in timer.module.parameters()]
@@ -319,7 +320,7 @@ def test_the_estimate_leaves_out_models_a_resumed_run_has_finished(cohort_yaml, 
     imaging = next(m for m in estimate.methods if m.method == "ad-imaging")
     roles = runner.fold_roles_of(config, "classification", partitions_of(config, found.cohort, 0), 0)
     rows = {r: int((roles == r).sum()) for r in ("train", "val", "test")}
-    alone = pf.unit_seconds(
+    alone = est.unit_seconds(
         imaging.steps,
         epochs=2,
         batch_size=8,
