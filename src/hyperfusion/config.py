@@ -420,13 +420,11 @@ def preset_text(name: str) -> str:
     return importlib.resources.files(PRESET_PACKAGE).joinpath(f"{name}.yaml").read_text()
 
 
-def load_config(name_or_path: str | Path) -> RunConfig:
-    """Read and validate a YAML run configuration: a file path, or the name of a shipped preset (e.g. ``ad-demo``).
-
-    Relative paths inside a file (``cohort``, ``.py`` plugins) are taken from the file's folder.
+def read_yaml_source(name_or_path: str | Path, *, what: str = "config") -> tuple[Any, str, Path | None]:
+    """The parsed YAML of a file, or of a shipped preset by name; with its source name and base folder.
 
     Raises:
-        ConfigError: no such file or preset, invalid YAML, or an invalid value (named).
+        ConfigError: no such file or preset, or invalid YAML.
     """
     path = Path(name_or_path)
     if path.is_file():
@@ -435,13 +433,28 @@ def load_config(name_or_path: str | Path) -> RunConfig:
         text, source, base = preset_text(str(name_or_path)), f"preset {name_or_path}", None
     else:
         raise ConfigError(
-            f"no config file {str(path)!r} and no preset of that name; presets: {preset_names()}"
+            f"no {what} file {str(path)!r} and no preset of that name; presets: {preset_names()}"
         )
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text), source, base
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML: {err}") from None
-    config = config_from_dict(raw or {}, source=source, base=base)
+
+
+def resolve_cohort(config: RunConfig, base: Path | None) -> RunConfig:
+    """A relative ``cohort`` path taken from the configuration file's folder."""
     if config.cohort and not Path(config.cohort).is_absolute() and base is not None:
-        config = dataclasses.replace(config, cohort=str((base / config.cohort).resolve()))
+        return dataclasses.replace(config, cohort=str((base / config.cohort).resolve()))
     return config
+
+
+def load_config(name_or_path: str | Path) -> RunConfig:
+    """Read and validate a YAML run configuration: a file path, or the name of a shipped preset (e.g. ``ad-demo``).
+
+    Relative paths inside a file (``cohort``, ``.py`` plugins) are taken from the file's folder.
+
+    Raises:
+        ConfigError: no such file or preset, invalid YAML, or an invalid value (named).
+    """
+    raw, source, base = read_yaml_source(name_or_path)
+    return resolve_cohort(config_from_dict(raw or {}, source=source, base=base), base)

@@ -28,6 +28,7 @@ import pandas as pd
 from hyperfusion.evaluation.bootstrap import bootstrap_differences
 from hyperfusion.evaluation.calibration import calibration_metrics
 from hyperfusion.evaluation.ensemble import inverse_entropy_ensemble, mean_probabilities, top_k_indices
+from hyperfusion.evaluation.frames import HISTORY_COLUMNS
 from hyperfusion.evaluation.metrics import classification_metrics, regression_metrics
 from hyperfusion.evaluation.noskill import NO_SKILL, noskill_predictions, noskill_probabilities
 
@@ -36,10 +37,6 @@ SKILL_METRICS = {"classification": ("BA", "AUC", "F1", "PRC"), "regression": ("M
 VARIANTS = ("test", "test_tabular_permuted", "test_image_permuted")
 SENSITIVITY = {"test_tabular_permuted": "tabular_sensitivity", "test_image_permuted": "image_sensitivity"}
 RESULT_COLUMNS = ["method", "split_seed", "version", "fold", "metric", "value"]
-HISTORY_COLUMNS = [
-    *("method", "split_seed", "version", "fold", "epoch"),
-    *("train_loss", "val_loss", "val_metric", "metric_name"),
-]
 
 
 @dataclass(frozen=True)
@@ -230,20 +227,7 @@ def aggregate(
         _add_no_skill_per_version(add, rows, scoring, targets_of)
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     predictions = pd.concat(prediction_frames, ignore_index=True) if prediction_frames else pd.DataFrame()
-    history = pd.DataFrame(
-        histories,
-        columns=[
-            "method",
-            "split_seed",
-            "version",
-            "fold",
-            "epoch",
-            "train_loss",
-            "val_loss",
-            "val_metric",
-            "metric_name",
-        ],
-    )
+    history = pd.DataFrame(histories, columns=list(HISTORY_COLUMNS))
     return Aggregate(results, predictions, skill_table(ensembles, scoring), history, ensembles)
 
 

@@ -28,18 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hyperfusion.config import (
     ConfigError,
     RunConfig,
     config_from_dict,
-    preset_names,
-    preset_text,
+    read_yaml_source,
+    resolve_cohort,
     unknown_key_error,
 )
 
-STUDY_KEYS = ("grid", "metrics", "reference_metric_direction")
+STUDY_KEYS = ("grid", "metrics")
 
 
 @dataclass(frozen=True)
@@ -69,9 +67,11 @@ class Study:
     metrics: tuple[str, ...]
     base: RunConfig
     source: str
+    folder: Path | None = None  # the study file's folder: relative paths in it are taken from there
 
     def config(self, cell: Cell) -> RunConfig:
-        return config_from_dict(cell.raw, source=f"{self.source} [{cell.name}]")
+        config = config_from_dict(cell.raw, source=f"{self.source} [{cell.name}]", base=self.folder)
+        return resolve_cohort(config, self.folder)
 
 
 def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -136,22 +136,10 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<study>", base: Pa
     metrics = section.get("metrics") or ()
     if isinstance(metrics, str) or not isinstance(metrics, Sequence):
         raise ConfigError(f"study.metrics: expected a list of metric names, got {metrics!r}")
-    return Study(tuple(cells), axes, tuple(metrics), base_config, source)
+    return Study(tuple(cells), axes, tuple(metrics), base_config, source, base)
 
 
 def load_study(name_or_path: str | Path) -> Study:
     """A study from a YAML file or a shipped preset (e.g. ``study-cpu``)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        text, source, base = path.read_text(), str(path), path.resolve().parent
-    elif str(name_or_path) in preset_names():
-        text, source, base = preset_text(str(name_or_path)), f"preset {name_or_path}", None
-    else:
-        raise ConfigError(
-            f"no study file {str(path)!r} and no preset of that name; presets: {preset_names()}"
-        )
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    raw, source, base = read_yaml_source(name_or_path, what="study")
     return study_from_dict(raw or {}, source=source, base=base)
