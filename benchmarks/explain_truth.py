@@ -2,22 +2,28 @@
 
 Trains small models on simulated cohorts (whose latent variables are known), explains them, and compares:
 
-* AD (ADNI-like cohort, 4 mm hippocampus crops, ``ad-hyperfusion``):
+* AD (ADNI-like cohort, λ = 1, 4 mm hippocampus crops, ``ad-hyperfusion``):
   - tabular permutation importance: the amyloid markers ABETA and AV45, which the simulator derives from amyloid
     status and disease severity, should rank above education (PTEDUCAT), whose group means differ by one year
     against a spread of 2.8;
-  - image attribution (occlusion): the mean |attribution| per voxel inside the hippocampus and amygdala (the
-    template's CerebrA labels, sampled on each crop's voxels with the crop's affine) should exceed the mean outside
-    them — those are the structures the simulator shrinks with severity.
-* Brain age (UK Biobank-like cohort, 4 mm whole brains, λ_sex = 2, ``brainage-hyperfusion``): the counterfactual sex
-  flip should move each prediction the way an oracle does. The oracle knows the image features the simulator
-  drew (realised structure volumes, cortical thinning, white-matter contrast), fits age on them separately per sex
-  on the training rows (linear), and reads each test subject's features as the other sex. The per-subject
-  correlation of the network's flip with the oracle's, and their sign agreement, are reported.
+  - counterfactual conditioning: raising each biomarker from its 5th to its 95th training percentile should move
+    P(AD) the way the simulator does (down for ABETA and FDG, up for PTAU, TAU and AV45);
+  - image attribution (occlusion against the training rows' mean image): mean |attribution| per voxel in template
+    regions (CerebrA labels sampled on each crop's voxels through the crop's affine), over the mean outside them
+    and over the brain's mean. The simulator changes the hippocampus, amygdala and temporal horn (limbic
+    pattern) and the medial temporal cortex (cortical pattern) with disease severity; the frontal, parietal and
+    occipital cortex only with age.
+* Brain age (UK Biobank-like cohort, λ_sex = 2, 4 mm whole brains, ``brainage-hyperfusion``): the counterfactual
+  sex flip (prediction as M − as F) against an oracle that inverts the simulator's sex-specific ageing from each
+  test subject's true image features (see ``oracle_flip``): its direction per observed sex, and the per-subject
+  correlation.
 
-Every step resumes (simulations and runs are reused in --work). One thread per process is fastest on a shared CPU:
+Every step resumes (simulations and runs are reused in --work); the explanations are recomputed. One thread per
+process is fastest on a shared CPU:
 
     OMP_NUM_THREADS=1 python benchmarks/explain_truth.py --work /tmp/explain-truth [--ad-n 600] [--ba-n 300]
+
+Results: ``benchmarks/results/explain_truth.json``; discussed in docs/explain.md.
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import yaml
-from sklearn.linear_model import LinearRegression
 
 from hyperfusion.config import load_config
 from hyperfusion.explain import ExplainSettings, explain_run, labels_in_crop, load_context
@@ -45,6 +50,9 @@ from hyperfusion.training.runner import run_protocol
 from hyperfusion.training.setup import image_spec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "explain_truth.json"
+#: How the simulator moves each biomarker with amyloid and severity (src/hyperfusion/simulate/ad.py): the sign of
+#: the change of P(AD) from a low to a high value.
+SIMULATED_DIRECTION = {"ABETA": -1, "PTAU": 1, "TAU": 1, "FDG": -1, "AV45": 1}
 
 
 def train(config: dict, work: Path, name: str) -> Path:
@@ -106,9 +114,21 @@ def ad_check(work: Path, n: int, epochs: int, image_subjects: int) -> dict:
     run = train(config, work, "ad-run")
     trained = time.perf_counter() - t0
     out = work / "ad-explain"
-    settings = ExplainSettings(parts=("tabular", "images"), image_subjects=image_subjects, repeats=10)
+    settings = ExplainSettings(
+        parts=("counterfactual", "tabular", "images"), image_subjects=image_subjects, repeats=10
+    )
     explain_run(run, out, settings=settings, echo=lambda line: print(f"  {line}", flush=True))
     importance = pd.read_csv(out / "tabular_attribution.csv").set_index("attribute")
+    counterfactual = pd.read_csv(out / "counterfactual.csv", dtype={"value": str})
+    directions = {}
+    for marker, sign in SIMULATED_DIRECTION.items():
+        rows = counterfactual[(counterfactual["attribute"] == marker) & counterfactual["numeric"].notna()]
+        curve = rows.groupby("numeric")["p_AD"].mean().sort_index()
+        change = float(curve.iloc[-1] - curve.iloc[0])
+        directions[marker] = {
+            "p_AD_low_to_high": round(change, 3),
+            "as_simulated": bool(np.sign(change) == sign),
+        }
     results = pd.read_csv(run / "results.csv")
     ba = results[
         (results["method"] == "ad-hyperfusion")
@@ -142,6 +162,7 @@ def ad_check(work: Path, n: int, epochs: int, image_subjects: int) -> dict:
             a: [float(importance.loc[a, "importance_mean"]), float(importance.loc[a, "importance_std"])]
             for a in importance.index
         },
+        "counterfactual_p_AD_from_the_5th_to_the_95th_percentile": directions,
         "amyloid_above_education": bool(
             min(importance.loc["ABETA", "importance_mean"], importance.loc["AV45", "importance_mean"])
             > importance.loc["PTEDUCAT", "importance_mean"]
@@ -152,22 +173,32 @@ def ad_check(work: Path, n: int, epochs: int, image_subjects: int) -> dict:
     }
 
 
-def oracle_flip(cohort_dir: Path, train_ids, test_ids) -> pd.Series:
-    """Per test subject: an oracle's age estimate reading its true image features as male minus as female.
+def oracle_flip(cohort_dir: Path, train_ids, test_ids) -> pd.DataFrame:
+    """Per test subject, the age an oracle reads from its true image features as F and as M, and the flip.
 
-    The features are what the simulator put into each image (latents.tsv): realised log-volume factors of every
-    structure, cortical thinning fractions, white-matter contrast loss. Age is fitted on them per sex (linear).
+    The features are what the simulator put into each image (latents.tsv): the realised log-volume factor of every
+    structure, the cortical thinning fractions, the white-matter contrast loss. Per sex, each feature is fitted
+    as a line in age on the training rows (``f_j = α_js + β_js·age``, residual variance σ²_js), and a subject's
+    age as sex s is the weighted least-squares inversion ``Σ_j β_js (f_j − α_js)/σ²_js / Σ_j β²_js/σ²_js``.
+    A feature that does not age in one sex carries no weight when reading as that sex, so this oracle follows
+    the simulator's sex-specific ageing without extrapolating a regression outside its data.
     """
     latents = pd.read_csv(cohort_dir / "latents.tsv", sep="\t").set_index("participant_id")
     table = pd.read_csv(cohort_dir / "participants.tsv", sep="\t").set_index("participant_id")
     columns = [f"realised_logf_{s}" for s in STRUCTURE_NAMES]
     columns += [c for c in latents.columns if c.startswith("cortical_atrophy_")] + ["wm_contrast_loss"]
-    models = {}
+    features = latents.loc[list(test_ids), columns].to_numpy()
+    out = pd.DataFrame(index=list(test_ids))
     for sex in ("F", "M"):
         rows = [s for s in train_ids if table.loc[s, "sex"] == sex]
-        models[sex] = LinearRegression().fit(latents.loc[rows, columns], table.loc[rows, "age"])
-    x = latents.loc[list(test_ids), columns]
-    return pd.Series(models["M"].predict(x) - models["F"].predict(x), index=list(test_ids))
+        age = table.loc[rows, "age"].to_numpy()
+        design = np.c_[np.ones_like(age), age]
+        coef, *_ = np.linalg.lstsq(design, latents.loc[rows, columns].to_numpy(), rcond=None)
+        variance = (latents.loc[rows, columns].to_numpy() - design @ coef).var(axis=0, ddof=2)
+        alpha, beta = coef
+        out[f"as_{sex}"] = ((features - alpha) * beta / variance).sum(axis=1) / (beta**2 / variance).sum()
+    out["flip"] = out["as_M"] - out["as_F"]
+    return out
 
 
 def brain_age_check(work: Path, n: int, epochs: int) -> dict:
@@ -193,25 +224,34 @@ def brain_age_check(work: Path, n: int, epochs: int) -> dict:
     flip = pd.read_csv(out / "flip_sex.csv", dtype={"subject_id": str}).set_index("subject_id")
     partitions = pd.read_csv(run / "partitions_seed0.csv", dtype={"subject_id": str})
     train_ids = partitions.loc[partitions["partition"] == "train", "subject_id"].tolist()
-    oracle = oracle_flip(cohort.parent, train_ids, flip.index.tolist())
+    oracle = oracle_flip(cohort.parent, train_ids, flip.index.tolist())["flip"]
     network = flip["difference"]
     results = pd.read_csv(run / "results.csv")
     mae = results[(results["method"] == "brainage-hyperfusion") & (results["fold"] == "ensemble")
                   & (results["metric"] == "MAE")]  # fmt: skip
-    by_sex = {
-        sex: {"network": float(network[flip["observed"] == sex].mean()),
-              "oracle": float(oracle[flip.index[flip["observed"] == sex]].mean())}
-        for sex in ("F", "M")
-    }  # fmt: skip
+    by_sex = {}
+    for sex in ("F", "M"):
+        ids = flip.index[flip["observed"] == sex]
+        by_sex[sex] = {
+            "subjects": len(ids),
+            "network_mean": round(float(network[ids].mean()), 3),
+            "network_sd": round(float(network[ids].std()), 3),
+            "oracle_mean": round(float(oracle[ids].mean()), 3),
+            "same_direction": bool(np.sign(network[ids].mean()) == np.sign(oracle[ids].mean())),
+        }
     return {
         "n": n,
         "epochs": epochs,
         "interaction": interaction,
         "test_subjects": len(flip),
-        "test_MAE_top2": float(mae["value"].mean()),
+        "test_MAE_top2": round(float(mae["value"].mean()), 3),
         "flip_as_M_minus_as_F_by_observed_sex": by_sex,
-        "correlation_with_oracle": float(np.corrcoef(network, oracle[network.index])[0, 1]),
-        "sign_agreement_with_oracle": float(np.mean(np.sign(network) == np.sign(oracle[network.index]))),
+        "per_subject_correlation_with_oracle": round(
+            float(np.corrcoef(network, oracle[network.index])[0, 1]), 3
+        ),
+        "per_subject_sign_agreement": round(
+            float(np.mean(np.sign(network) == np.sign(oracle[network.index]))), 3
+        ),
         "seconds_to_simulate_and_train": round(trained, 1),
         "seconds_total": round(time.perf_counter() - t0, 1),
     }

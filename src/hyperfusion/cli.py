@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("hyperfusion.commands.validate", "check a cohort and config without training; time it"),
     "demo": ("hyperfusion.commands.demo", "the main job on the built-in simulated AD cohort"),
     "predict": ("hyperfusion.commands.predict", "apply a finished run to new subjects"),
+    "explain": ("hyperfusion.commands.explain", "look inside a finished run: counterfactuals, attributions"),
     "report": ("hyperfusion.commands.report", "rebuild a run's results table, report and plots"),
     "select-layers": ("hyperfusion.commands.select_layers", "rank candidate hyper layers by loss entropy"),
     "study": (
