@@ -26,7 +26,9 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     group.add_argument("--precision", choices=["fp32", "bf16"])
     bars = group.add_mutually_exclusive_group()
-    bars.add_argument("--progress", action="store_true", help="progress bars on long steps (default: the config's)")
+    bars.add_argument(
+        "--progress", action="store_true", help="progress bars on long steps (default: the config's)"
+    )
     bars.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--executor", choices=["local", "ray"], help="where units run (default: the config's)")
     group.add_argument(
