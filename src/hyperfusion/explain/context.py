@@ -18,7 +18,7 @@ import pandas as pd
 
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, TabularPreprocessor, fold_roles, load_manifest, read_partitions
-from hyperfusion.training.inference import load_new_subjects
+from hyperfusion.training.inference import choose_ensemble, load_new_subjects
 from hyperfusion.training.reporting import load_run_config
 from hyperfusion.training.rundir import RunDirectory
 
@@ -169,12 +169,7 @@ def load_context(
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    method = method or config.reference_method
-    if method not in config.methods:
-        raise ValueError(f"method {method!r} is not in this run; its methods: {list(config.methods)}")
-    split_seed = config.protocol.split_seeds[0] if split_seed is None else split_seed
-    if split_seed not in config.protocol.split_seeds:
-        raise ValueError(f"split seed {split_seed} is not in this run: {list(config.protocol.split_seeds)}")
+    method, split_seed = choose_ensemble(config, method, split_seed)
     if subjects is not None and manifest is not None:
         raise ValueError("give either subjects or a manifest of new subjects, not both")
     cohort_path = Path(config.cohort)

@@ -51,6 +51,21 @@ def check_device(device: str) -> str:
     return device
 
 
+def choose_ensemble(config: RunConfig, method: str | None, split_seed: int | None) -> tuple[str, int]:
+    """The ensemble to apply: a method and split seed of the run (defaults: the reference method, the first seed).
+
+    Raises:
+        ValueError: a method or split seed the run does not have (the message lists those it has).
+    """
+    method = method or config.reference_method
+    if method not in config.methods:
+        raise ValueError(f"method {method!r} is not in this run; its methods: {list(config.methods)}")
+    split_seed = config.protocol.split_seeds[0] if split_seed is None else split_seed
+    if split_seed not in config.protocol.split_seeds:
+        raise ValueError(f"split seed {split_seed} is not in this run: {list(config.protocol.split_seeds)}")
+    return method, split_seed
+
+
 def ensemble_members(
     run: RunDirectory,
     config: RunConfig,
@@ -109,12 +124,7 @@ def score_frames(
     """
     run = RunDirectory(run_dir)
     config = load_run_config(run_dir)
-    method = method or config.reference_method
-    if method not in config.methods:
-        raise ValueError(f"method {method!r} is not in this run; its methods: {list(config.methods)}")
-    split_seed = config.protocol.split_seeds[0] if split_seed is None else split_seed
-    if split_seed not in config.protocol.split_seeds:
-        raise ValueError(f"split seed {split_seed} is not in this run: {list(config.protocol.split_seeds)}")
+    method, split_seed = choose_ensemble(config, method, split_seed)
     device = check_device(device)
     classification = cohort.task == "classification"
     versions = ensemble_members(run, config, method, split_seed, version, classification)
