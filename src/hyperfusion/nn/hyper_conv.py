@@ -8,7 +8,6 @@ covers histopathology tiles, X-rays or slices, 1D signals such as ECGs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +51,8 @@ class HyperConv(HyperLayer):
             ``padding="same"`` with a stride, or ``method="bmm"`` for a kernel that is not pointwise.
     """
 
+    default_spatial_dims = 3
+
     def __init__(
         self,
         in_channels: int,
@@ -65,8 +66,9 @@ class HyperConv(HyperLayer):
         groups: int = 1,
         bias: bool = True,
         method: Method = "auto",
-        spatial_dims: int = 3,
+        spatial_dims: int | None = None,
     ) -> None:
+        spatial_dims = self.default_spatial_dims if spatial_dims is None else spatial_dims
         if spatial_dims not in _CONVS:
             raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
         check_positive(in_channels=in_channels, out_channels=out_channels, groups=groups)
@@ -176,15 +178,7 @@ class HyperConv1d(HyperConv):
         torch.Size([2, 6, 9])
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        embedding_dim: int,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, embedding_dim, spatial_dims=1, **kwargs)
+    default_spatial_dims = 1
 
 
 class HyperConv2d(HyperConv):
@@ -195,15 +189,7 @@ class HyperConv2d(HyperConv):
         torch.Size([2, 6, 7, 6])
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        embedding_dim: int,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, embedding_dim, spatial_dims=2, **kwargs)
+    default_spatial_dims = 2
 
 
 class HyperConv3d(HyperConv):
@@ -215,12 +201,4 @@ class HyperConv3d(HyperConv):
         torch.Size([2, 6, 5, 6, 7])
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        embedding_dim: int,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, embedding_dim, spatial_dims=3, **kwargs)
+    default_spatial_dims = 3
