@@ -128,9 +128,9 @@ def test_class_with_fewer_members_than_partitions_fails() -> None:
 def test_missing_stratification_values_form_their_own_stratum(caplog) -> None:
     df = _cohort(100)
     df.loc[:9, "age"] = np.nan
-    with caplog.at_level(logging.INFO, logger="hyperfusion"):
+    with caplog.at_level(logging.DEBUG, logger="hyperfusion"):
         parts = make_partitions(df, 5, stratify=("target", "age"), age_bins=2, seed=0)
-    assert any("stratified on coarser groups" in m for m in _messages(caplog, logging.INFO))
+    assert any("stratified on coarser groups" in m for m in _messages(caplog, logging.DEBUG))
     assert parts[:10].value_counts().max() <= 3
 
 
@@ -209,7 +209,7 @@ def test_default_age_bins_keeps_the_typical_stratum_full() -> None:
 
 
 def test_auto_age_bins_at_400_subjects_coarsen_few_and_only_inform(caplog) -> None:
-    """The paper's 20 bins at 400 subjects coarsen most subjects and warn; 'auto' coarsens few and only informs."""
+    """The paper's 20 bins at 400 subjects coarsen most subjects and warn; 'auto' coarsens few and stays quiet."""
     df = _cohort(400)
     with caplog.at_level(logging.INFO, logger="hyperfusion"):
         make_partitions(df, 5, stratify=("target", "sex", "age"), age_bins=20, seed=0)

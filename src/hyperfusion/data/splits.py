@@ -368,7 +368,7 @@ def _report_coarsened(
         level = logging.WARNING
     elif binned:
         advice = "the number of age bins already suits the cohort's size, so nothing needs changing"
-        level = logging.INFO
+        level = logging.DEBUG  # expected at any cohort size: not worth a line on every run
     else:
         advice = "merge rare values of the stratification columns, or stratify on fewer columns"
         level = logging.WARNING
