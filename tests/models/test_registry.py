@@ -52,7 +52,7 @@ def test_arguments_are_the_paper_defaults() -> None:
     assert args["base_width"] == 16 and args["embedding_dim"] == 8 and args["bn_momentum"] == 0.05
     assert args["bias_std"] == 1.0 and args["tabular_encoder"] == "mlp" and "tabular_model" not in args
     assert model_arguments("brainage-hyperfusion-2d")["embedding_dim"] == 2
-    assert model_arguments("ad-film")["init_std"] == 0.01
+    assert model_arguments("ad-film")["init_std"] == 1.0
 
 
 def test_arguments_list_the_trunk_then_the_fusion() -> None:

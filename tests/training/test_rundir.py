@@ -180,3 +180,18 @@ def test_write_once_refuses_a_different_file(tmp_path):
     run.write_once(path, "a,b\n", "partitions")
     with pytest.raises(RunDirectoryError, match="differs from the partitions"):
         run.write_once(path, "a,c\n", "partitions")
+
+
+@fault(
+    "run directory",
+    "a resume after the package's model defaults changed (a new release)",
+    "exit status 2 naming the method, the argument and both values",
+)
+def test_changed_model_arguments_are_refused(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.check_models({"ad-film": {"init_std": 0.01, "bottleneck": 7}})
+    run.check_models({"ad-film": {"init_std": 0.01, "bottleneck": 7}, "ad-daft": {"init_std": 1.0}})  # growth
+    with pytest.raises(
+        RunDirectoryError, match=r"'ad-film' would now be built differently .*init_std: 0.01 → 1.0"
+    ):
+        run.check_models({"ad-film": {"init_std": 1.0, "bottleneck": 7}})

@@ -67,6 +67,7 @@ class RunDirectory:
     config = property(lambda self: self.root / "config.yaml")
     manifest = property(lambda self: self.root / "manifest.yaml")
     fingerprint_path = property(lambda self: self.root / "cohort.json")
+    models_path = property(lambda self: self.root / "models.json")
     results = property(lambda self: self.root / "results.csv")
     predictions = property(lambda self: self.root / "predictions.csv")
     cache = property(lambda self: self.root / "cache")
@@ -106,7 +107,14 @@ class RunDirectory:
             shutil.rmtree(self.root / name, ignore_errors=True)
         for path in self.root.glob("partitions_seed*.csv"):
             path.unlink()
-        for path in (self.config, self.manifest, self.fingerprint_path, self.results, self.predictions):
+        for path in (
+            self.config,
+            self.manifest,
+            self.fingerprint_path,
+            self.models_path,
+            self.results,
+            self.predictions,
+        ):
             path.unlink(missing_ok=True)
 
     # --- one writer at a time ------------------------------------------------------------------------------
@@ -187,6 +195,32 @@ class RunDirectory:
     def save_config(self, resolved: Mapping[str, Any], manifest_text: str) -> None:
         write_text_atomic(self.manifest, manifest_text)
         write_text_atomic(self.config, yaml.safe_dump(dict(resolved), sort_keys=False))
+
+    def check_models(self, arguments: Mapping[str, Mapping[str, Any]]) -> None:
+        """Refuse a method whose effective model arguments (the package's defaults included) changed since the run
+        began — e.g. a new release with another default initial scale — so finished models never mix with new ones.
+
+        Raises:
+            RunDirectoryError: naming the method, the argument and both values.
+        """
+        current = {m: {k: repr(v) for k, v in sorted(a.items())} for m, a in arguments.items()}
+        saved: dict[str, Any] = {}
+        if self.models_path.is_file():
+            try:
+                saved = json.loads(self.models_path.read_text())
+            except ValueError:
+                log.warning("%s was unreadable; it is written again", self.models_path)
+        for method, args in current.items():
+            old = saved.get(method)
+            if old is None or old == args:
+                continue
+            changed = sorted(k for k in set(old) | set(args) if old.get(k) != args.get(k))
+            detail = "; ".join(f"{k}: {old.get(k)} → {args.get(k)}" for k in changed[:4])
+            raise RunDirectoryError(
+                f"{self.root}: the model {method!r} would now be built differently from its finished models "
+                f"({detail}); use another --out, or --restart to start over"
+            )
+        write_text_atomic(self.models_path, json.dumps({**saved, **current}, indent=1, sort_keys=True))
 
     # --- the cohort's fingerprint --------------------------------------------------------------------------
 

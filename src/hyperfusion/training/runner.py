@@ -31,7 +31,13 @@ from hyperfusion.training.executors import LocalExecutor, RayExecutor, make_exec
 from hyperfusion.training.plan import PlannedUnit, Unit, plan_units
 from hyperfusion.training.reporting import build_report
 from hyperfusion.training.rundir import RunDirectory, RunDirectoryError, fingerprint_cohort
-from hyperfusion.training.setup import group_column, image_spec, make_preprocessor, static_model_kwargs
+from hyperfusion.training.setup import (
+    effective_model_arguments,
+    group_column,
+    image_spec,
+    make_preprocessor,
+    static_model_kwargs,
+)
 from hyperfusion.training.units import UnitJob, UnitOutcome
 
 log = logging.getLogger("hyperfusion")
@@ -148,6 +154,8 @@ class Run:
         for path in bar:  # a bar only for the long step: thousands of NIfTI files at 1 mm
             self.cache.ensure(path, self.spec)
         self.run.check_fingerprint(fingerprint_cohort(self.cohort.frame, self.cache.digest))
+        methods = dict.fromkeys(p.unit.method for p in planned)
+        self.run.check_models({m: effective_model_arguments(self.config, m) for m in methods})
         self.run.save_config(resolved, Path(self.config.cohort).read_text())
         for split_seed in dict.fromkeys(p.unit.split_seed for p in planned):
             partitions = partitions_of(self.config, self.cohort, split_seed)

@@ -64,15 +64,26 @@ def model_kwargs(config: RunConfig, method: str, *, n_tabular: int, n_classes: i
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
+def static_kwargs(config: RunConfig, method: str) -> dict[str, Any]:
+    """The config's keyword arguments for one method that do not depend on the cohort (for planning)."""
+    accepted = model_arguments(method)
+    kwargs = {k: v for k, v in config.model.items() if k in accepted}
+    kwargs.update(config.model_overrides.get(method, {}))
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+
+
 def static_model_kwargs(config: RunConfig) -> dict[str, dict[str, Any]]:
-    """Per method, the config's keyword arguments that do not depend on the cohort (for planning)."""
-    out = {}
-    for method in config.methods:
-        accepted = model_arguments(method)
-        kwargs = {k: v for k, v in config.model.items() if k in accepted}
-        kwargs.update(config.model_overrides.get(method, {}))
-        out[method] = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    return out
+    """:func:`static_kwargs` for every method of the config."""
+    return {method: static_kwargs(config, method) for method in config.methods}
+
+
+def effective_model_arguments(config: RunConfig, method: str) -> dict[str, Any]:
+    """Every keyword argument a method's model is built with: its defaults, then the config's settings.
+
+    The cohort-dependent sizes (``n_tabular``, ``n_classes``, ``input_shape``) are left at their defaults: they are
+    covered by the cohort's fingerprint and the image spec.
+    """
+    return {**model_arguments(method), **static_kwargs(config, method)}
 
 
 def build_model(
