@@ -101,8 +101,8 @@ def markdown(frame: pd.DataFrame) -> str:
         scale = "–" if pd.isna(row.scale) else f"{row.scale:g}"
         lines.append(
             f"| {row.cohort} | {row.method} | {row.warm_start} | {scale} | {row.runs:.0f} | "
-            f"{row.BA:.3f} ± {row.BA_sd:.3f} | {row.tabular_sensitivity:.3f} ± {row.tabular_sensitivity_sd:.3f} | "
-            f"{row.image_sensitivity:.3f} |"
+            f"{row.BA:.3f} ± {row.BA_sd:.3f} | {row.tabular_sensitivity:.4f} ± {row.tabular_sensitivity_sd:.4f} | "
+            f"{row.image_sensitivity:.4f} |"
         )
     return "\n".join(lines) + "\n"
 
