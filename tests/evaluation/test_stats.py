@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 from scipy.stats import mannwhitneyu, ttest_rel, wilcoxon
 
 from hyperfusion.evaluation import stats
@@ -313,3 +314,34 @@ def test_paired_unknown_names() -> None:
         stats.compare_paired(df, "HF", metrics=["AUC"])
     with pytest.raises(ValueError, match="unpaired must be"):
         stats.paired_runs(df, "HF", "A", "BA", unpaired="ignore")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_difference_in_differences_without_correction_is_welch(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    control, treated = rng.normal(0, 0.05, 9), rng.normal(0.03, 0.08, 7)
+    out = stats.difference_in_differences(control, treated, 0.0)
+    welch = sps.ttest_ind(treated, control, equal_var=False)
+    assert out["change"] == pytest.approx(treated.mean() - control.mean())
+    assert out["t"] == pytest.approx(welch.statistic)
+    assert out["p"] == pytest.approx(welch.pvalue)
+    interval = welch.confidence_interval(0.95)
+    assert (out["low"], out["high"]) == pytest.approx((interval.low, interval.high))
+
+
+def test_difference_in_differences_correction_by_hand() -> None:
+    control, treated = np.array([0.0, 0.02, 0.04]), np.array([0.05, 0.07, 0.09])
+    # both variances 0.0004; corrected: (1/3 + 0.25) * 0.0004 each; equal sizes → df = 4
+    v = (1 / 3 + 0.25) * 0.0004
+    out = stats.difference_in_differences(control, treated, 0.25)
+    assert out["change"] == pytest.approx(0.05)
+    assert out["df"] == pytest.approx(4.0)
+    assert out["t"] == pytest.approx(0.05 / np.sqrt(2 * v))
+    assert out["p"] == pytest.approx(2 * sps.t.sf(0.05 / np.sqrt(2 * v), 4))
+
+
+def test_difference_in_differences_bad_input() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.difference_in_differences(np.array([0.1]), np.array([0.1, 0.2]), 0.25)
+    constant = stats.difference_in_differences(np.array([0.1, 0.1]), np.array([0.2, 0.2]), 0.25)
+    assert constant["change"] == pytest.approx(0.1) and np.isnan(constant["p"])

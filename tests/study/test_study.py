@@ -5,10 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 
 from hyperfusion.cli import main
 from hyperfusion.config import ConfigError, preset_names
 from hyperfusion.study import load_study, study_from_dict
+from hyperfusion.study.summary import interaction_contrasts
 from tests.faults import fault
 
 STUDY = {
@@ -66,6 +68,8 @@ def test_study_runs_every_cell_and_summarises(tmp_path, capsys):
     text = (out / "summary.md").read_text()
     assert "Wilcoxon" in text and "corrected resampled t-test" in text and "cannot reach" in text
     assert (out / "summary.png").is_file()
+    contrasts = pd.read_csv(out / "contrasts.csv")
+    assert list(contrasts["method"]) == ["ad-imaging"] and "Does the gap to ad-hyperfusion change" in text
     assert len(list((out / "cohorts").iterdir())) == 2  # one simulated cohort per interaction level
     # a rerun resumes: every cell is finished, nothing trains again
     before = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/units/*/*.json")}
@@ -77,3 +81,33 @@ def test_study_runs_every_cell_and_summarises(tmp_path, capsys):
 def test_study_presets_validate(preset):
     study = load_study(preset)
     assert study.cells and study.base.reference_method in study.base.methods
+
+
+def _results(differences: dict[str, list[float]], reference_values: list[float]) -> pd.DataFrame:
+    rows = []
+    for version, value in enumerate(reference_values):
+        rows.append(("ref", 0, version, "ensemble", "BA", value))
+        for method, ds in differences.items():
+            rows.append((method, 0, version, "ensemble", "BA", value + ds[version]))
+        rows.append(("no-skill", 0, version, "ensemble", "BA", 1 / 3))
+    return pd.DataFrame(rows, columns=["method", "split_seed", "version", "fold", "metric", "value"])
+
+
+def test_interaction_contrasts_compare_each_cell_with_its_control():
+    ref = [0.5, 0.55, 0.6, 0.52]
+    cells = [
+        ("m=a,i=0", {"m": "a", "i": 0}, _results({"x": [0.0, 0.01, -0.01, 0.02]}, ref)),
+        ("m=a,i=1", {"m": "a", "i": 1}, _results({"x": [-0.05, -0.04, -0.06, -0.03]}, ref)),
+        ("m=b,i=0", {"m": "b", "i": 0}, _results({"x": [0.1, 0.1, 0.12, 0.08]}, ref)),
+        ("m=b,i=1", {"m": "b", "i": 1}, _results({"x": [0.1, 0.11, 0.09, 0.1]}, ref)),
+    ]
+    table = interaction_contrasts(cells, axes=["m", "i"], reference="ref", metrics=["BA"], fold="ensemble",
+                                  test_train_ratio=0.0)  # fmt: skip
+    assert list(zip(table["control"], table["cell"])) == [("m=a,i=0", "m=a,i=1"), ("m=b,i=0", "m=b,i=1")]
+    first = table.iloc[0]
+    assert first["difference_control"] == pytest.approx(0.005, abs=1e-9)
+    assert first["difference_cell"] == pytest.approx(-0.045, abs=1e-9)
+    assert first["change"] == pytest.approx(-0.05, abs=1e-9)
+    welch = stats.ttest_ind([-0.05, -0.04, -0.06, -0.03], [0.0, 0.01, -0.01, 0.02], equal_var=False)
+    assert first["corrected_p"] == pytest.approx(welch.pvalue)
+    assert set(table["method"]) == {"x"}  # neither the reference nor no-skill

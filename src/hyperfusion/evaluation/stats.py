@@ -34,6 +34,13 @@ version, fold) for fold-level rows. On the paired differences ``d = method − r
   ``r = (T₊ − T₋) / (T₊ + T₋)``, with T± the rank sums of the positive and negative differences (ranks of
   |d| over the non-zero differences, as the Wilcoxon test uses). r lies in [−1, 1]; +1 means every pair
   favours the method's larger value.
+
+**Difference in differences** (:func:`difference_in_differences`). Whether a method's gap to the reference
+changes between two settings (a study's control cell and a cell with an interaction): ``change = mean(d₁) −
+mean(d₀)`` over the paired differences of the two cells. The cells are separate cohorts, so the two means are
+independent: each one's variance is corrected as above, ``v = (1/J + n_test/n_train) · var(d)``, and the change is
+tested by Welch's t with Satterthwaite's degrees of freedom, ``t = change / sqrt(v₀ + v₁)``. Without the
+correction (ratio 0) this is exactly Welch's two-sample t-test of the two cells' differences.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ __all__ = [
     "compare_paired",
     "compare_to_reference",
     "corrected_resampled_t",
+    "difference_in_differences",
     "mannwhitney_min_p",
     "paired_runs",
     "rank_biserial",
@@ -302,6 +310,43 @@ def corrected_resampled_t(differences: np.ndarray, test_train_ratio: float) -> t
         return float("nan"), df, float("nan")
     t = d.mean() / np.sqrt((1.0 / d.size + ratio) * var)
     return float(t), df, float(2.0 * sps.t.sf(abs(t), df))
+
+
+def difference_in_differences(
+    control: np.ndarray, treated: np.ndarray, test_train_ratio: float, confidence: float = 0.95
+) -> dict[str, float]:
+    """How much a paired difference changes from a control cell to a treated cell (module docstring).
+
+    Args:
+        control, treated: each cell's paired differences ``method − reference``, one per run.
+        test_train_ratio: n_test / n_train of one run (0: Welch's t-test without the correction).
+        confidence: level of the interval of the change.
+
+    Returns:
+        ``change`` (mean(treated) − mean(control)), its interval ``low``/``high``, ``t``, ``df``
+        (Welch–Satterthwaite) and the two-sided ``p``; t, df, p and the interval are NaN when both cells'
+        differences are constant.
+
+    Raises:
+        ValueError: either cell with fewer than 2 differences or a non-finite one, or a bad ratio.
+    """
+    d0, d1 = _check_differences(control), _check_differences(treated)
+    if min(d0.size, d1.size) < 2:
+        raise ValueError(f"each cell needs at least 2 paired runs, got {d0.size} and {d1.size}")
+    ratio = _check_ratio(test_train_ratio)
+    v0 = (1.0 / d0.size + ratio) * d0.var(ddof=1)
+    v1 = (1.0 / d1.size + ratio) * d1.var(ddof=1)
+    change = float(d1.mean() - d0.mean())
+    out = {"change": change, "low": float("nan"), "high": float("nan"), "t": float("nan"),
+           "df": float("nan"), "p": float("nan")}  # fmt: skip
+    if not v0 + v1 > 0:
+        return out
+    se = float(np.sqrt(v0 + v1))
+    df = (v0 + v1) ** 2 / (v0**2 / (d0.size - 1) + v1**2 / (d1.size - 1))
+    t = change / se
+    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
+    out.update(low=change - half, high=change + half, t=t, df=float(df), p=float(2.0 * sps.t.sf(abs(t), df)))
+    return out
 
 
 def _check_differences(differences: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.study.grid import Study
-from hyperfusion.study.summary import cell_summary, write_summary
+from hyperfusion.study.summary import cell_summary, interaction_contrasts, write_summary
 from hyperfusion.training.executors import LocalExecutor, RayExecutor
 from hyperfusion.training.reporting import test_train_ratio
 from hyperfusion.training.runner import run_protocol
@@ -44,6 +44,7 @@ def run_study(
     summaries: dict[str, pd.DataFrame] = {}
     values: dict[str, dict] = {}
     timings: dict[str, float] = {}
+    cell_results: list[tuple[str, dict, pd.DataFrame]] = []
     started = time.perf_counter()
     for number, cell in enumerate(study.cells, start=1):
         echo(f"== cell {number}/{len(study.cells)}: {cell.name}")
@@ -56,14 +57,13 @@ def run_study(
         timings[cell.name] = time.perf_counter() - cell_start
         metrics = study.metrics or (("BA", "AUC") if "BA" in set(results["metric"]) else ("MAE",))
         task = "classification" if "BA" in set(results["metric"]) else "regression"
+        fold = "ensemble" if task == "classification" else "0"
+        ratio = test_train_ratio(config, task)
         summaries[cell.name] = cell_summary(
-            results,
-            reference=config.reference_method,
-            metrics=metrics,
-            fold="ensemble" if task == "classification" else "0",
-            test_train_ratio=test_train_ratio(config, task),
+            results, reference=config.reference_method, metrics=metrics, fold=fold, test_train_ratio=ratio
         )
         values[cell.name] = dict(cell.values)
+        cell_results.append((cell.name, dict(cell.values), results))
     total = time.perf_counter() - started
     header = (
         f"{len(study.cells)} cells; wall-clock {total / 60:.1f} min for this invocation "
@@ -77,6 +77,14 @@ def run_study(
         reference=study.base.reference_method,
         title=f"Study: {study.source}",
         header=header,
+        contrasts=interaction_contrasts(
+            cell_results,
+            axes=study.axes,
+            reference=study.base.reference_method,
+            metrics=metrics,
+            fold=fold,
+            test_train_ratio=ratio,
+        ),
     )
     write_text_atomic(out / "study.json", json.dumps({"source": study.source, "seconds": total}, indent=1))
     return table

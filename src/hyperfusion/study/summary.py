@@ -18,7 +18,12 @@ from scipy import stats
 
 from hyperfusion.atomic import write_atomic, write_text_atomic
 from hyperfusion.evaluation.noskill import NO_SKILL
-from hyperfusion.evaluation.stats import compare_paired, compare_to_reference
+from hyperfusion.evaluation.stats import (
+    compare_paired,
+    compare_to_reference,
+    difference_in_differences,
+    paired_runs,
+)
 
 SUMMARY_COLUMNS = [
     "method", "metric", "runs", "mean", "ci_low", "ci_high", "difference", "difference_low", "difference_high",
@@ -77,6 +82,85 @@ def cell_summary(
     return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
 
 
+CONTRAST_COLUMNS = [
+    "axis", "control", "cell", "method", "metric", "runs_control", "runs_cell", "difference_control",
+    "difference_cell", "change", "change_low", "change_high", "df", "corrected_p",
+]  # fmt: skip
+
+
+def interaction_contrasts(
+    cells: Sequence[tuple[str, Mapping[str, object], pd.DataFrame]],
+    *,
+    axes: Sequence[str],
+    reference: str,
+    metrics: Sequence[str],
+    fold: str,
+    test_train_ratio: float,
+) -> pd.DataFrame:
+    """Does each method's gap to the reference change along the grid's last axis?
+
+    Each cell is compared with its control: the cell with the same values on the other axes and the last axis at
+    its first value (e.g. interaction 0). Per method and metric: the mean paired difference ``method −
+    reference`` in both cells, its change, and the change's interval and p-value
+    (:func:`~hyperfusion.evaluation.stats.difference_in_differences`, corrected for overlapping training sets).
+
+    Args:
+        cells: (name, grid values, results table) per cell, in grid order.
+    """
+    if not axes or len(cells) < 2:
+        return pd.DataFrame(columns=CONTRAST_COLUMNS)
+    last = axes[-1]
+    first_value = cells[0][1][last]
+    controls = {
+        tuple(v for k, v in values.items() if k != last): (name, results)
+        for name, values, results in cells
+        if values[last] == first_value
+    }
+    rows = []
+    for name, values, results in cells:
+        if values[last] == first_value:
+            continue
+        control = controls.get(tuple(v for k, v in values.items() if k != last))
+        if control is None:
+            continue
+        control_name, control_results = control
+        methods = [m for m in dict.fromkeys(results["method"]) if m not in (reference, NO_SKILL)]
+        for method in methods:
+            for metric in metrics:
+                try:
+                    d0 = _differences(control_results, reference, method, metric, fold)
+                    d1 = _differences(results, reference, method, metric, fold)
+                except ValueError:
+                    continue  # the method or metric is missing from one of the two cells
+                if min(d0.size, d1.size) < 2:
+                    continue
+                test = difference_in_differences(d0, d1, test_train_ratio)
+                rows.append(
+                    {
+                        "axis": last,
+                        "control": control_name,
+                        "cell": name,
+                        "method": method,
+                        "metric": metric,
+                        "runs_control": d0.size,
+                        "runs_cell": d1.size,
+                        "difference_control": float(d0.mean()),
+                        "difference_cell": float(d1.mean()),
+                        "change": test["change"],
+                        "change_low": test["low"],
+                        "change_high": test["high"],
+                        "df": test["df"],
+                        "corrected_p": test["p"],
+                    }
+                )
+    return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+
+
+def _differences(results: pd.DataFrame, reference: str, method: str, metric: str, fold: str) -> np.ndarray:
+    pairs = paired_runs(results, reference, method, metric, fold=fold, unpaired="drop")
+    return (pairs["method"] - pairs["reference"]).to_numpy(dtype=float)
+
+
 def write_summary(
     summaries: Mapping[str, pd.DataFrame],
     values: Mapping[str, Mapping[str, object]],
@@ -86,8 +170,9 @@ def write_summary(
     reference: str,
     title: str,
     header: str = "",
+    contrasts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """``summary.csv``, ``summary.md`` and ``summary.png`` from the per-cell summaries."""
+    """``summary.csv``, ``summary.md`` and ``summary.png`` from the per-cell summaries (``contrasts.csv`` too)."""
     frames = []
     for cell, frame in summaries.items():
         frame = frame.copy()
@@ -97,7 +182,11 @@ def write_summary(
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     write_text_atomic(out / "summary.csv", table.to_csv(index=False))
-    write_text_atomic(out / "summary.md", _markdown(table, axes, reference, title, header))
+    text = _markdown(table, axes, reference, title, header)
+    if contrasts is not None and not contrasts.empty:
+        write_text_atomic(out / "contrasts.csv", contrasts.to_csv(index=False))
+        text += _contrast_markdown(contrasts, reference)
+    write_text_atomic(out / "summary.md", text)
     figure = _figure(table, axes, reference, title)
     write_atomic(
         out / "summary.png", lambda handle: figure.savefig(handle, format="png", dpi=110), binary=True
@@ -156,6 +245,35 @@ def _markdown(table: pd.DataFrame, axes: Sequence[str], reference: str, title: s
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def _contrast_markdown(contrasts: pd.DataFrame, reference: str) -> str:
+    axis = str(contrasts["axis"].iloc[0]).rsplit(".", 1)[-1]
+    lines = [
+        "",
+        f"## Does the gap to {reference} change with {axis}?",
+        "",
+        f"Per method: the mean paired difference (method − {reference}) in the control cell and in the cell, and "
+        "its change (difference in differences) with a 95 % interval and a two-sided p-value (Welch's t on the "
+        "two cells' paired differences, each variance corrected for overlapping training sets as in the "
+        f"corrected resampled t-test). For a score such as BA a negative change means {reference} gains on the "
+        "method as the setting changes; for an error such as MAE, a positive one.",
+        "",
+        "| control → cell | method | metric | Δ control | Δ cell | change [95 % CI] | df | p |",
+        "|---|---|---|---:|---:|---|---:|---:|",
+    ]
+    for data in contrasts.to_dict("records"):
+        change = f"{data['change']:+.3f} [{_signed(data['change_low'])}, {_signed(data['change_high'])}]"
+        lines.append(
+            f"| {data['control']} → {data['cell']} | {data['method']} | {data['metric']} | "
+            f"{data['difference_control']:+.3f} | {data['difference_cell']:+.3f} | {change} | "
+            f"{_fmt(data['df'], 1)} | {_p(data['corrected_p'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _signed(value: float) -> str:
+    return "–" if value is None or np.isnan(value) else f"{value:+.3f}"
 
 
 def _figure(table: pd.DataFrame, axes: Sequence[str], reference: str, title: str) -> Figure:
