@@ -277,7 +277,7 @@ def test_brain_age_regression_protocol_with_top_k_ensemble(tmp_path):
     top = ensemble[(ensemble["method"] == "brainage-hyperfusion") & (ensemble["metric"] == "MAE")][
         "value"
     ].item()
-    assert top == pytest.approx(mae.loc[best, "value"])
+    assert top == pytest.approx(mae.loc[str(best), "value"])  # versions are text: "0", "1", "top1"
     no_skill = ensemble[(ensemble["method"] == "no-skill") & (ensemble["metric"] == "MAE")]["value"].item()
     cohort_table = pd.read_csv(cohort.parent / "participants.tsv", sep="\t")
     roles_table = pd.read_csv(tmp_path / "run" / "partitions_seed0.csv")
