@@ -90,6 +90,10 @@ class TrainingSettings:
     warm_start: str = "tabular"  # tabular | none
     deterministic: bool = False  # deterministic GPU kernels (a CPU run is repeatable anyway)
     devices: int = 1  # >1: one model on several devices with DDP
+    # training-time augmentation, drawn per item and epoch (the same for every method): a random shift of up to
+    # this many voxels per axis (zero-filled), and a left-right mirror with probability 1/2 (box mode only)
+    augment_shift: int = 0
+    augment_flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,8 @@ def _check_training(training: TrainingSettings) -> None:
         raise ConfigError(f"training.devices: must be >= 1, got {training.devices}")
     if training.num_workers < 0:
         raise ConfigError(f"training.num_workers: must be >= 0, got {training.num_workers}")
+    if training.augment_shift < 0:
+        raise ConfigError(f"training.augment_shift: must be >= 0 voxels, got {training.augment_shift}")
 
 
 def _check_image(image: ImageSettings) -> None:
@@ -396,6 +402,11 @@ def config_from_dict(
     _check_image(config.image)
     _check_protocol(config.protocol)
     _check_training(config.training)
+    if config.training.augment_flip and config.image.mode == "hippocampus":
+        raise ConfigError(
+            "training.augment_flip: the hippocampus mode already mirrors (each training item shows the left crop "
+            "or the mirrored right one); use it with image.mode: box"
+        )
     return config
 
 

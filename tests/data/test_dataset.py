@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hyperfusion.data.cache import ImageCache
-from hyperfusion.data.dataset import CohortDataset, build_dataset
+from hyperfusion.data.dataset import Augment, CohortDataset, build_dataset, shift_volume
 from hyperfusion.data.images import ImageSpec
 from hyperfusion.data.manifest import Cohort, ManifestSpec
 from hyperfusion.data.tabular import TabularPreprocessor
@@ -134,3 +134,53 @@ def test_build_dataset_end_to_end(tmp_path, head_file) -> None:
         cohort, [0, 1], pre, ImageSpec.whole_brain(voxel_mm=4.0, shape=(40, 50, 40)), cache, train=True
     )
     assert box[0][0].shape == (1, 40, 50, 40)
+
+
+def test_shift_volume_against_a_per_voxel_loop():
+    rng = np.random.default_rng(0)
+    volume = rng.normal(size=(5, 6, 4))
+    for offsets in [(1, -2, 0), (-1, 3, 2), (0, 0, 0), (5, 0, 0)]:
+        expected = np.zeros_like(volume)
+        for i, j, k in np.ndindex(volume.shape):
+            source = (i - offsets[0], j - offsets[1], k - offsets[2])
+            if all(0 <= s < n for s, n in zip(source, volume.shape)):
+                expected[i, j, k] = volume[source]
+        np.testing.assert_array_equal(shift_volume(volume, offsets), expected)
+
+
+def test_augmented_training_items_are_reproducible_and_leave_evaluation_alone():
+    volumes = [np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6) + i for i in range(3)]
+    common = dict(tabular=np.zeros((3, 1)), targets=np.array([1.0, 2.0, 3.0]), subject_ids=["a", "b", "c"])
+    augment = Augment(shift=1, flip_lr=True)
+    train = CohortDataset(volumes, **common, train=True, seed=3, augment=augment)
+    again = CohortDataset(volumes, **common, train=True, seed=3, augment=augment)
+    seen = set()
+    for epoch in range(8):
+        train.set_epoch(epoch)
+        again.set_epoch(epoch)
+        image = train[0][0]
+        torch.testing.assert_close(image, again[0][0])
+        rng = np.random.default_rng([3, epoch, 0, 1])
+        torch.testing.assert_close(image[0], torch.from_numpy(augment(volumes[0], rng)))
+        seen.add(image.numpy().tobytes())
+    assert len(seen) > 1  # the draws differ between epochs
+    evaluation = CohortDataset(volumes, **common, train=False, seed=3, augment=augment)
+    torch.testing.assert_close(evaluation[0][0][0], torch.from_numpy(volumes[0]))
+
+
+def test_mirror_is_left_right():
+    volume = np.zeros((4, 3, 3))
+    volume[0] = 1.0  # the leftmost slab: RAS axis 0 runs from left (x < 0) to right
+    flips = [Augment(flip_lr=True)(volume, np.random.default_rng(s)) for s in range(10)]
+    assert any(np.array_equal(f[3], volume[0]) and f[0].sum() == 0 for f in flips)
+    assert any(np.array_equal(f, volume) for f in flips)
+
+
+def test_flip_refused_for_hippocampus_crops():
+    from hyperfusion.config import ConfigError, config_from_dict
+
+    raw = {"cohort": "c.yaml", "methods": ["ad-imaging"], "training": {"augment_flip": True}}
+    with pytest.raises(ConfigError, match="already mirrors"):
+        config_from_dict(raw)
+    with pytest.raises(ConfigError, match="augment_shift"):
+        config_from_dict({**raw, "training": {"augment_shift": -1}})

@@ -18,7 +18,7 @@ Warnings go to the ``hyperfusion`` logger, one line each.
 
 from hyperfusion.data.cache import ImageCache, cache_key, file_digest
 from hyperfusion.data.censor import parse_numeric
-from hyperfusion.data.dataset import CohortDataset, build_dataset
+from hyperfusion.data.dataset import Augment, CohortDataset, build_dataset
 from hyperfusion.data.duplicates import check_duplicate_images
 from hyperfusion.data.images import (
     ImageSpec,
@@ -53,6 +53,7 @@ from hyperfusion.data.tabular import TabularPreprocessor
 __all__ = [
     "PRESETS",
     "Cohort",
+    "Augment",
     "CohortDataset",
     "ImageCache",
     "ImageSpec",

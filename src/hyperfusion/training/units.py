@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from hyperfusion.config import RunConfig, config_from_dict
 from hyperfusion.data import (
+    Augment,
     Cohort,
     CohortDataset,
     ImageCache,
@@ -142,6 +143,7 @@ class RunContext:
             two_sides=self.spec.mode == "hippocampus",
             train=train,
             seed=seed,
+            augment=Augment(self.config.training.augment_shift, self.config.training.augment_flip),
         )
 
 
