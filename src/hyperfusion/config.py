@@ -328,6 +328,21 @@ def _check_model_keys(model: Mapping[str, Any], overrides: Mapping[str, Mapping[
                 raise unknown_key_error(str(key), f"model_overrides.{method}", accepted[method])
 
 
+def section_defaults() -> dict[str, Any]:
+    """Every section setting's default as ``{"training.epochs": 250, ...}``.
+
+    A run directory made before a setting existed has no value for it; a rerun at the default changes nothing.
+    """
+    sections = {"image": ImageSettings, "tabular": TabularSettings, "protocol": ProtocolSettings,
+                "training": TrainingSettings}  # fmt: skip
+    out: dict[str, Any] = {}
+    for name, cls in sections.items():
+        for f in dataclasses.fields(cls):
+            value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out[f"{name}.{f.name}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def config_from_dict(
     raw: Mapping[str, Any], *, source: str = "<config>", base: Path | None = None
 ) -> RunConfig:

@@ -98,6 +98,14 @@ def test_free_keys_and_growth_are_accepted(tmp_path):
     assert grown == ["methods", "protocol.versions"]
 
 
+def test_a_setting_added_later_at_its_default_is_no_change(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.save_config(CONFIG, "spec")  # written before training.augment_shift existed
+    assert run.check_config(_with(training__augment_shift=0, training__augment_flip=False)) == []
+    with pytest.raises(RunDirectoryError, match=r"training.augment_shift: None → 2"):
+        run.check_config(_with(training__augment_shift=2))
+
+
 @fault(
     "run directory",
     "a rerun with a setting that changes finished models (learning rate, epochs, image spec)",

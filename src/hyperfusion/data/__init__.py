@@ -52,8 +52,8 @@ from hyperfusion.data.tabular import TabularPreprocessor
 
 __all__ = [
     "PRESETS",
-    "Cohort",
     "Augment",
+    "Cohort",
     "CohortDataset",
     "ImageCache",
     "ImageSpec",

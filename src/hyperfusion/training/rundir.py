@@ -35,6 +35,7 @@ import pandas as pd
 import yaml
 
 from hyperfusion.atomic import write_text_atomic
+from hyperfusion.config import section_defaults
 from hyperfusion.training.plan import Unit
 
 log = logging.getLogger("hyperfusion")
@@ -182,7 +183,12 @@ class RunDirectory:
         if saved is None:
             return []
         old, new = _flatten(saved), _flatten(resolved)
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        defaults = section_defaults()
+        changed = sorted(
+            k
+            for k in set(old) | set(new)
+            if old.get(k) != new.get(k) and not (k not in old and k in defaults and new.get(k) == defaults[k])
+        )
         refused = [k for k in changed if k not in FREE_KEYS and k not in SCOPE_KEYS]
         if refused:
             detail = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in refused[:5])
