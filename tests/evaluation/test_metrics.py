@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.stats import pearsonr
 from sklearn import metrics as skm
 
 from hyperfusion.evaluation import metrics as m
@@ -143,7 +144,9 @@ def test_regression_metrics_against_sklearn() -> None:
     assert out["MAE"] == pytest.approx(skm.mean_absolute_error(t, q))
     for s in ("F", "M"):
         assert out[f"MAE-{s}"] == pytest.approx(skm.mean_absolute_error(t[sex == s], q[sex == s]))
-    assert set(m.regression_metrics(q, t)) == {"MAE"}
+    assert out["r"] == pytest.approx(pearsonr(q, t).statistic)
+    assert set(m.regression_metrics(q, t)) == {"MAE", "r"}
+    assert np.isnan(m.regression_metrics(np.full(50, 60.0), t)["r"])  # constant predictions: undefined
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ __all__ = [
     "mae",
     "mae_by_group",
     "one_vs_rest_auc",
+    "pearson_r",
     "per_class_recall",
     "regression_metrics",
     "row_normalised_confusion",
@@ -226,6 +227,14 @@ def mae(predictions: np.ndarray, targets: np.ndarray) -> float:
     return float(np.abs(q - t).mean())
 
 
+def pearson_r(predictions: np.ndarray, targets: np.ndarray) -> float:
+    """Pearson correlation of predictions and targets; NaN when either is constant."""
+    q, t = check_regression(predictions, targets)
+    dq, dt = q - q.mean(), t - t.mean()
+    denominator = float(np.sqrt((dq**2).sum() * (dt**2).sum()))
+    return float((dq * dt).sum() / denominator) if denominator > 0 else float("nan")
+
+
 def mae_by_group(predictions: np.ndarray, targets: np.ndarray, groups: Sequence[object]) -> dict[str, float]:
     """MAE within each group value (e.g. sex), keyed by ``str(value)`` in sorted order."""
     q, t = check_regression(predictions, targets)
@@ -238,8 +247,13 @@ def mae_by_group(predictions: np.ndarray, targets: np.ndarray, groups: Sequence[
 def regression_metrics(
     predictions: np.ndarray, targets: np.ndarray, groups: Sequence[object] | None = None
 ) -> dict[str, float]:
-    """Flat dict: ``MAE`` overall and ``MAE-<group>`` for each group value when ``groups`` is given."""
+    """Flat dict: ``MAE`` overall, ``r`` (Pearson correlation of prediction and target: does the model order
+    subjects, beyond matching their mean?) and ``MAE-<group>`` for each group value when ``groups`` is given.
+
+    ``r`` is NaN when the predictions or the targets are constant (a correlation is undefined there).
+    """
     out = {"MAE": mae(predictions, targets)}
     if groups is not None:
         out.update({f"MAE-{k}": v for k, v in mae_by_group(predictions, targets, groups).items()})
+    out["r"] = pearson_r(predictions, targets)
     return out

@@ -95,6 +95,11 @@ def noskill_classification_metrics(
 def noskill_regression_metrics(
     train_targets: np.ndarray, test_targets: np.ndarray, groups: Sequence[object] | None = None
 ) -> dict[str, float]:
-    """``MAE`` (and ``MAE-<group>``) of the mean training target on the test subjects."""
+    """``MAE`` (and ``MAE-<group>``) of the mean training target on the test subjects.
+
+    No ``r``: a constant prediction has no correlation with anything.
+    """
     t = np.asarray(test_targets, dtype=np.float64)
-    return regression_metrics(noskill_predictions(train_targets, t.size), t, groups)
+    out = regression_metrics(noskill_predictions(train_targets, t.size), t, groups)
+    out.pop("r")
+    return out
