@@ -9,7 +9,7 @@ temporal, parietal, occipital, WM contrast) with ``Δ(male) = (+.5, −.5, +.5, 
 ``variability`` scales every between-subject difference that age does not explain (the regional noise terms; 1 =
 the UK Biobank-like default). Those differences dominate what a few hundred 4 mm scans show — ventricle size alone
 varies ±35 % between people of the same age — so a CNN needs thousands of default subjects to read age well; a
-small demo cohort at ``variability`` 1/3 carries an age signal a few hundred subjects can learn (docs/simulate.md).
+small demo cohort at ``variability`` 0.15 carries an age signal a few hundred subjects can learn (docs/simulate.md).
 """
 
 from __future__ import annotations
