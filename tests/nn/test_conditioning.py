@@ -36,10 +36,13 @@ def test_matches_per_sample_reference(kind: type[FiLM], use_image: bool) -> None
 @pytest.mark.parametrize("kind", [FiLM, DAFT])
 def test_starts_near_identity_and_is_identity_with_zero_init(kind: type[FiLM]) -> None:
     x, t = torch.randn(4, 8, 3, 3, 3), torch.randn(4, 6)
-    near = kind(8, 6)(x, t)
+    near = kind(8, 6, init_std=0.01)(x, t)  # the small-start convention, on request
     assert (near - x).abs().max() < 0.1
-    scale, shift = kind(8, 6).scale_shift(x, t)
+    scale, shift = kind(8, 6, init_std=0.01).scale_shift(x, t)
     assert (scale - 1).abs().max() < 0.1 and shift.abs().max() < 0.1
+    # the default (1) starts with modulations of the encoder output's own size: far from the identity
+    scale, shift = kind(8, 6).scale_shift(x, t)
+    assert (scale - 1).abs().max() > 0.1 and shift.abs().max() > 0.1
     torch.testing.assert_close(kind(8, 6, init_std=0.0)(x, t), x)
 
 

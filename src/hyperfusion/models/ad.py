@@ -37,15 +37,14 @@ from hyperfusion.models.resnet import PreActResNet3d
 from hyperfusion.models.tabular import TabularMLP, TabularOnlyModel, embedding_mlp
 from hyperfusion.nn import ConditionedModel, concat, daft, film, hyperize
 from hyperfusion.nn.blocks import ShortcutOrder
+from hyperfusion.nn.conditioning import DEFAULT_INIT_STD
 
 AD_INPUT = (1, 64, 96, 64)
 AD_TABULAR = 16
 AD_CLASSES = 3
 TABULAR_ENCODERS = ("mlp", "none")
-#: FiLM/DAFT generator scale at initialisation. Measured (docs/fairness.md): at 0.01 or 0.1 neither opens its
-#: tabular path within the demo's training (tabular sensitivity ≈ 0, balanced accuracy at chance); at 1 both use the
-#: record as much as concatenation does.
-FUSION_INIT_STD = 1.0
+#: FiLM/DAFT generator scale at initialisation: the library's default (measured, docs/fairness.md).
+FUSION_INIT_STD = DEFAULT_INIT_STD
 
 
 def ad_trunk(

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from torch import nn
 
 from hyperfusion.nn.conditioned import ConditionedModel, Encoder, attach, check_n_tabular, encoder_width
-from hyperfusion.nn.conditioning import DAFT, FiLM
+from hyperfusion.nn.conditioning import DAFT, DEFAULT_INIT_STD, FiLM
 from hyperfusion.nn.slots import ConcatInput, ModulatedInput
 
 _CHANNEL_ATTRIBUTES = ("in_channels", "in_features", "num_features", "num_channels")
@@ -87,7 +87,7 @@ def film(
     *,
     encoder: Encoder = None,
     bottleneck: int = 7,
-    init_std: float = 1e-2,
+    init_std: float = DEFAULT_INIT_STD,
     channels: int | Mapping[str, int] | None = None,
 ) -> ConditionedModel:
     """FiLM (Perez et al. 2018) on the INPUT of each named submodule: ``x' = (1 + Δγ(h)) ⊙ x + β(h)`` per channel.
@@ -128,7 +128,7 @@ def daft(
     *,
     encoder: Encoder = None,
     bottleneck: int = 7,
-    init_std: float = 1e-2,
+    init_std: float = DEFAULT_INIT_STD,
     channels: int | Mapping[str, int] | None = None,
 ) -> ConditionedModel:
     """DAFT (Wolf et al. 2022): FiLM whose generator reads ``h = [GAP(x); encoder(t)]``.
