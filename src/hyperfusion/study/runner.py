@@ -67,7 +67,8 @@ def run_study(
     total = time.perf_counter() - started
     header = (
         f"{len(study.cells)} cells; wall-clock {total / 60:.1f} min for this invocation "
-        f"(cells: {', '.join(f'{k} {v / 60:.1f} min' for k, v in timings.items())})."
+        f"(cells: {', '.join(f'{k} {v / 60:.1f} min' for k, v in timings.items())}); a resumed study counts "
+        "only what this invocation ran."
     )
     table = write_summary(
         summaries,
