@@ -278,6 +278,8 @@ def _signed(value: float) -> str:
 
 def _figure(table: pd.DataFrame, axes: Sequence[str], reference: str, title: str) -> Figure:
     metrics = list(dict.fromkeys(table["metric"]))
+    varying = [a for a in axes if table[a].astype(str).nunique() > 1]  # an axis with one value labels nothing
+    axes = varying or list(axes[:1])
     x_axis = axes[0] if axes else None
     figure = Figure(figsize=(5.5 * len(metrics), 4.2), constrained_layout=True)
     for index, metric in enumerate(metrics):
