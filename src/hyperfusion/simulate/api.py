@@ -106,7 +106,7 @@ def simulate_brain_age(
 
     Args as :func:`simulate_ad`; ``interaction`` is λ_sex, the strength of the sex-specific ageing pattern, and
     the volume is always the whole brain (90x120x99 at 1.75 mm). ``variability`` scales the between-subject
-    differences age does not explain (1: UK Biobank-like; the CPU demo uses 1/3, see
+    differences age does not explain (1: UK Biobank-like; the CPU demo uses 0.15, see
     :func:`~hyperfusion.simulate.brain_age.make_brain_age_cohort`).
     """
     if template not in TEMPLATES:
