@@ -28,10 +28,13 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     )
 
 
-def _grid(n: int, max_cols: int, width: float, height: float) -> tuple[Figure, list]:
+def panel_grid(
+    n: int, max_cols: int, width: float, height: float, *, pad: float = 0.6
+) -> tuple[Figure, list]:
+    """A figure of ``n`` panels of ``width`` × ``height`` inches, at most ``max_cols`` per row; the rest hidden."""
     ncols = max(1, min(max_cols, n))
     nrows = max(1, math.ceil(n / ncols))
-    fig = Figure(figsize=(width * ncols + 0.6, height * nrows + 0.6), layout="constrained")
+    fig = Figure(figsize=(width * ncols + 0.6, height * nrows + pad), layout="constrained")
     axes = list(np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel())
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -57,7 +60,7 @@ def plot_learning_curves(histories: pd.DataFrame, path: str | os.PathLike[str]) 
     """One panel per method: mean training and validation loss (left axis) and validation metric (right)."""
     curves = mean_learning_curves(histories)
     methods = list(pd.unique(check_histories(histories)["method"]))
-    fig, axes = _grid(len(methods), 3, 4.2, 3.0)
+    fig, axes = panel_grid(len(methods), 3, 4.2, 3.0)
     handles = []
     for ax, method in zip(axes, methods):
         c = curves[curves["method"] == method]
@@ -92,7 +95,7 @@ def plot_reliability(
     df, names = checked
     columns = [f"p_{n}" for n in names]
     methods = list(pd.unique(df["method"]))
-    fig, axes = _grid(len(methods), 3, 3.4, 3.2)
+    fig, axes = panel_grid(len(methods), 3, 3.4, 3.2)
     for ax, method in zip(axes, methods):
         sub = df[df["method"] == method]
         p = sub[columns].to_numpy(dtype=np.float64)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,22 +10,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hyperfusion.evaluation.figures import save_figure
+from hyperfusion.evaluation.figures import panel_grid, save_figure
 from hyperfusion.explain.context import MISSING, Attribute
 
 #: Individual subjects' curves drawn per panel (the mean is over every subject).
 MAX_CURVES = 30
 COLORS = ("tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:gray")
-
-
-def _panels(n: int, max_cols: int, width: float, height: float) -> tuple[Figure, list]:
-    ncols = max(1, min(max_cols, n))
-    nrows = max(1, math.ceil(n / ncols))
-    fig = Figure(figsize=(width * ncols + 0.6, height * nrows + 0.8), layout="constrained")
-    axes = list(np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel())
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig, axes[:n]
 
 
 def _series(classes: Sequence[str]) -> list[tuple[str, str]]:
@@ -45,7 +34,7 @@ def plot_counterfactual(
     """One panel per attribute. Continuous: each subject's curve (thin; at most ``MAX_CURVES``) and the mean over
     all subjects (thick), "missing" as a separate point; binary/categorical: the mean ± standard deviation over
     subjects at each level."""
-    fig, axes = _panels(len(attributes), 3, 4.0, 2.9)
+    fig, axes = panel_grid(len(attributes), 3, 4.0, 2.9, pad=0.8)
     series = _series(classes)
     for ax, attribute in zip(axes, attributes):
         rows = table[table["attribute"] == attribute.name]
@@ -134,7 +123,7 @@ def plot_tabular_attribution(
 ) -> Path:
     """Permutation importance (mean ± std over repeats) and mean |integrated gradients| per attribute."""
     panels = [p for p in (importance, gradients) if p is not None]
-    fig, axes = _panels(len(panels), 2, 4.2, 0.6 + 0.32 * max(len(p) for p in panels))
+    fig, axes = panel_grid(len(panels), 2, 4.2, 0.6 + 0.32 * max(len(p) for p in panels), pad=0.8)
     k = 0
     if importance is not None:
         ax = axes[k]
@@ -213,7 +202,7 @@ def plot_map_slices(
 def plot_separation(summary: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Per hyper layer: each subgrouping's median distance ratio over models, against its random-groups level."""
     layers = list(dict.fromkeys(summary["layer"]))
-    fig, axes = _panels(len(layers), 2, 5.0, 0.8 + 0.4 * summary.groupby("layer").size().max())
+    fig, axes = panel_grid(len(layers), 2, 5.0, 0.8 + 0.4 * summary.groupby("layer").size().max(), pad=0.8)
     for ax, layer in zip(axes, layers):
         rows = summary[summary["layer"] == layer].iloc[::-1]
         labels = [f"{g}: {a} vs {b}" for g, a, b in zip(rows["grouping"], rows["group_a"], rows["group_b"])]

@@ -153,14 +153,7 @@ class MethodTimer:
         self.device = resolve_device(training.device)
         self.channels_last = training.channels_last
         start = time.perf_counter()
-        torch.manual_seed(0)
-        model = build_model(
-            config,
-            method,
-            n_tabular=len(preprocessor.feature_names_out),
-            classes=cohort.classes,
-            train_targets=train_targets if cohort.task == "regression" else None,
-        )
+        model = _seeded_model(config, method, cohort, preprocessor, train_targets)
         self.module = TrainingModule(
             model,
             task=cohort.task,  # type: ignore[arg-type]
@@ -392,14 +385,7 @@ def time_overhead(
     ]
     settings = settings_for(config, cohort.task, len(cohort.classes), Unit(method, 0, 0, 0))
     settings = dataclasses.replace(settings, epochs=2, progress_bar=False, devices=1)
-    torch.manual_seed(0)
-    model = build_model(
-        config,
-        method,
-        n_tabular=len(preprocessor.feature_names_out),
-        classes=cohort.classes,
-        train_targets=np.asarray(datasets["train"].targets) if cohort.task == "regression" else None,
-    )
+    model = _seeded_model(config, method, cohort, preprocessor, np.asarray(datasets["train"].targets))
     with tempfile.TemporaryDirectory(prefix="hyperfusion-overhead-") as folder:
         start = time.perf_counter()
         result = train_model(model, loaders[0], loaders[1], settings, Path(folder) / "model.pt")
@@ -420,3 +406,21 @@ __all__ = [
     "time_overhead",
     "unit_seconds",
 ]
+
+
+def _seeded_model(
+    config: RunConfig,
+    method: str,
+    cohort: Cohort,
+    preprocessor: TabularPreprocessor,
+    train_targets: np.ndarray,
+) -> torch.nn.Module:
+    """The method's model as a run builds it, from a fixed seed (timings do not depend on the draw)."""
+    torch.manual_seed(0)
+    return build_model(
+        config,
+        method,
+        n_tabular=len(preprocessor.feature_names_out),
+        classes=cohort.classes,
+        train_targets=train_targets if cohort.task == "regression" else None,
+    )
