@@ -354,7 +354,7 @@ def config_from_dict(
         ConfigError: naming the offending key (and the nearest valid one) and, where there is a fixed set, the
             allowed values.
     """
-    from hyperfusion.models import list_models
+    from hyperfusion.models import list_models, with_crop_readers
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: the configuration must be a mapping, got {type(raw).__name__}")
@@ -380,6 +380,7 @@ def config_from_dict(
             raise ConfigError(f"methods: unknown model {method!r}{hint}; choose from {known}")
     if len(set(methods)) != len(methods):
         raise ConfigError(f"methods: repeated names in {list(methods)}")
+    methods = with_crop_readers(methods)  # every imaging-only model is reported beside its crop reader
     reference = raw.get(
         "reference_method", next((m for m in methods if m.endswith("hyperfusion")), methods[0])
     )

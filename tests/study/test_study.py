@@ -61,7 +61,7 @@ def test_study_runs_every_cell_and_summarises(tmp_path, capsys):
     assert main(["study", str(path), "--out", str(out)]) == 0
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["cell"]) == {"interaction=0.0", "interaction=2.0"}
-    assert set(summary["method"]) == {"ad-imaging", "ad-hyperfusion", "no-skill"}
+    assert set(summary["method"]) == {"ad-imaging", "ad-crop-reader", "ad-hyperfusion", "no-skill"}
     imaging = summary[(summary["method"] == "ad-imaging") & (summary["cell"] == "interaction=2.0")].iloc[0]
     assert imaging["runs"] == 3 and imaging["ci_low"] <= imaging["mean"] <= imaging["ci_high"]
     assert 0.0 <= imaging["wilcoxon_p"] <= 1.0
@@ -69,7 +69,8 @@ def test_study_runs_every_cell_and_summarises(tmp_path, capsys):
     assert "Wilcoxon" in text and "corrected resampled t-test" in text and "cannot reach" in text
     assert (out / "summary.png").is_file()
     contrasts = pd.read_csv(out / "contrasts.csv")
-    assert list(contrasts["method"]) == ["ad-imaging"] and "Does the gap to ad-hyperfusion change" in text
+    assert list(contrasts["method"]) == ["ad-imaging", "ad-crop-reader"]
+    assert "Does the gap to ad-hyperfusion change" in text
     assert len(list((out / "cohorts").iterdir())) == 2  # one simulated cohort per interaction level
     # a rerun resumes: every cell is finished, nothing trains again
     before = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/units/*/*.json")}

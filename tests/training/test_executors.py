@@ -58,7 +58,7 @@ def test_ray_and_local_executors_give_the_same_results(cohort_yaml, tmp_path, ra
     assert any("executor ray" in line for line in lines)
     pd.testing.assert_frame_equal(local, remote)
     a, b = _states(tmp_path / "local"), _states(tmp_path / "ray")
-    assert a.keys() == b.keys() and len(a) == 6
+    assert a.keys() == b.keys() and len(a) == 8  # 4 methods (the crop reader included) x 2 folds
     for name in a:
         for key in a[name]:
             assert torch.equal(a[name][key], b[name][key]), f"{name}: {key} differs"
@@ -87,8 +87,8 @@ def test_a_killed_ray_worker_loses_only_its_unit(cohort_yaml, tmp_path, ray_clus
     results = run_protocol(config, out, echo=lambda _: None, executor=RayExecutor(max_retries=3))
     killer.join()
     assert killed, "no worker was killed mid-unit"
-    assert len(list(out.glob("units/*/*.json"))) == 6
-    assert set(results["method"]) == {"ad-imaging", "ad-hyperfusion", "no-skill"}
+    assert len(list(out.glob("units/*/*.json"))) == 8
+    assert set(results["method"]) == {"ad-imaging", "ad-crop-reader", "ad-hyperfusion", "no-skill"}
 
 
 def test_unknown_executor_is_refused():

@@ -94,7 +94,7 @@ def test_validate_simulates_and_reports_every_section(simulated):
     assert status == 0, err
     for heading in ("Cohort", "Rows", "Classes (column DX_bl)", "Tabular columns", "Images", "Partitions"):
         assert f"\n{heading}\n" in f"\n{out}", heading
-    assert "8 models planned; not estimated (--steps 0)" in out  # the estimate: its own test
+    assert "10 models planned; not estimated (--steps 0)" in out  # the estimate: its own test
     assert "Problems" not in out
     assert (work / "cohort" / "cohort.yaml").is_file()
     assert len(list((work / "cache").rglob("*.npy"))) == 40  # the run with --out work reuses them
@@ -165,7 +165,7 @@ def test_a_manifest_is_checked_with_the_settings_given(cohort_yaml, tmp_path):
     status, out, err = validate(cohort_yaml, "--settings", run_config, "--steps", "0")
     assert status == 0, err
     assert f"({run_config} settings)" in out and "not estimated (--steps 0)" in out
-    assert "8 models planned" in out  # 3 methods and the tabular helper, 2 folds each
+    assert "10 models planned" in out  # 3 methods, the crop reader and the tabular helper, 2 folds each
 
 
 def test_a_regression_cohort_reports_its_target_and_roles(cohort_yaml, tmp_path):
@@ -316,7 +316,7 @@ def test_the_estimate_leaves_out_models_a_resumed_run_has_finished(cohort_yaml, 
     estimate = found.estimate
     assert estimate.finished == 1
     models = {m.method: m.models for m in estimate.methods}
-    assert models == {"ad-imaging": 1, "ad-tabular": 2}
+    assert models == {"ad-imaging": 1, "ad-crop-reader": 2, "ad-tabular": 2}
     imaging = next(m for m in estimate.methods if m.method == "ad-imaging")
     roles = runner.fold_roles_of(config, "classification", partitions_of(config, found.cohort, 0), 0)
     rows = {r: int((roles == r).sum()) for r in ("train", "val", "test")}

@@ -57,11 +57,16 @@ def test_cli_run_writes_every_output(cohort_yaml, tmp_path):
         assert (out / name).is_file(), name
     partitions = pd.read_csv(out / "partitions_seed0.csv")
     assert len(partitions) == 40 and set(partitions["partition"]) == {0, 1, 2}
-    # the tabular model trained first (warm start: its encoder initialises HyperFusion's) but is not reported
+    # the tabular model trained first (warm start: its encoder initialises HyperFusion's) but is not reported;
+    # the crop reader is fitted beside the imaging-only model and reported
     records = sorted(p.relative_to(out / "units").as_posix() for p in (out / "units").rglob("*.json"))
     assert records == [
-        f"{m}/s0_v0_f{f}.json" for m in ("ad-hyperfusion", "ad-imaging", "ad-tabular") for f in (0, 1)
+        f"{m}/s0_v0_f{f}.json"
+        for m in ("ad-crop-reader", "ad-hyperfusion", "ad-imaging", "ad-tabular")
+        for f in (0, 1)
     ]
+    reader = json.loads((out / "units" / "ad-crop-reader" / "s0_v0_f0.json").read_text())
+    assert reader["kind"] == "fit" and reader["selection"]["components"] > 0
     record = json.loads((out / "units" / "ad-hyperfusion" / "s0_v0_f0.json").read_text())
     assert record["warm_start"] == "ad-tabular" and record["parameters"] > 0
     for fold in (0, 1):
@@ -72,7 +77,7 @@ def test_cli_run_writes_every_output(cohort_yaml, tmp_path):
 
     results = pd.read_csv(out / "results.csv")
     assert list(results.columns) == ["method", "split_seed", "version", "fold", "metric", "value"]
-    assert set(results["method"]) == {"ad-imaging", "ad-hyperfusion", "no-skill"}
+    assert set(results["method"]) == {"ad-imaging", "ad-crop-reader", "ad-hyperfusion", "no-skill"}
     assert set(results["fold"].astype(str)) == {"0", "1", "ensemble"}
     ensemble = results[results["fold"] == "ensemble"].set_index(["method", "metric"])["value"]
     for method in ("ad-imaging", "ad-hyperfusion"):
@@ -86,11 +91,13 @@ def test_cli_run_writes_every_output(cohort_yaml, tmp_path):
     predictions = pd.read_csv(out / "predictions.csv")
     test_subjects = set(partitions.loc[partitions["partition"] == 2, "subject_id"])
     assert set(predictions["subject_id"]) == test_subjects
-    assert set(predictions["method"]) == {"ad-imaging", "ad-hyperfusion", "no-skill"}
+    assert set(predictions["method"]) == {"ad-imaging", "ad-crop-reader", "ad-hyperfusion", "no-skill"}
     probabilities = predictions[["p_CN", "p_MCI", "p_AD"]].to_numpy()
     np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
     report = (out / "report.md").read_text()
     assert "ad-hyperfusion" in report and "not available with fewer than 3 runs" in report
+    assert "of the crop reader's skill above chance" in report
+    assert "| ad-hyperfusion | ad-imaging | BA |" in report  # the fusion against its imaging-only member
 
 
 def test_interrupted_run_resumes_without_repeating_finished_models(cohort_yaml, tmp_path, monkeypatch):
@@ -108,7 +115,7 @@ def test_interrupted_run_resumes_without_repeating_finished_models(cohort_yaml, 
 
     monkeypatch.setattr("hyperfusion.training.executors.run_unit", interrupted_after_three)
     out = tmp_path / "resumed"
-    with pytest.raises(KeyboardInterrupt, match="3 of 6 models finished and kept"):
+    with pytest.raises(KeyboardInterrupt, match="3 of 8 models finished and kept"):
         run_protocol(config, out, echo=lambda _: None)
     assert len(list((out / "units").rglob("*.json"))) == 3
     assert not (out / ".lock").exists()
@@ -119,7 +126,7 @@ def test_interrupted_run_resumes_without_repeating_finished_models(cohort_yaml, 
         "hyperfusion.training.executors.run_unit", lambda job: (calls.append(1), original(job))[1]
     )
     resumed = run_protocol(config, out, echo=lambda _: None)
-    assert len(calls) == 3  # only the three unfinished models
+    assert len(calls) == 5  # only the five unfinished models
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
     pd.testing.assert_frame_equal(resumed, complete)
 
@@ -140,7 +147,9 @@ def test_a_run_grows_in_place_training_only_new_units(cohort_yaml, tmp_path, mon
     lines: list[str] = []
     results = run_protocol(grown, out, echo=lines.append)
     assert sorted(trained) == sorted(
-        f"{m} s0_v1_f{f}" for m in ("ad-tabular", "ad-imaging", "ad-hyperfusion") for f in (0, 1)
+        f"{m} s0_v1_f{f}"
+        for m in ("ad-tabular", "ad-imaging", "ad-crop-reader", "ad-hyperfusion")
+        for f in (0, 1)
     )
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     assert any("grows in place" in line for line in lines)
@@ -320,12 +329,12 @@ def test_a_killed_run_resumes_where_it_stopped(cohort_yaml, tmp_path):
     process.kill()
     process.wait()
     finished = {p: p.stat().st_mtime_ns for p in out.glob("units/*/*.json")}
-    assert 2 <= len(finished) < 6, f"the run was not killed mid-way ({len(finished)} models finished)"
+    assert 2 <= len(finished) < 8, f"the run was not killed mid-way ({len(finished)} models finished)"
     for record in finished:
         json.loads(record.read_text())  # complete, readable records only
 
     assert main(["run", str(config), "--out", str(out)]) == 0
-    assert len(list(out.glob("units/*/*.json"))) == 6
+    assert len(list(out.glob("units/*/*.json"))) == 8
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
     assert (out / "report.md").is_file()
 

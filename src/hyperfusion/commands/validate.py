@@ -322,8 +322,8 @@ def _estimate(found: Preflight, work: Path | None) -> str:
     body = []
     for m in estimate.methods:
         name = m.method + (" (helper)" if m.helper else "")
-        if m.steps is None:
-            body.append([name, m.models, "composed", "", "", "0 s"])
+        if m.steps is None:  # nothing trained by gradient: composed members, or a closed-form fit
+            body.append([name, m.models, "fitted" if m.kind == "fit" else "composed", "", "", "0 s"])
             continue
         each = m.seconds / m.models if m.models else 0.0
         body.append(

@@ -9,6 +9,7 @@ factory (``ad_trunk``, ``brainage_trunk``) plus one fusion from :mod:`hyperfusio
 from hyperfusion.models import ad, brain_age  # noqa: F401  (registers the models)
 from hyperfusion.models.ad import ad_trunk
 from hyperfusion.models.brain_age import brainage_trunk
+from hyperfusion.models.crop_reader import CropReader
 from hyperfusion.models.late_fusion import LateFusionClassifier, fit_late_fusion_weight
 from hyperfusion.models.registry import (
     ModelInfo,
@@ -17,12 +18,14 @@ from hyperfusion.models.registry import (
     model_arguments,
     model_info,
     register_model,
+    with_crop_readers,
 )
 from hyperfusion.models.resnet import PreActResNet3d
 from hyperfusion.models.tabular import TabularMLP, TabularOnlyModel
 from hyperfusion.models.vgg import VGG3dRegressor
 
 __all__ = [
+    "CropReader",
     "LateFusionClassifier",
     "ModelInfo",
     "PreActResNet3d",
@@ -37,4 +40,5 @@ __all__ = [
     "model_arguments",
     "model_info",
     "register_model",
+    "with_crop_readers",
 ]

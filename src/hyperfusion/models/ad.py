@@ -6,6 +6,7 @@ shortcut order, BN→conv) — plus one fusion from :mod:`hyperfusion.nn` at a n
 
 =================  ============  =====================================================================
 ``ad-imaging``     none          the trunk; tabular data is ignored
+``ad-crop-reader`` none          PCA + logistic regression on the pooled crops (a reference, not a CNN)
 ``ad-tabular``     none          ``Linear(16→8) → BN1d → PReLU → Linear(8→3)``
 ``ad-concat``      intermediate  ``concat`` at ``fc1`` (after its dropout, so that acts on the image only)
 ``ad-film``        intermediate  ``film`` at ``block4.residual`` (the last block's main path), bottleneck 7
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from hyperfusion.models.crop_reader import CropReader
 from hyperfusion.models.late_fusion import LateFusionClassifier
 from hyperfusion.models.registry import register_model
 from hyperfusion.models.resnet import PreActResNet3d
@@ -90,7 +92,9 @@ def ad_encoders(
     return {name: embedding_mlp(n_tabular, (embedding_dim,)) for name in layers}
 
 
-def _register(fusion: str, *, uses_image: bool = True, uses_tabular: bool = True, trunk=ad_trunk):
+def _register(
+    fusion: str, *, uses_image: bool = True, uses_tabular: bool = True, trunk=ad_trunk, fit: str = "gradient"
+):
     return register_model(
         task="classification",
         fusion=fusion,  # type: ignore[arg-type]
@@ -99,6 +103,7 @@ def _register(fusion: str, *, uses_image: bool = True, uses_tabular: bool = True
         input_shape=AD_INPUT,
         n_tabular=AD_TABULAR,
         trunk=trunk,
+        fit=fit,  # type: ignore[arg-type]
     )
 
 
@@ -106,6 +111,17 @@ def _register(fusion: str, *, uses_image: bool = True, uses_tabular: bool = True
 def ad_imaging(network: PreActResNet3d, *, n_tabular: int = AD_TABULAR) -> PreActResNet3d:
     """Imaging-only pre-activation 3D ResNet (the trunk itself); the tabular input is accepted and ignored."""
     return network
+
+
+@_register("none", uses_tabular=False, trunk=None, fit="closed_form")
+def ad_crop_reader(
+    *,
+    input_shape: Sequence[int] = AD_INPUT[1:],
+    n_classes: int = AD_CLASSES,
+    n_tabular: int = AD_TABULAR,
+) -> CropReader:
+    """Crop reader: PCA + logistic regression on the pooled crops, fitted in closed form (the CNNs' yardstick)."""
+    return CropReader(input_shape, n_classes)
 
 
 @_register("none", uses_image=False, trunk=None)
@@ -219,6 +235,7 @@ def ad_hyperfusion(
     hyper_layers: Sequence[str] | None = None,
     embedding_variance: float | None = None,
     bias_std: float = 1.0,
+    residual_scale: float | None = None,
 ) -> ConditionedModel:
     """HyperFusion: the trunk with its last block's shortcut conv generated from the encoded tabular record.
 
@@ -226,6 +243,9 @@ def ad_hyperfusion(
     ``nn.Linear``, e.g. ``"block3.residual.conv1"`` or ``"fc1"``). ``embedding_variance`` is ``E[e²]`` for the
     principled initialisation (unset: 1; ``hyperfusion.nn.principled_init_from_data_`` measures it on the training
     rows). ``bias_std`` is the standard deviation of the generated bias at initialisation (paper: 1).
+    ``residual_scale``: the residual initialisation of :func:`hyperfusion.nn.hyperize` (the generated layer starts
+    as the trunk's own layer plus a record-dependent correction of this relative size; ``bias_std`` then does not
+    apply); ``None``: the paper's eqs. 1–2.
     """
     layers = list(hyper_layers) if hyper_layers is not None else [f"{network.last_block_name}.shortcut.conv"]
     encoder = ad_encoders(tabular_encoder, layers, n_tabular, embedding_dim, shared=shared_encoder)
@@ -236,4 +256,5 @@ def ad_hyperfusion(
         embedding_dim=n_tabular if encoder is None else embedding_dim,
         embedding_variance=embedding_variance,
         bias_variance=check_bias_std(bias_std) ** 2,
+        residual_scale=residual_scale,
     )

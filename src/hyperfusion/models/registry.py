@@ -14,7 +14,7 @@ and :func:`model_arguments` lists both with their defaults.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -22,7 +22,11 @@ from torch import nn
 
 Task = Literal["classification", "regression"]
 Fusion = Literal["none", "early", "intermediate", "late", "hyper"]
+Fit = Literal["gradient", "closed_form"]
 TASKS: tuple[str, ...] = ("classification", "regression")
+FITS: tuple[str, ...] = ("gradient", "closed_form")
+#: the reference reader a family's imaging-only model is shown beside (``<family>-crop-reader``)
+CROP_READER_SUFFIX = "-crop-reader"
 FUSIONS: tuple[str, ...] = ("none", "early", "intermediate", "late", "hyper")
 
 
@@ -41,6 +45,8 @@ class ModelInfo:
             data pipeline still loads the image of the same family).
         n_tabular: default width of the preprocessed tabular vector.
         description: first line of the factory's docstring.
+        fit: ``"gradient"`` (trained by the engine) or ``"closed_form"`` (the model's own ``fit(train, val)``,
+            e.g. the crop reader).
     """
 
     name: str
@@ -51,6 +57,7 @@ class ModelInfo:
     input_shape: tuple[int, int, int, int]
     n_tabular: int
     description: str
+    fit: Fit = "gradient"
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ def register_model(
     input_shape: tuple[int, int, int, int],
     n_tabular: int,
     trunk: Callable[..., nn.Module] | None = None,
+    fit: Fit = "gradient",
 ) -> Callable[[F], F]:
     """Decorator registering a factory under its function name (``ad_film`` → ``"ad-film"``).
 
@@ -108,6 +116,7 @@ def register_model(
         task, fusion, uses_image, uses_tabular, input_shape, n_tabular: the :class:`ModelInfo` fields.
         trunk: a factory of the family's image network (keyword arguments only). Given, the decorated factory is
             called ``factory(network, **its_own_keywords)`` with the network ``trunk(**trunk_keywords)`` built.
+        fit: ``"gradient"`` or ``"closed_form"`` (the model fits itself: ``model.fit(train_batches, val_batches)``).
 
     Raises:
         ValueError: for an unknown task or fusion, a model that uses no input, a name registered twice, or a
@@ -117,6 +126,8 @@ def register_model(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     if not (uses_image or uses_tabular):
         raise ValueError("a model must use the image, the tabular data or both")
     if (fusion == "none") == (uses_image and uses_tabular):
@@ -140,6 +151,7 @@ def register_model(
             input_shape=tuple(input_shape),  # type: ignore[arg-type]
             n_tabular=n_tabular,
             description=doc.splitlines()[0] if doc else "",
+            fit=fit,
         )
         _REGISTRY[name] = _Entry(info, factory, trunk)
         return factory
@@ -188,6 +200,26 @@ def model_arguments(name: str) -> dict[str, object]:
     entry = _entry(name)
     parameters = entry.trunk_parameters() | entry.fusion_parameters()
     return {key: p.default for key, p in parameters.items()}
+
+
+def with_crop_readers(methods: Sequence[str]) -> list[str]:
+    """``methods`` with each imaging-only model followed by its family's crop reader, when the family has one.
+
+    The crop reader (:mod:`hyperfusion.models.crop_reader`) is the yardstick of an image model: a report shows it
+    beside imaging only, as it shows no skill beside every method. Methods already listed are not repeated.
+
+    Raises:
+        ValueError: for an unknown model name.
+    """
+    out: list[str] = []
+    for method in methods:
+        out.append(method)
+        info = model_info(method)
+        if info.fusion == "none" and info.uses_image and not info.uses_tabular and info.fit == "gradient":
+            reader = method.rsplit("-", 1)[0] + CROP_READER_SUFFIX
+            if reader in _REGISTRY and reader not in methods and reader not in out:
+                out.append(reader)
+    return out
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

@@ -64,9 +64,9 @@ class Overhead:
 class MethodEstimate:
     method: str
     models: int  # still to train (or compose) in this run
-    kind: str  # train | compose
+    kind: str  # train | compose | fit
     helper: bool  # trained only because another method needs it
-    steps: StepTimes | None  # None for composed models (nothing is trained)
+    steps: StepTimes | None  # None for composed and closed-form models (nothing is trained by gradient)
     seconds: float
 
 

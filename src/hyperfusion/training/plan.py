@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from hyperfusion.models import create_model, list_models, model_info
 
-Kind = Literal["train", "compose"]
+Kind = Literal["train", "compose", "fit"]
 
 
 @dataclass(frozen=True, order=True)
@@ -54,7 +54,8 @@ class Unit:
 
 @dataclass(frozen=True)
 class PlannedUnit:
-    """A unit with what it needs: ``kind`` says whether it trains or composes trained members."""
+    """A unit with what it needs: ``kind`` says whether it trains, composes trained members, or fits itself in
+    closed form (a model registered with ``fit="closed_form"``, such as the crop reader)."""
 
     unit: Unit
     kind: Kind
@@ -147,6 +148,8 @@ def plan_units(
 
 def _planned(unit: Unit, warm_start: str, kwargs: Mapping[str, Mapping[str, Any]]) -> PlannedUnit:
     info = model_info(unit.method)
+    if info.fit == "closed_form":
+        return PlannedUnit(unit, "fit")
     if info.fusion == "late":
         members = {
             "imaging": unit.of(family_member(unit.method, "imaging")),  # type: ignore[arg-type]

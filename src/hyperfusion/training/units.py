@@ -73,7 +73,8 @@ def run_unit(job: UnitJob) -> UnitOutcome:
     config = config_from_dict(job.config, source=str(Path(job.run_dir) / "config.yaml"))
     context = _context(job.run_dir, config)
     planned = job.planned
-    record = _compose_late_fusion(context, planned) if planned.kind == "compose" else _train(context, planned)
+    make = {"compose": _compose_late_fusion, "fit": _fit_closed_form, "train": _train}[planned.kind]
+    record = make(context, planned)
     context.run.write_record(planned.unit, record)
     seconds = time.perf_counter() - start
     metric = record.get("metric_name", "")
@@ -262,6 +263,49 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         "history": result.history,
     }
     record.update(_score(context, model, preprocessor, rows, unit, settings.device))
+    return record
+
+
+def _fit_closed_form(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
+    """A model that fits itself (the crop reader): ``model.fit`` on the training rows, choices on validation.
+
+    Both loaders hold evaluation items (every view of a subject), so the reader sees the same crops the CNNs
+    train on and is chosen on validation as the CNN's best epoch is.
+    """
+    unit = planned.unit
+    start = time.perf_counter()
+    roles = context.roles(unit.split_seed, unit.fold).to_numpy()
+    preprocessor = context.preprocessor(unit.split_seed, unit.fold)
+    rows = {role: roles == role for role in ROLES}
+    batch = context.config.training.batch_size
+
+    def loader(role: str) -> DataLoader:
+        dataset = context.dataset(rows[role], preprocessor, train=False, seed=unit.seed)
+        return _loader(dataset, batch, shuffle=False, seed=0, workers=0)
+
+    model = build_model(
+        context.config,
+        unit.method,
+        n_tabular=len(preprocessor.feature_names_out),
+        classes=context.cohort.classes,
+    )
+    model.fit(loader("train"), loader("val"))
+    save_state_dict(model, context.run.checkpoint(unit))
+    selection = dict(model.selection)
+    record = {
+        "unit": dataclasses.asdict(unit),
+        "kind": "fit",
+        "parameters": int(selection["parameters"]),
+        "warm_start": None,
+        "selection": selection,
+        "best_epoch": None,
+        "metric_name": "BA",
+        "best_metric": float(selection["val_BA"]),
+        "seconds": time.perf_counter() - start,
+        "class_weights": None,
+        "history": [],
+    }
+    record.update(_score(context, model, preprocessor, rows, unit, "cpu"))
     return record
 
 
