@@ -156,3 +156,30 @@ def test_combine_folds_rules():
     with pytest.raises(ValueError, match="ensemble rule"):
         combine_folds(stack, "median")
     assert sensitivities({"test": {"values": [1.0, 2.0]}}) == {}
+
+
+def test_difference_table_compares_a_fusion_with_its_member_on_the_same_subjects():
+    from hyperfusion.evaluation.aggregate import difference_table
+    from hyperfusion.evaluation.bootstrap import bootstrap_differences
+
+    rng = np.random.default_rng(3)
+    n = 40
+    ids = [f"s{i}" for i in range(n)]
+    targets = rng.integers(0, 3, n)
+    fused, member = _probabilities(rng, n), _probabilities(rng, n)
+    scored = lambda v: {"test": {"subject_ids": ids, "values": v, "targets": targets}}  # noqa: E731
+    ensembles = {("fused", 0, "0"): scored(fused), ("member", 0, "0"): scored(member)}
+    scoring = Scoring(task="classification", classes=CLASSES)
+    table = difference_table(ensembles, scoring, [("fused", "member"), ("member", "absent")], n_resamples=300)
+    assert set(table["method"]) == {"fused"} and set(table["baseline"]) == {"member"}
+    expected = bootstrap_differences(
+        fused, member, targets, ["BA", "AUC", "F1", "PRC"], n_resamples=300, seed=0
+    )
+    np.testing.assert_allclose(table["difference"], expected["difference"])
+    np.testing.assert_allclose(table[["low", "high"]], expected[["low", "high"]])
+    assert table.loc[table["metric"] == "BA", "difference"].item() == pytest.approx(
+        balanced_accuracy(fused, targets) - balanced_accuracy(member, targets)
+    )
+    other = {("member", 0, "0"): {"test": {"subject_ids": ids[::-1], "values": member, "targets": targets}}}
+    with pytest.raises(ValueError, match="scored different test subjects"):
+        difference_table({**ensembles, **other}, scoring, [("fused", "member")])

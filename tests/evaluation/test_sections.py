@@ -129,3 +129,55 @@ def test_paired_section_prints_a_note_shared_by_every_row_once() -> None:
     assert text.count("corrected t-test not run") == 1
     assert "Every row: " in text and "not run: no n_test/n_train was given" in text
     assert "| BA | A | 4 | -0.050 [-0.050, -0.050] |" in text
+
+
+def _members() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            ("HyperFusion", "Imaging", 0, "0", "BA", -0.05, -0.12, 0.02),
+            ("HyperFusion", "Imaging", 0, "1", "BA", -0.08, -0.15, -0.01),  # the whole interval below zero
+            ("HyperFusion", "Tabular", 0, "0", "BA", 0.04, -0.03, 0.11),
+            ("HyperFusion", "Tabular", 0, "1", "BA", -0.01, -0.08, 0.06),
+        ],
+        columns=["method", "baseline", "split_seed", "version", "metric", "difference", "low", "high"],
+    )
+
+
+def test_members_flags_a_fusion_below_one_of_its_single_modality_models() -> None:
+    text = sections.members_section(_members())
+    assert "## Better than its own single-modality models?" in text
+    assert "Flagged: HyperFusion < Imaging (BA -0.065)." in text
+    imaging = _rows(text, "| HyperFusion | Imaging |")[0]
+    assert imaging.endswith("| **below Imaging** (in 2 of 2 runs; interval below zero in 1) |")
+    assert "| -0.065 |" in imaging
+    tabular = _rows(text, "| HyperFusion | Tabular |")[0]
+    assert tabular.endswith("| not below (below in 1 of 2 runs) |")
+    assert sections.members_section(_members().iloc[0:0]) == ""
+
+
+def _results(rows: list[tuple[str, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(m, 0, v, "ensemble", "BA", ba) for m, v, ba in rows],
+        columns=["method", "split_seed", "version", "fold", "metric", "value"],
+    )
+
+
+def test_reader_share_is_the_image_models_skill_over_the_readers_per_run() -> None:
+    results = _results(
+        [("Imaging", 0, 0.43), ("Imaging", 1, 0.38), ("Reader", 0, 0.53), ("Reader", 1, 0.43),
+         ("no-skill", 0, 1 / 3), ("no-skill", 1, 1 / 3)]
+    )  # fmt: skip
+    text = sections.reader_section(results, image_methods=["Imaging"], reader="Reader", no_skill="no-skill")
+    # by hand: (0.43 − 1/3) / (0.53 − 1/3) = 0.4915, (0.38 − 1/3) / (0.43 − 1/3) = 0.4828 → 49 %
+    row = _rows(text, "| Imaging |")[0]
+    assert row == "| Imaging | 2 | 0.405 | 0.480 | 0.333 | 49 % |"
+    assert "Imaging reaches 49 % of the crop reader's skill above chance." in text
+
+
+def test_a_reader_at_chance_gives_no_share() -> None:
+    results = _results([("Imaging", 0, 0.40), ("Reader", 0, 0.30), ("no-skill", 0, 1 / 3)])
+    text = sections.reader_section(results, image_methods=["Imaging"], reader="Reader", no_skill="no-skill")
+    assert _rows(text, "| Imaging |")[0].endswith("| – (1 runs: reader not above no skill) |")
+    assert (
+        sections.reader_section(results, image_methods=["Imaging"], reader="Other", no_skill="no-skill") == ""
+    )

@@ -267,28 +267,52 @@ def skill_table(
 ) -> pd.DataFrame:
     """Each ensemble's metrics minus the no-skill baseline's on the same test subjects, with a paired bootstrap
     95 % interval over subjects (positive = better than no skill)."""
+    pairs = [(method, NO_SKILL) for method in dict.fromkeys(m for m, _, _ in ensembles) if method != NO_SKILL]
+    table = difference_table(ensembles, scoring, pairs, n_resamples=n_resamples)
+    return table.drop(columns="baseline")
+
+
+def difference_table(
+    ensembles: Mapping[tuple[str, int, str], Mapping[str, Any]],
+    scoring: Scoring,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    n_resamples: int = 2000,
+) -> pd.DataFrame:
+    """For each (method, baseline) pair: the method's ensemble minus the baseline's on the same test subjects of
+    every (split seed, version) both have, with a paired bootstrap 95 % interval over the subjects (positive =
+    the method is better; :func:`~hyperfusion.evaluation.bootstrap.bootstrap_differences`).
+
+    Columns: ``method, baseline, split_seed, version, metric`` and those of ``bootstrap_differences``.
+    """
     frames = []
-    for (method, seed, label), scored in ensembles.items():
-        baseline = ensembles.get((NO_SKILL, seed, label))
-        if method == NO_SKILL or baseline is None:
-            continue
-        test = scored["test"]
-        table = bootstrap_differences(
-            np.asarray(test["values"]),
-            np.asarray(baseline["test"]["values"]),
-            np.asarray(test["targets"]),
-            SKILL_METRICS[scoring.task],
-            groups=scoring.group_values(test["subject_ids"]),
-            n_resamples=n_resamples,
-            seed=seed,
-        )
-        frames.append(table.assign(method=method, split_seed=seed, version=label))
+    for method, baseline_method in pairs:
+        for (name, seed, label), scored in ensembles.items():
+            baseline = ensembles.get((baseline_method, seed, label))
+            if name != method or baseline is None:
+                continue
+            test = scored["test"]
+            if list(test["subject_ids"]) != list(baseline["test"]["subject_ids"]):
+                raise ValueError(
+                    f"{method} and {baseline_method} scored different test subjects (seed {seed})"
+                )
+            table = bootstrap_differences(
+                np.asarray(test["values"]),
+                np.asarray(baseline["test"]["values"]),
+                np.asarray(test["targets"]),
+                SKILL_METRICS[scoring.task],
+                groups=scoring.group_values(test["subject_ids"]),
+                n_resamples=n_resamples,
+                seed=seed,
+                baseline_name="no skill" if baseline_method == NO_SKILL else baseline_method,
+            )
+            frames.append(
+                table.assign(method=method, baseline=baseline_method, split_seed=seed, version=label)
+            )
+    first = ["method", "baseline", "split_seed", "version", "metric"]
     if not frames:
-        return pd.DataFrame(
-            columns=["method", "split_seed", "version", "metric", "difference", "low", "high"]
-        )
+        return pd.DataFrame(columns=[*first, "difference", "low", "high"])
     table = pd.concat(frames, ignore_index=True)
-    first = ["method", "split_seed", "version", "metric"]
     return table[first + [c for c in table.columns if c not in first]]
 
 

@@ -37,7 +37,9 @@ from hyperfusion.evaluation.sections import (
     entropy_section,
     format_p,
     learning_section,
+    members_section,
     paired_section,
+    reader_section,
     sensitivity_section,
     skill_section,
     treatments_section,
@@ -387,6 +389,8 @@ def write_report(
     no_skill: str = NO_SKILL,
     tabular_method: str | None = "Tabular",
     image_method: str | None = "Imaging",
+    reader_method: str | None = None,
+    members: pd.DataFrame | None = None,
     sensitivity_fraction: float = DEFAULT_FRACTION,
     sensitivity_floor: float = DEFAULT_FLOOR,
     calibration_bins: int = DEFAULT_BINS,
@@ -398,7 +402,11 @@ def write_report(
     against ``reference``) and ``metrics.png``. With the data for them:
 
     - ``confusion.png`` (``cm/`` cells) and ``mae_by_group.png`` (``MAE-<group>`` metrics);
+    - "Does the image model read what the crops hold?": ``image_method``'s share of ``reader_method``'s skill
+      above no skill (balanced accuracy; both in the results);
     - "Better than no skill?" from ``skill``;
+    - "Better than its own single-modality models?" from ``members`` (fusion − member per run, from
+      :func:`hyperfusion.evaluation.aggregate.difference_table`), flagging a fusion below a member;
     - "Paired comparison with <reference>": Wilcoxon signed-rank, the corrected resampled t-test (needs
       ``test_train_ratio`` = n_test / n_train of one run) and effect sizes, for every method but ``no_skill``,
       on the runs it shares with the reference;
@@ -444,9 +452,13 @@ def write_report(
     )
     for name, p in list(paths.items()):
         text += f"\n## {captions[name]}\n\n![{captions[name]}]({p.name})\n"
+    if reader_method is not None and image_method is not None:
+        text += reader_section(df, image_methods=[image_method], reader=reader_method, no_skill=no_skill)
 
     if skill is not None:
         text += skill_section(skill)
+    if not _empty(members):
+        text += members_section(members)  # type: ignore[arg-type]
     if reference is not None:
         paired = compare_paired(
             df,

@@ -19,7 +19,9 @@ __all__ = [
     "format_p",
     "learning_section",
     "markdown_grid",
+    "members_section",
     "paired_section",
+    "reader_section",
     "sensitivity_section",
     "skill_section",
     "treatments_section",
@@ -330,3 +332,106 @@ def learning_section(histories: pd.DataFrame, figure: str, *, digits: int = 3) -
             [False, False, True, True, True, True],
         )
     )
+
+
+def members_section(members: pd.DataFrame, *, digits: int = 3) -> str:
+    """Is each fusion method better than its own single-modality models (imaging only, tabular only)?
+
+    ``members`` comes from :func:`hyperfusion.evaluation.aggregate.difference_table` with (fusion method, member)
+    pairs: per run, the fusion ensemble minus the member's on the same test subjects with a paired bootstrap
+    interval (positive = the fusion is better). A fusion below one of its members loses what that member reads
+    alone — a defect to explain, not a row to print — so it is flagged as a method below no skill is.
+    """
+    if members.empty:
+        return ""
+    text = (
+        "\n## Better than its own single-modality models?\n\n"
+        "A fusion method reads both inputs, so it should beat the imaging-only and the tabular-only model of the\n"
+        "same runs. Each run compares the fusion ensemble with the member's on the same test subjects (difference\n"
+        "= fusion − member, positive = the fusion is better; paired bootstrap 95 % interval over subjects). A\n"
+        "method is flagged **below its member** when its mean difference over runs is negative, and the runs\n"
+        "whose whole interval lies below zero are counted.\n\n"
+    )
+    rows, flagged = [], []
+    for (method, member, metric), sub in members.groupby(["method", "baseline", "metric"], sort=False):
+        runs = len(sub)
+        mean = float(sub["difference"].mean())
+        below = int((sub["difference"] < 0).sum())
+        significant = int((sub["high"] < 0).sum())
+        if mean < 0:
+            verdict = f"**below {member}** (in {below} of {runs} runs; interval below zero in {significant})"
+            flagged.append(f"{method} < {member} ({metric} {_num(mean, digits, signed=True)})")
+        else:
+            verdict = f"not below (below in {below} of {runs} runs)"
+        rows.append([method, member, metric, str(runs), _num(mean, digits, signed=True), verdict])
+    if flagged:
+        text += "Flagged: " + "; ".join(flagged) + ".\n\n"
+    text += markdown_grid(
+        ["method", "member", "metric", "runs", "mean difference", "verdict"],
+        rows,
+        [False, False, False, True, True, False],
+    )
+    return text
+
+
+def reader_section(
+    results: pd.DataFrame, *, image_methods: Sequence[str], reader: str, no_skill: str, digits: int = 3
+) -> str:
+    """How much of the crop reader's skill above chance each image model reaches (balanced accuracy).
+
+    Per run (split seed, version): share = (model BA − no-skill BA) / (reader BA − no-skill BA); the table shows
+    the mean over runs. Runs whose reader is not above no skill have no share (the crops hold nothing the
+    reader finds), and are counted.
+    """
+    from hyperfusion.evaluation.stats import run_values
+
+    wide = run_values(results)
+    if "BA" not in wide.columns:
+        return ""
+    ba = wide["BA"]
+    methods = set(ba.index.get_level_values("method"))
+    if reader not in methods or no_skill not in methods:
+        return ""
+    reader_ba = ba.xs(reader, level="method")
+    chance = ba.xs(no_skill, level="method")
+    rows = []
+    for method in image_methods:
+        if method not in methods:
+            continue
+        own = ba.xs(method, level="method")
+        keys = own.index.intersection(reader_ba.index).intersection(chance.index)
+        if keys.empty:
+            continue
+        gain = (reader_ba[keys] - chance[keys]).to_numpy(dtype=float)
+        lift = (own[keys] - chance[keys]).to_numpy(dtype=float)
+        defined = lift[gain > 0] / gain[gain > 0]
+        undefined = len(keys) - defined.size
+        rows.append(
+            [
+                method,
+                str(len(keys)),
+                _num(own[keys].mean(), digits),
+                _num(reader_ba[keys].mean(), digits),
+                _num(chance[keys].mean(), digits),
+                (f"{100 * defined.mean():.0f} %" if defined.size else "–")
+                + (f" ({undefined} runs: reader not above no skill)" if undefined else ""),
+            ]
+        )
+    if not rows:
+        return ""
+    text = (
+        "\n## Does the image model read what the crops hold?\n\n"
+        f"{reader} is the simplest reader of the same preprocessed crops: average-pooled voxels → PCA →\n"
+        "logistic regression, fitted on each fold's training rows, its number of components and penalty chosen on\n"
+        "the validation rows. An image model's share of the reader's skill is (model BA − no-skill BA) / (reader\n"
+        "BA − no-skill BA) per run, averaged: near 0 the model reads nothing of what the crops hold; 100 % or\n"
+        "more, it reads at least what a linear reader finds. A reader near no skill says the crops hold little.\n\n"
+    )
+    text += markdown_grid(
+        ["method", "runs", "BA", f"{reader} BA", "no-skill BA", "share of the reader's skill above chance"],
+        rows,
+        [False, True, True, True, True, False],
+    )
+    first = rows[0]
+    text += f"\n{first[0]} reaches {first[5].split(' (')[0]} of the crop reader's skill above chance.\n"
+    return text

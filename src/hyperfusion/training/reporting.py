@@ -15,8 +15,10 @@ import yaml
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig, config_from_dict
 from hyperfusion.data import Cohort, read_partitions
-from hyperfusion.evaluation.aggregate import ENSEMBLE, Aggregate, Scoring, aggregate
+from hyperfusion.evaluation.aggregate import ENSEMBLE, Aggregate, Scoring, aggregate, difference_table
 from hyperfusion.evaluation.report import markdown_table, write_report
+from hyperfusion.models import model_info
+from hyperfusion.models.registry import CROP_READER_SUFFIX
 from hyperfusion.training.rundir import RunDirectory
 from hyperfusion.training.setup import group_column
 
@@ -106,13 +108,31 @@ def treatments(config: RunConfig, records: dict[tuple, dict[str, Any]]) -> pd.Da
                 "method": method,
                 "parameters": int(np.median([r.get("parameters", 0) for r in mine])),
                 "warm start": ", ".join(warm),
-                "epochs": "— (combines trained members)" if kinds == {"compose"} else config.training.epochs,
+                "epochs": _epochs(kinds, config.training.epochs),
                 "learning rate": config.training.lr,
                 "loss": config.training.loss,
                 "batch size": config.training.batch_size,
             }
         )
     return pd.DataFrame(rows)
+
+
+def members_table(
+    config: RunConfig, result: Aggregate, scoring: Scoring, members: tuple[str, ...]
+) -> pd.DataFrame:
+    """Every fusion method's ensembles against each of its single-modality members that the run reports."""
+    reported = {method for method, _, _ in result.ensembles}
+    fusions = [m for m in config.methods if model_info(m).fusion != "none"]
+    pairs = [(m, member) for m in fusions for member in members if member in reported]
+    return difference_table(result.ensembles, scoring, pairs)
+
+
+def _epochs(kinds: set[str], epochs: int) -> int | str:
+    if kinds == {"compose"}:
+        return "— (combines trained members)"
+    if kinds == {"fit"}:
+        return "— (closed form)"
+    return epochs
 
 
 def test_train_ratio(config: RunConfig, task: str) -> float:
@@ -137,6 +157,7 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
     write_text_atomic(run.root / "skill.csv", result.skill.to_csv(index=False))
     family = config.reference_method.split("-", 1)[0]
     fold = ENSEMBLE if cohort.task == "classification" else "0"
+    image_method, tabular_method = f"{family}-imaging", f"{family}-tabular"
     write_report(
         result.results,
         run.root,
@@ -148,8 +169,10 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
         treatments=treatments(config, records),
         predictions=result.predictions if cohort.task == "classification" else None,
         test_train_ratio=test_train_ratio(config, cohort.task),
-        tabular_method=f"{family}-tabular",
-        image_method=f"{family}-imaging",
+        tabular_method=tabular_method,
+        image_method=image_method,
+        reader_method=f"{family}{CROP_READER_SUFFIX}",
+        members=members_table(config, result, scoring_for(config, cohort), (image_method, tabular_method)),
     )
     if cohort.task == "regression" and (result.results["fold"] == ENSEMBLE).any():
         report = run.root / "report.md"
