@@ -209,3 +209,51 @@ def test_warm_start_refuses_mismatches() -> None:
         warm_start_(film(network(), ["0"], 5), encoder())
     with pytest.raises(ValueError, match="no tabular encoder"):
         warm_start_(nn.Linear(5, 2), encoder())
+
+
+@pytest.mark.parametrize("method", ["ad-concat", "ad-film", "ad-daft", "ad-hyperfusion"])
+def test_warm_start_network_copies_the_image_network_into_every_fusion(method: str) -> None:
+    from hyperfusion.models import create_model
+    from hyperfusion.nn import warm_start_network_
+
+    torch.manual_seed(21)
+    source = create_model("ad-imaging", base_width=2, head_hidden=8).eval()
+    fused = create_model(method, base_width=2, head_hidden=8, n_tabular=5).eval()
+    warm_start_network_(fused, source)
+    with torch.no_grad():  # switch off what the fusion adds: the fused model is then the source exactly
+        for name, param in fused.named_parameters():
+            if ".tabular." in name or "modulator.generator.2" in name or "weight_head" in name:
+                if "weight_head" in name:
+                    param[1:].zero_()
+                else:
+                    param.zero_()
+            if "bias_generator.weight" in name:
+                param.zero_()
+    image, tabular = torch.randn(3, 1, 16, 24, 16), torch.randn(3, 5)
+    torch.testing.assert_close(fused(image, tabular), source(image), rtol=1e-5, atol=1e-6)
+
+
+def test_warm_start_network_keeps_hyper_offsets_through_reinitialisation() -> None:
+    from hyperfusion.models import create_model
+    from hyperfusion.nn import principled_init_from_data_, warm_start_network_
+
+    torch.manual_seed(22)
+    source = create_model("ad-imaging", base_width=2)
+    fused = create_model("ad-hyperfusion", base_width=2, n_tabular=5)
+    warm_start_network_(fused, source)
+    principled_init_from_data_(fused, [torch.randn(16, 5)])
+    layer = fused.hyper_layers["block4.shortcut.conv"]
+    torch.testing.assert_close(layer.weight_head[0], source.block4.shortcut.conv.weight)
+
+
+def test_warm_start_network_refuses_a_network_that_does_not_fit() -> None:
+    from hyperfusion.models import create_model
+    from hyperfusion.nn import warm_start_network_
+
+    fused = create_model("ad-concat", base_width=2, n_tabular=5)
+    before = {k: v.clone() for k, v in fused.state_dict().items()}
+    with pytest.raises(ValueError, match="does not fit the fused network"):
+        warm_start_network_(fused, create_model("ad-imaging", base_width=4))
+    assert all(torch.equal(before[k], v) for k, v in fused.state_dict().items())  # nothing changed
+    with pytest.raises(ValueError, match="expects a fused model"):
+        warm_start_network_(create_model("ad-imaging"), create_model("ad-imaging"))

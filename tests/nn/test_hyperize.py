@@ -118,6 +118,43 @@ def test_keep_layer_weights_with_a_zero_embedding_is_the_plain_network() -> None
     assert not torch.allclose(model(x, torch.randn(3, 4)), plain(x))
 
 
+def test_kept_layer_weights_survive_the_data_driven_initialisation() -> None:
+    torch.manual_seed(15)
+    net = nn.Sequential(nn.Linear(6, 5))
+    plain = copy.deepcopy(net)
+    model = hyperize(net, ["0"], nn.Sequential(nn.Linear(3, 4), nn.PReLU()), keep_layer_weights=True)
+    principled_init_from_data_(model, [torch.randn(20, 3)])
+    layer = model.hyper_layers["0"]
+    torch.testing.assert_close(layer.weight_head[0], plain[0].weight)
+    torch.testing.assert_close(layer.bias_generator.bias, plain[0].bias)
+
+
+@pytest.mark.parametrize("scale", [0.1, 0.5])
+def test_residual_scale_starts_at_the_plain_layer_plus_a_correction_of_that_relative_size(
+    scale: float,
+) -> None:
+    torch.manual_seed(16)
+    net = nn.Sequential(nn.Conv3d(32, 64, 1))
+    plain = copy.deepcopy(net)
+    model = hyperize(net, ["0"], None, embedding_dim=8, residual_scale=scale)
+    layer = model.hyper_layers["0"]
+    torch.testing.assert_close(layer.weight_head[0], plain[0].weight)  # W0: the layer's own weights
+    torch.testing.assert_close(layer.bias_generator.bias, plain[0].bias)
+    weight, bias = layer.generate(torch.randn(512, 8))  # unit second moment, as the initialisation assumes
+    w0 = float(plain[0].weight.detach().std())
+    assert float((weight - plain[0].weight).std()) == pytest.approx(scale * w0, rel=0.1)
+    # the bias correction: scale × the spread of W0·x for a unit-variance input (fan_in · Var(W0))
+    assert float((bias - plain[0].bias).std()) == pytest.approx(scale * w0 * 32**0.5, rel=0.1)
+    x = torch.randn(4, 32, 2, 2, 2)
+    torch.testing.assert_close(model(x, torch.zeros(4, 8)), plain(x))  # a zero record: the plain layer
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf")])
+def test_residual_scale_must_be_positive(bad: float) -> None:
+    with pytest.raises(ValueError, match="residual_scale must be a finite number > 0"):
+        hyperize(nn.Sequential(nn.Linear(3, 2)), ["0"], None, embedding_dim=2, residual_scale=bad)
+
+
 def test_bias_variance_sets_the_generated_bias_scale() -> None:
     torch.manual_seed(6)
     model = hyperize(nn.Sequential(nn.Linear(10, 400)), ["0"], None, embedding_dim=8, bias_variance=0.01)

@@ -4,7 +4,13 @@
 submodules where the tabular data enters, and return a :class:`ConditionedModel` called ``model(image, tabular)``.
 """
 
-from hyperfusion.nn.conditioned import ConditionedModel, HyperModel, tabular_encoders, warm_start_
+from hyperfusion.nn.conditioned import (
+    ConditionedModel,
+    HyperModel,
+    tabular_encoders,
+    warm_start_,
+    warm_start_network_,
+)
 from hyperfusion.nn.conditioning import DAFT, FiLM
 from hyperfusion.nn.embedding import estimate_embedding_variance, infer_embedding_dim
 from hyperfusion.nn.fusion import concat, daft, film
@@ -38,4 +44,5 @@ __all__ = [
     "principled_init_from_data_",
     "tabular_encoders",
     "warm_start_",
+    "warm_start_network_",
 ]

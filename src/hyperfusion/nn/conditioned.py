@@ -180,6 +180,77 @@ def warm_start_(model: nn.Module, source_encoder: nn.Module) -> None:
         encoder.load_state_dict(source)
 
 
+@torch.no_grad()
+def warm_start_network_(model: ConditionedModel, source_network: nn.Module) -> None:
+    """Copy a trained image network (e.g. the imaging-only model of the same fold) into a fused model's network.
+
+    The fused network is the same network with slots at the conditioned places, so every parameter and buffer of
+    ``source_network`` has its place: a wrapped submodule (FiLM, DAFT, concatenation) keeps its own weights inside
+    the slot, and a hyperized layer's weight and bias become the constant terms ``c_W``, ``c_B`` of its generated
+    parameters, kept by later re-initialisations (``keeps_offset``). What the fusion adds (encoders, generators,
+    concatenation columns, the record-dependent heads) is left as initialised. With a hyperized layer the fused
+    model therefore starts as the trained image model plus a record-dependent correction.
+
+    Raises:
+        ValueError: for a model that is not a fused model, or a source whose state does not fit the fused network
+            (a name without a place, a shape that differs, a place the source leaves empty); nothing is changed.
+    """
+    if not isinstance(model, ConditionedModel):
+        raise ValueError(f"warm_start_network_ expects a fused model, got {type(model).__name__}")
+    slots = {slot.name: slot for slot in model.slots()}
+    target = model.network.state_dict()
+    plan: list[tuple[Tensor, Tensor]] = []
+    filled: set[str] = set()
+    for key, value in source_network.state_dict().items():
+        destination, name = _warm_destination(key, slots, target)
+        if destination is None or destination.shape != value.shape:
+            shape = "no place" if destination is None else f"shape {list(destination.shape)}"
+            raise ValueError(
+                f"the source network's {key!r} ({list(value.shape)}) does not fit the fused network ({shape})"
+            )
+        plan.append((destination, value))
+        filled.add(name)
+    own = {k for k in target if not _added_by_fusion(k, slots)}
+    missing = sorted(own - filled)
+    if missing:
+        raise ValueError(f"the source network has no {missing[0]!r} (and {len(missing) - 1} more) to copy")
+    for destination, value in plan:
+        destination.copy_(value)
+    for slot in slots.values():
+        if isinstance(slot, ConditionedLayer):
+            slot.hyper.keeps_offset = True
+
+
+def _warm_destination(
+    key: str, slots: Mapping[str, ConditionSlot], target: Mapping[str, Tensor]
+) -> tuple[Tensor | None, str]:
+    """Where a source network's state entry goes in the fused network (a view to copy into) and its name there."""
+    for name, slot in slots.items():
+        if not key.startswith(name + "."):
+            continue
+        rest = key[len(name) + 1 :]
+        if isinstance(slot, ConditionedLayer):
+            hyper = slot.hyper
+            if rest == "weight":
+                return hyper.weight_head[0], f"{name}.hyper.weight_head"
+            if rest == "bias" and hyper.bias_generator is not None:
+                return hyper.bias_generator.bias, f"{name}.hyper.bias_generator.bias"
+            return None, key
+        moved = f"{name}.module.{rest}"
+        return target.get(moved), moved
+    return target.get(key), key
+
+
+def _added_by_fusion(key: str, slots: Mapping[str, ConditionSlot]) -> bool:
+    """Whether a fused network's state entry belongs to the fusion (not to the image network it conditions)."""
+    for name, slot in slots.items():
+        if key.startswith(name + "."):
+            if isinstance(slot, ConditionedLayer):
+                return key not in (f"{name}.hyper.weight_head", f"{name}.hyper.bias_generator.bias")
+            return not key.startswith(f"{name}.module.")
+    return False
+
+
 # -------------------------------------------------------------------- shared by every fusion
 def _wrapped(module: nn.Module) -> nn.Module | None:
     """The submodule a wrapping slot keeps, so that names inside it resolve as in the original network."""

@@ -59,6 +59,9 @@ class HyperLayer(nn.Module):
         init_gain, init_bias_variance: the ``gain`` and ``bias_variance`` of the last
             :func:`principled_init_`; a later call without them (e.g. once ``E[e²]`` has been measured on the
             training data) keeps them.
+        keeps_offset: :func:`principled_init_` leaves the constant terms ``c_W``, ``c_B`` as they are (they hold
+            a plain layer's own weights: the residual initialisation of :func:`~hyperfusion.nn.hyperize`)
+            instead of zeroing them.
     """
 
     weight_head: nn.Parameter
@@ -70,6 +73,7 @@ class HyperLayer(nn.Module):
         self.weight_shape = tuple(weight_shape)
         self.init_gain = 1.0
         self.init_bias_variance = 1.0
+        self.keeps_offset = False
         # weight_head[0] = c_W, weight_head[1 + j] = column j of H_W, each reshaped to the plain weight's shape.
         self.weight_head = nn.Parameter(torch.empty(embedding_dim + 1, *self.weight_shape))
         self.bias_generator = nn.Linear(embedding_dim, self.weight_shape[0]) if bias else None
@@ -198,7 +202,7 @@ def principled_init_(
 
         H_W ~ U(±√(3·𝒱_W)),  𝒱_W = gain / (d_j · d_k · V)          (eq. 1 with gain = 1)
         H_B ~ U(±√(3·𝒱_B)),  𝒱_B = bias_variance / (d_k · V)        (eq. 2 with bias_variance = 1)
-        c_W = c_B = 0
+        c_W = c_B = 0          (left as they are when ``layer.keeps_offset``)
 
     so that ``Var(W(e)) = Σ_k 𝒱_W · e_k² ≈ gain / d_j`` and ``Var(b(e)) ≈ bias_variance`` (the generated bias
     starts with standard deviation ``√bias_variance``). Use ``gain = 2`` for He scaling before a ReLU. The paper
@@ -228,10 +232,12 @@ def principled_init_(
     layer.init_gain, layer.init_bias_variance = float(gain), float(bias_variance)
     d_k, d_j = layer.embedding_dim, layer.fan_in
     weight_bound = math.sqrt(3.0 * gain / (d_j * d_k * embedding_variance))
-    layer.weight_head[0].zero_()
+    if not layer.keeps_offset:
+        layer.weight_head[0].zero_()
     layer.weight_head[1:].uniform_(-weight_bound, weight_bound)
     if layer.bias_generator is not None:
         bias_bound = math.sqrt(3.0 * bias_variance / (d_k * embedding_variance))
         layer.bias_generator.weight.uniform_(-bias_bound, bias_bound)
-        layer.bias_generator.bias.zero_()
+        if not layer.keeps_offset:
+            layer.bias_generator.bias.zero_()
     return layer

@@ -8,6 +8,7 @@ plain ``nn.Sequential`` to a MONAI ``ResNet`` (3D or 2D), without editing the ne
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -64,6 +65,7 @@ def hyperize(
     gain: float = 1.0,
     bias_variance: float = 1.0,
     keep_layer_weights: bool = False,
+    residual_scale: float | None = None,
 ) -> ConditionedModel:
     """Make the named layers of ``model`` take their weights from a hypernetwork of the tabular record.
 
@@ -88,11 +90,20 @@ def hyperize(
             ``√bias_variance``; 1 = paper eq. 2). Both are kept by a later :func:`principled_init_from_data_`.
         keep_layer_weights: start the constant terms ``c_W``, ``c_B`` from the replaced layer's weight and bias,
             so the network begins as the original one plus a tabular-conditioned change (useful for a pretrained
-            network; with a zero embedding it is then exactly the original network).
+            network; with a zero embedding it is then exactly the original network). Later re-initialisations
+            (:func:`principled_init_from_data_`) keep them.
+        residual_scale: the residual initialisation ``W(e) = W₀ + ΔW(e)``, ``b(e) = b₀ + Δb(e)``: the constant
+            terms are the replaced layer's own weights (``keep_layer_weights``) and the record-dependent
+            corrections start with a standard deviation of ``residual_scale`` × that of ``W₀`` (for ``ΔW``), and
+            of ``W₀·x`` for a unit-variance input (for ``Δb``): ``gain = bias_variance = residual_scale² · fan_in ·
+            Var(W₀)``. The generated layer then starts as the plain layer, read a little differently per
+            record, instead of as a different random layer for every record (eq. 1 with ``c_W = 0``).
+            Overrides ``gain``, ``bias_variance`` and ``keep_layer_weights``.
 
     Raises:
         ValueError: for an empty or repeated layer list, an unknown name, a layer type that cannot be hyperized,
-            embeddings that do not match the layers, or an embedding size that cannot be inferred.
+            embeddings that do not match the layers, an embedding size that cannot be inferred, or a
+            ``residual_scale`` that is not a finite number > 0.
 
     Example:
         >>> net = nn.Sequential(nn.Conv3d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))
@@ -106,15 +117,23 @@ def hyperize(
         raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}")
     if embedding is None and embedding_dim is None:
         raise ValueError("without an embedding network, embedding_dim (the tabular width) must be given")
+    if residual_scale is not None and not (
+        isinstance(residual_scale, (int, float)) and math.isfinite(residual_scale) and residual_scale > 0
+    ):
+        raise ValueError(f"residual_scale must be a finite number > 0, got {residual_scale!r}")
 
     def width_of(encoder: nn.Module) -> int:
         return embedding_dim or infer_embedding_dim(encoder)
 
     def make_slot(name: str, plain: nn.Module, width: int) -> ConditionedLayer:
         hyper = hyper_layer_for(plain, name, width)
-        principled_init_(hyper, embedding_variance or 1.0, gain=gain, bias_variance=bias_variance)
-        if keep_layer_weights:
+        layer_gain, layer_bias = gain, bias_variance
+        if residual_scale is not None:
+            layer_gain = layer_bias = residual_scale**2 * hyper.fan_in * float(plain.weight.detach().var())
+        principled_init_(hyper, embedding_variance or 1.0, gain=layer_gain, bias_variance=layer_bias)
+        if keep_layer_weights or residual_scale is not None:
             _copy_plain_parameters(plain, hyper)
+            hyper.keeps_offset = True
         return ConditionedLayer(hyper, name, None)
 
     n_tabular = embedding_dim if embedding is None else None
