@@ -26,7 +26,7 @@ from hyperfusion.simulate.effects import (
     stratified_truncnorm,
     table_rng,
 )
-from hyperfusion.simulate.location import checked_mode, location_effects
+from hyperfusion.simulate.location import checked_effect_scale, checked_mode, location_effects
 
 GROUPS = ("CN", "MCI", "AD")
 TABLE2_COUNTS = {"CN": (309, 431), "MCI": (569, 446), "AD": (198, 167)}  # (male, female) at n = 2120
@@ -66,7 +66,12 @@ def _censor(values: np.ndarray, lo: float, hi: float, digits: int) -> list[objec
 
 
 def make_ad_cohort(
-    n: int = 2120, *, interaction: float = 1.0, seed: int = 0, interaction_mode: str = "graded"
+    n: int = 2120,
+    *,
+    interaction: float = 1.0,
+    seed: int = 0,
+    interaction_mode: str = "graded",
+    effect_scale: float = 1.0,
 ) -> Cohort:
     """Draw the AD cohort's table, latents and image effects (no images).
 
@@ -77,12 +82,15 @@ def make_ad_cohort(
         seed: everything is deterministic from it.
         interaction_mode: ``graded`` (the default image model) or ``location`` (sex decides where the disease
             shows; a stress test with a large interaction gain, see :mod:`hyperfusion.simulate.location`).
+        effect_scale: ``location`` mode only: multiplies the disease's (and its look-alike's) image effects.
 
     Raises:
-        ValueError: on n < 3, a negative / non-finite interaction or an unknown interaction mode.
+        ValueError: on n < 3, a negative / non-finite interaction, an unknown interaction mode or a bad
+            effect scale.
     """
     n, lam = checked_cohort_args(n, interaction, minimum=3)
     checked_mode(interaction_mode)
+    effect_scale = checked_effect_scale(effect_scale, interaction_mode)
     rng = table_rng(seed, "ad")
     cells = [(g, sex) for g in GROUPS for sex in (1, 0)]
     counts = allocate(n, np.array([TABLE2_COUNTS[g][1 - sex] for g, sex in cells]))
@@ -162,7 +170,9 @@ def make_ad_cohort(
         "phase": np.take(["ADNI1", "ADNIGO/2", "ADNI3"], phase),
     }
     if interaction_mode == "location":
-        fx = location_effects(rng, severity=s, female=female, biological_age=bio, interaction=lam)
+        fx = location_effects(
+            rng, severity=s, female=female, biological_age=bio, interaction=lam, effect_scale=effect_scale
+        )
         latents = pd.DataFrame(common | fx.latents)
         return Cohort("ad", int(seed), table, latents, fx.log_f, fx.cortical, fx.wm_contrast)
     a = bio - 45

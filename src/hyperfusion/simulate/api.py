@@ -8,7 +8,7 @@ from pathlib import Path
 from hyperfusion.simulate.ad import make_ad_cohort
 from hyperfusion.simulate.brain_age import make_brain_age_cohort
 from hyperfusion.simulate.grid import Grid, hippocampus_box_grid, whole_brain_grid
-from hyperfusion.simulate.location import checked_mode
+from hyperfusion.simulate.location import checked_effect_scale, checked_mode
 from hyperfusion.simulate.render import Nuisance, build_renderer
 from hyperfusion.simulate.template import TEMPLATES, load_template
 from hyperfusion.simulate.writer import write_cohort
@@ -39,6 +39,7 @@ def _settings(
     template: str,
     nuisance: Nuisance,
     interaction_mode: str = "graded",
+    effect_scale: float = 1.0,
 ) -> dict:
     name = load_template(template, phantom_mm=_phantom_mm(voxel_size)).name
     settings = {
@@ -48,6 +49,8 @@ def _settings(
     }  # fmt: skip
     if interaction_mode != "graded":  # the default leaves simulation.json as it always was
         settings["interaction_mode"] = interaction_mode
+    if effect_scale != 1:  # likewise
+        settings["effect_scale"] = float(effect_scale)
     return settings
 
 
@@ -63,6 +66,7 @@ def simulate_ad(
     nuisance: Nuisance | None = None,
     progress: bool = True,
     interaction_mode: str = "graded",
+    effect_scale: float = 1.0,
 ) -> Path:
     """Write the ADNI-like AD cohort to ``out``; returns the path of its ``cohort.yaml``.
 
@@ -78,15 +82,22 @@ def simulate_ad(
         progress: show a progress bar.
         interaction_mode: ``graded`` (default image model) or ``location`` (sex decides where the disease shows:
             a stress test whose interaction is large enough to detect; ``interaction`` >= 1 makes it complete).
+        effect_scale: ``location`` mode only: multiplies the disease's (and its look-alike's) image effects
+            (the demo and the studies use 2).
     """
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
     checked_mode(interaction_mode)
+    checked_effect_scale(effect_scale, interaction_mode)
     nuisance = nuisance or Nuisance()
     grid = output_grid(voxel_size, region)
-    cohort = make_ad_cohort(n, interaction=interaction, seed=seed, interaction_mode=interaction_mode)
+    cohort = make_ad_cohort(
+        n, interaction=interaction, seed=seed, interaction_mode=interaction_mode, effect_scale=effect_scale
+    )
     renderer = build_renderer(grid, template, phantom_mm=_phantom_mm(voxel_size))
-    settings = _settings("ad", n, voxel_size, interaction, seed, region, template, nuisance, interaction_mode)
+    settings = _settings(
+        "ad", n, voxel_size, interaction, seed, region, template, nuisance, interaction_mode, effect_scale
+    )
     return write_cohort(cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress)
 
 

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a stress test with a large interaction gain)",
     )
     parser.add_argument(
+        "--effect-scale",
+        type=float,
+        default=1.0,
+        help="ad location mode only: multiplies the disease's image effects (the demo and the studies use 2)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="random seed (everything is deterministic from it)"
     )
     parser.add_argument(
@@ -70,12 +76,20 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--variability is for the brain-age cohort only")
         if args.n is not None:
             common["n"] = args.n
-        path = simulate_ad(args.out, region=args.region, interaction_mode=args.interaction_mode, **common)
+        path = simulate_ad(
+            args.out,
+            region=args.region,
+            interaction_mode=args.interaction_mode,
+            effect_scale=args.effect_scale,
+            **common,
+        )
     else:
         if args.region != "whole":
             raise ValueError("--region box is for the ad cohort only")
         if args.interaction_mode != "graded":
             raise ValueError("--interaction-mode location is for the ad cohort only")
+        if args.effect_scale != 1.0:
+            raise ValueError("--effect-scale is for the ad cohort only")
         if args.n is not None:
             common["n"] = args.n
         path = simulate_brain_age(args.out, variability=args.variability, **common)
