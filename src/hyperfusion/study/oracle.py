@@ -1,0 +1,107 @@
+"""Oracles of a simulated AD cohort: how much can reading the image through the record gain on these subjects?
+
+A study cell whose cohort the simulator wrote knows each subject's truth (``latents.csv``): the *realised* log-volume
+factor of every structure the disease or its look-alike acts on, measured from the subject's own warp. Two logistic
+regressions read those volumes (plus a read-out error of SD :data:`READOUT_SD`, standing in for what a CNN misses
+at 4 mm) together with the table, fitted on a split seed's non-test rows (the rows every method learns from) and
+scored on its test partition:
+
+* **additive**: volumes and table side by side — what a method that adds the two modalities can reach;
+* **interaction**: plus every volume × sex product — the location mode's true form, in which sex decides where the
+  disease shows; what reading the image through the record can reach.
+
+The gap between them is the interaction headroom of that split, and a method's **share of the headroom** is
+``(method − additive) / (interaction − additive)``: 0 for a method that only adds the modalities as well as the
+oracle does, 1 for one that reads the image through the record as well as the true form. It is negative for a
+method below the additive oracle, which happens when the CNN reads the image less well than the volumes say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.preprocessing import StandardScaler
+
+READOUT_SD = 0.06
+TABLE_COLUMNS = ("AGE", "PTEDUCAT", "APOE4", "ABETA", "PTAU", "TAU", "FDG", "AV45")
+CLASSES = ("CN", "MCI", "AD")
+REALISED_PREFIX = "realised_logf_"
+
+
+def has_oracle(cohort_dir: str | Path) -> bool:
+    """Whether ``cohort_dir`` is a simulated AD cohort with the latents the oracles read."""
+    path = Path(cohort_dir) / "latents.csv"
+    if not path.is_file() or not (Path(cohort_dir) / "ADNIMERGE.csv").is_file():
+        return False
+    header = pd.read_csv(path, nrows=0).columns
+    return "diagnosis" in header and any(c.startswith(REALISED_PREFIX) for c in header)
+
+
+def _inputs(cohort_dir: Path) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]:
+    latents = pd.read_csv(cohort_dir / "latents.csv", dtype={"PTID": str}).set_index("PTID")
+    table = pd.read_csv(cohort_dir / "ADNIMERGE.csv", dtype=str).set_index("PTID").loc[latents.index]
+    numbers = [
+        pd.to_numeric(table[c].str.lstrip("<>"), errors="coerce").to_numpy(float) for c in TABLE_COLUMNS
+    ]
+    male = (table["PTGENDER"] == "Male").to_numpy(float)
+    tabular = np.column_stack([*numbers, male])
+    volumes = latents[[c for c in latents.columns if c.startswith(REALISED_PREFIX)]].to_numpy(float)
+    volumes = volumes + np.random.default_rng(6007).normal(0.0, READOUT_SD, volumes.shape)
+    labels = pd.Categorical(latents["diagnosis"], categories=list(CLASSES)).codes
+    return latents.index, tabular, volumes, labels
+
+
+def _design(tabular: np.ndarray, volumes: np.ndarray, train: np.ndarray, products: bool) -> np.ndarray:
+    imputer = SimpleImputer(strategy="median", add_indicator=True).fit(tabular[train])
+    table = StandardScaler().fit(imputer.transform(tabular[train]))
+    image = StandardScaler().fit(volumes[train])
+    t, v = table.transform(imputer.transform(tabular)), image.transform(volumes)
+    columns = [t, v]
+    if products:
+        sex = t[:, [len(TABLE_COLUMNS)]]  # the standardised sex column
+        columns.append(v * sex)
+    return np.hstack(columns)
+
+
+def interaction_oracles(
+    cohort_dir: str | Path, partitions: pd.DataFrame, test_partition: int
+) -> dict[str, float]:
+    """Balanced accuracy of the additive and interaction oracles on one split seed's test partition.
+
+    Args:
+        cohort_dir: the simulated cohort (``latents.csv`` and ``ADNIMERGE.csv``).
+        partitions: the run's ``subject_id, partition`` table for the split seed.
+        test_partition: the partition that is the test set.
+
+    Returns:
+        ``additive``, ``interaction`` and ``headroom`` (their difference).
+
+    Raises:
+        ValueError: a partitions table that does not cover the cohort's subjects.
+    """
+    cohort_dir = Path(cohort_dir)
+    by_subject = dict(zip(partitions["subject_id"].astype(str), partitions["partition"].astype(int)))
+    ids, tabular, volumes, labels = _inputs(cohort_dir)
+    missing = [s for s in ids if s not in by_subject]
+    if missing:
+        raise ValueError(f"the partitions do not cover subject {missing[0]!r} of {cohort_dir}")
+    test = np.array([by_subject[s] == test_partition for s in ids])
+    train = ~test
+    out = {}
+    for name, products in (("additive", False), ("interaction", True)):
+        x = _design(tabular, volumes, train, products)
+        model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(x[train], labels[train])
+        out[name] = float(balanced_accuracy_score(labels[test], model.predict(x[test])))
+    out["headroom"] = out["interaction"] - out["additive"]
+    return out
+
+
+def headroom_share(method_ba: float, additive: float, interaction: float) -> float:
+    """``(method − additive) / (interaction − additive)``; NaN when the split has no headroom (gap ≤ 0)."""
+    gap = interaction - additive
+    return float((method_ba - additive) / gap) if gap > 0 else float("nan")
