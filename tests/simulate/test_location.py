@@ -277,3 +277,35 @@ def test_cli_rejects_location_for_brain_age(tmp_path, capsys):
     args = ["simulate", "brain-age", "--n", "2", "--interaction-mode", "location", "--out", str(tmp_path)]
     assert main(args) == 2
     assert "for the ad cohort only" in capsys.readouterr().err
+
+
+def test_effect_scale_multiplies_every_severity_and_lookalike_coefficient():
+    rng = np.random.default_rng(1)
+    n = 40
+    severity, female, bio = rng.beta(2, 5, n), rng.integers(0, 2, n), rng.uniform(55, 95, n)
+    base = location_effects(np.random.default_rng(4), severity=severity, female=female, biological_age=bio,
+                            interaction=1.0)  # fmt: skip
+    scaled = location_effects(np.random.default_rng(4), severity=severity, female=female, biological_age=bio,
+                              interaction=1.0, effect_scale=2.0)  # fmt: skip
+    limbic = base.latents["subtype"] == "limbic"
+    s_lim = np.where(limbic, severity, base.latents["lookalike_severity"])
+    # the left hippocampus moves by exactly −0.45 × 1.1 × S_lim more (the noise terms are the same draws)
+    np.testing.assert_allclose(
+        scaled.log_f[:, HIP_L] - base.log_f[:, HIP_L], -HIPPOCAMPUS * 1.1 * s_lim, atol=1e-12
+    )
+    s_ctx = np.where(limbic, base.latents["lookalike_severity"], severity)
+    np.testing.assert_allclose(
+        scaled.log_f[:, LV_L] - base.log_f[:, LV_L], LATERAL_VENTRICLE * s_ctx, atol=1e-12
+    )
+
+
+@fault("simulator", "an effect scale that is not a positive number, or one outside the location mode",
+       "ValueError naming effect_scale and the value")  # fmt: skip
+def test_effect_scale_is_checked(tmp_path):
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="effect_scale must be a finite number > 0"):
+            make_ad_cohort(10, interaction_mode="location", effect_scale=bad)
+    with pytest.raises(ValueError, match="effect_scale is for interaction_mode 'location' only"):
+        make_ad_cohort(10, effect_scale=2.0)
+    simulate_ad(tmp_path / "s", n=3, seed=2, interaction_mode="location", effect_scale=2.0, **KW)
+    assert json.loads((tmp_path / "s" / "simulation.json").read_text())["effect_scale"] == 2.0
