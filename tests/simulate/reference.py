@@ -4,7 +4,7 @@ A frozen copy of ``Renderer.render`` as it was before the fast path (issue 21): 
 of the whole 2 mm measurement grid is flowed (8 Euler steps, every step a ``grid_sample`` through the float64
 round trip of the original ``Volume.sample``), all 8 template channels are sampled and combined afterwards, and the
 volumes are measured on the whole measurement grid three times (two joint-solve steps and the final measurement
-with nuisance).  ``tests/simulate/test_fast_path.py`` compares the fast path with it, and
+with nuisance).  ``tests/simulate/test_render.py`` compares the fast path with it, and
 ``benchmarks/simulate_cost.py`` times both in one run.
 """
 

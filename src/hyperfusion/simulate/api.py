@@ -11,7 +11,7 @@ from hyperfusion.simulate.grid import Grid, hippocampus_box_grid, whole_brain_gr
 from hyperfusion.simulate.location import checked_mode
 from hyperfusion.simulate.render import Nuisance, build_renderer
 from hyperfusion.simulate.template import TEMPLATES, load_template
-from hyperfusion.simulate.writer import write_cohort
+from hyperfusion.simulate.writer import checked_workers, write_cohort
 
 REGIONS = ("whole", "box")
 
@@ -63,6 +63,7 @@ def simulate_ad(
     nuisance: Nuisance | None = None,
     progress: bool = True,
     interaction_mode: str = "graded",
+    workers: int | None = None,
 ) -> Path:
     """Write the ADNI-like AD cohort to ``out``; returns the path of its ``cohort.yaml``.
 
@@ -78,16 +79,21 @@ def simulate_ad(
         progress: show a progress bar.
         interaction_mode: ``graded`` (default image model) or ``location`` (sex decides where the disease shows:
             a stress test whose interaction is large enough to detect; ``interaction`` >= 1 makes it complete).
+        workers: processes rendering subjects in parallel (default: every available core); the files are the
+            same bytes for any number.
     """
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
     checked_mode(interaction_mode)
+    checked_workers(workers)
     nuisance = nuisance or Nuisance()
     grid = output_grid(voxel_size, region)
     cohort = make_ad_cohort(n, interaction=interaction, seed=seed, interaction_mode=interaction_mode)
     renderer = build_renderer(grid, template, phantom_mm=_phantom_mm(voxel_size))
     settings = _settings("ad", n, voxel_size, interaction, seed, region, template, nuisance, interaction_mode)
-    return write_cohort(cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress)
+    return write_cohort(
+        cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress, workers=workers
+    )
 
 
 def simulate_brain_age(
@@ -101,6 +107,7 @@ def simulate_brain_age(
     nuisance: Nuisance | None = None,
     progress: bool = True,
     variability: float = 1.0,
+    workers: int | None = None,
 ) -> Path:
     """Write the UK Biobank-like brain-age cohort (BIDS layout) to ``out``; returns its ``cohort.yaml`` path.
 
@@ -111,6 +118,7 @@ def simulate_brain_age(
     """
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
+    checked_workers(workers)
     nuisance = nuisance or Nuisance()
     grid = output_grid(voxel_size, "whole")
     cohort = make_brain_age_cohort(n, interaction=interaction, seed=seed, variability=variability)
@@ -118,4 +126,6 @@ def simulate_brain_age(
     settings = _settings("brain_age", n, voxel_size, interaction, seed, "whole", template, nuisance)
     if variability != 1.0:  # the default leaves simulation.json as it always was
         settings["variability"] = float(variability)
-    return write_cohort(cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress)
+    return write_cohort(
+        cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress, workers=workers
+    )
