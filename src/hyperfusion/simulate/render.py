@@ -31,7 +31,7 @@ from hyperfusion.simulate.anatomy import (
     velocity_field,
 )
 from hyperfusion.simulate.grid import WHOLE_BRAIN_CENTER_MM, Grid, separable_field, spline_matrix
-from hyperfusion.simulate.volume import CellMask, Volume, antialias
+from hyperfusion.simulate.volume import CellMask, Volume, antialias, one_torch_thread
 
 # coarse control grids for smooth random fields span the ICBM152 brain box (x -72..72, y -107..73, z -72..82)
 _CONTROL_BOX = ((-72.0, 72.0), (-107.0, 73.0), (-72.0, 82.0))
@@ -157,7 +157,14 @@ class Renderer:
         Only what can be non-zero is computed: points move only where the velocity can be non-zero, the
         intensity is sampled only where the mapped point lies in a brain cell, and the intensity channels are
         combined on the source grid first (sampling is linear), so two channels are sampled instead of eight.
+        Runs torch on one thread (:func:`~hyperfusion.simulate.volume.one_torch_thread`).
         """
+        with one_torch_thread():
+            return self._render(effects, rng, nuisance)
+
+    def _render(
+        self, effects: SubjectEffects, rng: np.random.Generator, nuisance: Nuisance
+    ) -> tuple[np.ndarray, np.ndarray]:
         u_ctrl = rng.normal(0.0, nuisance.anatomy_mm, (3, *ANATOMY_KNOTS))
         b_ctrl = rng.normal(0.0, nuisance.bias_sd, BIAS_KNOTS)
         theta = np.deg2rad(rng.normal(0.0, nuisance.rotation_deg, 3))
@@ -239,7 +246,8 @@ def _source_channels(anatomy: Anatomy, grid: Grid) -> Volume:
 def build_renderer(grid: Grid, template: str = "auto", *, phantom_mm: float = 1.0) -> Renderer:
     """Prepare (cached per process) the renderer of a template on an output grid."""
     anatomy = build_anatomy(template, phantom_mm=phantom_mm)
-    source = _source_channels(anatomy, grid)
+    with one_torch_thread():
+        source = _source_channels(anatomy, grid)
     mask = source.data[1]
     mixed = Volume(torch.stack([torch.zeros_like(mask), mask]), source.origin, source.voxel_mm)
     # a sampled mask exceeds 0.5 only in a cell with a corner above 0.5 (trilinear weights are convex)

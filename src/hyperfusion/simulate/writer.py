@@ -15,7 +15,6 @@ as done only after that, so an interrupted run loses nothing finished.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
@@ -33,6 +32,7 @@ from hyperfusion.simulate.anatomy import STRUCTURE_NAMES
 from hyperfusion.simulate.effects import Cohort, subject_rng
 from hyperfusion.simulate.files import nifti_gz_bytes
 from hyperfusion.simulate.render import Nuisance, Renderer, SubjectEffects
+from hyperfusion.simulate.volume import one_torch_thread
 
 PROGRESS_FILE = ".progress.tsv"
 SETTINGS_FILE = "simulation.json"
@@ -99,16 +99,6 @@ def checked_workers(workers: int | None) -> int:
     return int(workers)
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 _WORKER: tuple[Renderer, Nuisance] | None = None  # set in each pool worker by _start_worker
 
 
@@ -137,7 +127,7 @@ def _render_all(
     if workers <= 1 or len(jobs) <= 1:
         saved, _WORKER = _WORKER, (renderer, nuisance)
         try:
-            with _one_torch_thread():
+            with one_torch_thread():
                 yield from map(_render_subject, jobs)
         finally:
             _WORKER = saved
