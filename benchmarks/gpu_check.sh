@@ -1,33 +1,49 @@
 #!/usr/bin/env bash
-# One prepared GPU check (about 10 minutes on an H100/H200): exactness and speed of the hyper layers, whole training
-# steps, eager fp32 vs bf16 + channels-last + compile, units packed on one GPU with Ray, the data loader at paper
-# sizes with 0/2/4/8 workers, graph breaks under torch.compile, and a small protocol run on the GPU.
-# Results go to $OUT (default: gpu-check/).
+# One prepared GPU check (about 8 minutes on an H100/H200): exactness of the hyper layers, then one table
+# (benchmarks/gpu_table.py) of eager fp32 vs compiled bf16 + channels-last step time per registered model, models/hour
+# for the AD protocol at 1, 2, 4 and 8 units packed per GPU through the Ray executor, loader items/s with 16 workers,
+# and the projected wall time of the paper's 252-model protocol; graph breaks under torch.compile; a small protocol
+# run on the GPU. Results go to $OUT (default: gpu-check/).
+#
+#   bash benchmarks/gpu_check.sh             # on a GPU machine
+#   bash benchmarks/gpu_check.sh --dry-run   # the same steps on the CPU at tiny sizes: checks the script, no GPU figures
 set -euo pipefail
+DRY=0
+if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; fi
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
-python3 benchmarks/hyper_layers.py --device cuda --check --out "$OUT"
-python3 benchmarks/model_steps.py --device cuda --out "$OUT" \
-    --models ad-imaging ad-hyperfusion brainage-imaging brainage-hyperfusion
-python3 benchmarks/protocol_throughput.py --device cuda --epochs 3 --out "$OUT/protocol_throughput_cuda.json"
-python3 benchmarks/loader.py --subjects 256 --out "$OUT/loader_gpu_machine.json"
-python3 benchmarks/compile_check.py --backend inductor --device cuda > "$OUT/compile_check_cuda.md" || true
+PYTHON=${PYTHON:-python3}
+if [[ $DRY == 1 ]]; then
+    DEVICE=cpu
+    "$PYTHON" benchmarks/hyper_layers.py --device cpu --quick --precision fp32 --rounds 1 --out "$OUT"
+    "$PYTHON" benchmarks/gpu_table.py --dry-run --out "$OUT"
+    "$PYTHON" benchmarks/compile_check.py --device cpu --models ad-hyperfusion > "$OUT/compile_check_cpu.md"
+else
+    DEVICE=cuda
+    "$PYTHON" benchmarks/hyper_layers.py --device cuda --check --out "$OUT"
+    "$PYTHON" benchmarks/gpu_table.py --device cuda --out "$OUT"
+    "$PYTHON" benchmarks/compile_check.py --backend inductor --device cuda > "$OUT/compile_check_cuda.md" || true
+fi
 work=$(mktemp -d)
-python3 - "$work" <<'PY'
+"$PYTHON" - "$work" "$DEVICE" <<'PY'
 import sys, yaml
 from hyperfusion.simulate import simulate_ad
-work = sys.argv[1]
-cohort = simulate_ad(f"{work}/cohort", n=48, voxel_size=4.0, interaction=2.0, seed=0, template="phantom", progress=False)
+work, device = sys.argv[1], sys.argv[2]
+n, voxel, shape = (48, 4.0, [16, 24, 16]) if device == "cuda" else (24, 8.0, [8, 12, 8])
+cohort = simulate_ad(f"{work}/cohort", n=n, voxel_size=voxel, interaction=2.0, seed=0, template="phantom", progress=False)
 config = {
     "cohort": str(cohort),
-    "image": {"mode": "hippocampus", "voxel_mm": 4.0, "shape": [16, 24, 16]},
+    "image": {"mode": "hippocampus", "voxel_mm": voxel, "shape": shape},
     "methods": ["ad-imaging", "ad-hyperfusion"],
     "protocol": {"split_seeds": [0], "versions": 1, "n_partitions": 3, "folds": 2},
-    "training": {"epochs": 3, "batch_size": 16, "lr": 0.001, "device": "cuda", "precision": "bf16",
-                 "channels_last": True, "progress": False},
+    "training": {"epochs": 3 if device == "cuda" else 1, "batch_size": 16, "lr": 0.001, "device": device,
+                 "precision": "bf16" if device == "cuda" else "fp32", "channels_last": device == "cuda",
+                 "progress": False},
 }
 open(f"{work}/gpu.yaml", "w").write(yaml.safe_dump(config))
 PY
-python3 -m hyperfusion.cli run "$work/gpu.yaml" --out "$work/run"
-cp "$work/run/report.md" "$OUT/gpu_protocol_report.md"
+"$PYTHON" -m hyperfusion.cli run "$work/gpu.yaml" --out "$work/run"
+if [[ $DRY == 1 ]]; then REPORT=protocol_report_dry_run.md; else REPORT=gpu_protocol_report.md; fi
+cp "$work/run/report.md" "$OUT/$REPORT"
+cat "$OUT"/gpu_table*.md

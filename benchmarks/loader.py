@@ -7,9 +7,17 @@ random subjects at those sizes and times ``CohortDataset`` + ``DataLoader`` (the
 worker processes, with and without pinned memory and persistent workers, over two epochs after one warm-up epoch
 (files in the page cache, as in a real run after the first epoch).
 
-    python benchmarks/loader.py [--subjects 256] [--batch 32] [--out benchmarks/results/loader_cpu.json]
+The same run measures the machine's memory-copy bandwidth (``np.copyto`` of a 256 MB float32 array, best of
+five) and reports each rate as a fraction of the copy limit, the items per second a loader that copies each item
+exactly once would reach.  ``old`` rows time the item path as it was before issue 21 (each item copied out of the
+memory map, then again by the collation), for comparison in the same run; ``augmented`` rows use the training
+augmentation (shift 2, mirror), which copies once.
 
-Goal for a GPU machine: ≥ 2,000 AD samples/s (enough to feed compiled bf16 training at ~1 ms per sample).
+    python benchmarks/loader.py [--subjects 256] [--batch 32] [--workers 0,2,4,8] [--scale 1]
+                                [--out benchmarks/results/loader_cpu.json]
+
+``--scale 4`` divides every spatial size by 4 (the GPU check's dry run).  Goal for a GPU machine: ≥ 2,000 AD
+samples/s (enough to feed compiled bf16 training at ~1 ms per sample).
 """
 
 from __future__ import annotations
@@ -28,8 +36,36 @@ import torch
 from torch.utils.data import DataLoader
 
 from hyperfusion.data import CohortDataset
+from hyperfusion.data.dataset import Augment
 
 SHAPES = {"ad (2 × 64×96×64, one side per item)": (2, 64, 96, 64), "brain age (90×120×99)": (90, 120, 99)}
+
+
+class OldItems(CohortDataset):
+    """The item path before issue 21: the map read-only, every item copied out of it (``np.array``)."""
+
+    def _array(self, index: int) -> np.ndarray:
+        return np.load(self.images[index], mmap_mode="r")
+
+    def _item(self, image: np.ndarray, index: int):
+        return (torch.from_numpy(np.array(image, dtype=np.float32)), self.tabular[index],
+                self._targets[index], self.subject_ids[index])  # fmt: skip
+
+
+def copy_bandwidth(megabytes: int = 256, repeats: int = 5, fresh: bool = False) -> float:
+    """Bytes per second ``np.copyto`` moves between two large float32 arrays (best of ``repeats``); ``fresh``:
+    into a newly allocated array each time (page faults included, as a batch buffer pays them)."""
+    src = np.ones(megabytes * 2**18, np.float32)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        if fresh:
+            np.array(src)
+        else:
+            np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return src.nbytes / best
 
 
 def write_cache(root: Path, shape: tuple[int, ...], n: int, seed: int = 0) -> list[Path]:
@@ -43,16 +79,25 @@ def write_cache(root: Path, shape: tuple[int, ...], n: int, seed: int = 0) -> li
 
 
 def measure(
-    paths: list[Path], *, two_sides: bool, batch: int, workers: int, pin: bool, persistent: bool
+    paths: list[Path],
+    *,
+    two_sides: bool,
+    batch: int,
+    workers: int,
+    pin: bool,
+    persistent: bool,
+    old: bool = False,
+    augment: Augment | None = None,
 ) -> float:
     n = len(paths)
-    dataset = CohortDataset(
+    dataset = (OldItems if old else CohortDataset)(
         paths,
         np.zeros((n, 16), np.float32),
         np.zeros(n, np.int64),
         [str(i) for i in range(n)],
         two_sides=two_sides,
         train=True,
+        augment=augment,
     )
     loader = DataLoader(
         dataset,
@@ -80,26 +125,38 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", default="0,2,4,8")
+    parser.add_argument("--scale", type=int, default=1, help="divide every spatial size by this")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/loader_cpu.json"))
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
+    bandwidth, fresh = copy_bandwidth(), copy_bandwidth(fresh=True)
+    print(json.dumps({"copy_bandwidth_gb_per_s": round(bandwidth / 1e9, 2),
+                      "copy_into_fresh_memory_gb_per_s": round(fresh / 1e9, 2)}), flush=True)  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, shape in SHAPES.items():
+        for name, full in SHAPES.items():
+            shape = full[:-3] + tuple(max(1, s // args.scale) for s in full[-3:])
             folder = Path(tmp) / name.split()[0]
             folder.mkdir()
             paths = write_cache(folder, shape, args.subjects)
             two_sides = len(shape) == 4
+            limit = bandwidth / (4 * np.prod(shape[-3:]))  # items/s of a loader copying each item once
+            variants = [("new", False, None), ("old", True, None), ("augmented", False, Augment(2, True))]
             for count in workers:
                 for pin, persistent in ((False, False), (True, False), (True, True)):
                     if count == 0 and persistent:
                         continue
-                    rate = measure(paths, two_sides=two_sides, batch=args.batch, workers=count, pin=pin,
-                                   persistent=persistent)  # fmt: skip
-                    row = {"data": name, "workers": count, "pin_memory": pin, "persistent": persistent,
-                           "samples_per_s": round(rate, 1)}  # fmt: skip
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    for variant, old, augment in variants:
+                        if variant != "new" and (pin, persistent) != (True, count > 0):
+                            continue  # old and augmented: the configuration a run uses only
+                        rate = measure(paths, two_sides=two_sides, batch=args.batch, workers=count, pin=pin,
+                                       persistent=persistent, old=old, augment=augment)  # fmt: skip
+                        row = {"data": name, "path": variant, "workers": count, "pin_memory": pin,
+                               "persistent": persistent, "samples_per_s": round(rate, 1),
+                               "copy_limit_per_s": round(limit, 1),
+                               "fraction_of_copy_limit": round(rate / limit, 3)}  # fmt: skip
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
     machine = {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -108,7 +165,9 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "subjects": args.subjects, "batch": args.batch,
-                                    "results": rows}, indent=1))  # fmt: skip
+                                    "scale": args.scale, "copy_bandwidth_bytes_per_s": bandwidth,
+                                    "copy_into_fresh_memory_bytes_per_s": fresh,
+                                    "load_average": os.getloadavg(), "results": rows}, indent=1))  # fmt: skip
     print(f"wrote {args.out}")
 
 

@@ -32,13 +32,21 @@ from hyperfusion.training.runner import run_protocol
 
 
 def small_config(
-    cohort: Path, *, device: str, epochs: int, shape=(16, 24, 16), voxel=4.0, width=4, n_versions=2
+    cohort: Path,
+    *,
+    device: str,
+    epochs: int,
+    shape=(16, 24, 16),
+    voxel=4.0,
+    width=4,
+    n_versions=2,
+    methods=("ad-imaging", "ad-concat", "ad-hyperfusion"),
 ):
     return config_from_dict(
         {
             "cohort": str(cohort),
             "image": {"mode": "hippocampus", "voxel_mm": voxel, "shape": list(shape)},
-            "methods": ["ad-imaging", "ad-concat", "ad-hyperfusion"],
+            "methods": list(methods),
             "model": {"base_width": width},
             "protocol": {"split_seeds": [0], "versions": n_versions, "n_partitions": 5, "folds": 2},
             "training": {

@@ -53,11 +53,13 @@ class Augment:
         return self.shift > 0 or self.flip_lr
 
     def __call__(self, volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The augmented volume, contiguous, copied at most once (the mirror is a view the shift copies from;
+        with neither drawn, ``volume`` itself)."""
         out = np.asarray(volume)
         if self.flip_lr and rng.integers(2):
             out = out[::-1]
         if self.shift > 0:
-            out = shift_volume(out, rng.integers(-self.shift, self.shift + 1, size=3))
+            return shift_volume(out, rng.integers(-self.shift, self.shift + 1, size=3))
         return np.ascontiguousarray(out)
 
 
@@ -161,7 +163,7 @@ class CohortDataset(Dataset):
 
     def _item(self, image: np.ndarray, index: int) -> Item:
         return (
-            torch.from_numpy(np.array(image, dtype=np.float32)),
+            _tensor(image),
             self.tabular[index],
             self._targets[index],
             self.subject_ids[index],
@@ -169,13 +171,22 @@ class CohortDataset(Dataset):
 
     def _array(self, index: int) -> np.ndarray:
         source = self.images[index]
-        array = source if isinstance(source, np.ndarray) else np.load(source, mmap_mode="r")
+        # copy-on-write map: read in place (torch can wrap it), and nothing an item's user writes reaches the file
+        array = source if isinstance(source, np.ndarray) else np.load(source, mmap_mode="c")
         expected = 4 if self.two_sides else 3
         if array.ndim != expected or (self.two_sides and array.shape[0] != 2):
             want = "[2, D, H, W] (left, right)" if self.two_sides else "[D, H, W]"
             name = "array" if isinstance(source, np.ndarray) else str(source)
             raise ValueError(f"item {index} ({name}): image shape {array.shape}, expected {want}")
         return array
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    """A float32 tensor over ``image``'s memory where it can be (a float32, writable array: the cache's map or an
+    augmented copy), so the batch collation is the item's only copy; otherwise a float32 copy."""
+    if image.dtype == np.float32 and image.flags.writeable and all(s >= 0 for s in image.strides):
+        return torch.from_numpy(image)
+    return torch.from_numpy(np.array(image, dtype=np.float32))
 
 
 def build_dataset(

@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from hyperfusion.simulate.grid import Grid
 from hyperfusion.simulate.template import CSF_MAX, LOBES, STRUCTURES, WM_MIN, Template, load_template
-from hyperfusion.simulate.volume import Volume, block_mean
+from hyperfusion.simulate.volume import CellMask, Volume, block_mean, one_torch_thread
 
 STRUCTURE_NAMES: tuple[str, ...] = tuple(STRUCTURES)
 LOBE_NAMES: tuple[str, ...] = tuple(LOBES)
@@ -50,6 +50,10 @@ class Anatomy:
         baseline_ml: structure volumes of the unwarped template on ``measure_grid`` (mL).
         calibration: structure -> (realised log-volume changes ascending, matching k values).
         tissue_means: (μ_csf, μ_gm, μ_wm) of the template.
+        moving: the basis grid's cells where some basis field is non-zero (only points there can move).
+        structure_distance: on a grid of half ``WORK_MM`` spacing, the distance (mm) to the structure cells
+            (:func:`structure_cell_distance`); a point farther than it can travel reads zero occupancy.
+        distance_origin: world position of ``structure_distance``'s node (0, 0, 0).
     """
 
     template: Template
@@ -60,6 +64,9 @@ class Anatomy:
     baseline_ml: np.ndarray
     calibration: dict[str, tuple[np.ndarray, np.ndarray]]
     tissue_means: tuple[float, float, float]
+    moving: CellMask
+    structure_distance: np.ndarray
+    distance_origin: np.ndarray
 
     def k_for(self, name: str, log_f: np.ndarray | float) -> np.ndarray:
         """Basis coefficient realising the log-volume factor ``log_f`` (clipped to the calibrated range)."""
@@ -70,6 +77,43 @@ class Anatomy:
         """The calibrated range of log-volume factors for one structure."""
         dlog = self.calibration[name][0]
         return float(dlog[0]), float(dlog[-1])
+
+    def near_structures(self, points_mm: np.ndarray, velocity: Volume, on_nodes: bool = False) -> np.ndarray:
+        """Boolean (N,): the world points (3, N) that may read non-zero occupancy after the flow of ``velocity``.
+
+        Conservative, so skipping the others changes no volume.  A point travels at most the field's largest
+        node speed (trilinear weights are convex, each of the steps moves it by a step's share of the speed at
+        its position); it reads non-zero occupancy only inside the structure cells (those with a non-zero
+        corner).  It is kept when its nearest node of the half-spaced distance grid lies within that travel of
+        the structure cells, plus the slack of the rounding (half a fine diagonal for the structure cells,
+        another for points that are not ``WORK_MM`` nodes).  Points off the distance grid are kept only when
+        the travel reaches the margin between the structure cells and the grid's edge.
+        """
+        v = velocity.data.numpy()
+        travel = float(np.sqrt((v[0] ** 2 + v[1] ** 2 + v[2] ** 2).max()))
+        fine = self.occupancy.voxel_mm / 2
+        slack = (1.0 if on_nodes else 2.0) * np.sqrt(3) / 2 * fine + 1e-3
+        d = self.structure_distance
+        idx = np.rint((np.asarray(points_mm) - self.distance_origin[:, None]) / fine).astype(np.int64)
+        ok = np.all((idx >= 0) & (idx < np.asarray(d.shape)[:, None]), axis=0)
+        margin = min(float(f.min()) for f in (d[0], d[-1], d[:, 0], d[:, -1], d[:, :, 0], d[:, :, -1]))
+        out = np.full(idx.shape[1], travel + slack >= margin)
+        out[ok] = d[idx[0, ok], idx[1, ok], idx[2, ok]] <= travel + slack
+        return out
+
+
+def structure_cell_distance(any_node: np.ndarray, work_mm: float) -> np.ndarray:
+    """Distance (mm) from each node of the half-spaced grid to the structure cells of a node image (spacing
+    ``work_mm``).
+
+    The structure cells (every cell with a non-zero corner) are the cubes of half-width ``work_mm``
+    around the non-zero nodes: on the grid of half spacing, the non-zero nodes dilated by two fine steps.
+    """
+    x, y, z = any_node.shape
+    up = np.zeros((2 * x - 1, 2 * y - 1, 2 * z - 1), bool)
+    up[::2, ::2, ::2] = any_node
+    cells = ndimage.maximum_filter(up, size=5, mode="constant")  # a cube: separable, fast
+    return (ndimage.distance_transform_edt(~cells) * work_mm / 2).astype(np.float32)
 
 
 def _crop_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
@@ -104,25 +148,40 @@ def _basis_field(occ: np.ndarray, sigma_vox: float, vox: float) -> np.ndarray:
     return (-grad / norm).astype(np.float32)
 
 
-def flow(points_mm: np.ndarray, velocity: Volume, steps: int = FLOW_STEPS) -> np.ndarray:
+def flow(
+    points_mm: np.ndarray, velocity: Volume, steps: int = FLOW_STEPS, moving: CellMask | None = None
+) -> np.ndarray:
     """Integrate the stationary velocity field from each point: ``p ← p + v(p) / steps``, ``steps`` times.
 
     A composition of small displacements stays invertible where one large displacement ``x + v(x)`` would
-    fold, so ventricles can triple and hippocampi halve with a positive Jacobian everywhere.  Only points inside
-    the velocity box move (the field is zero outside it).
+    fold, so ventricles can triple and hippocampi halve with a positive Jacobian everywhere.  Only points that can
+    move take the steps: those in a cell of ``moving`` (where the field may be non-zero; a point elsewhere reads
+    zero velocity and stays exactly where it is), or without it those inside the velocity box.  The steps run in
+    ``grid_sample`` coordinates, so each is one call without a round trip through world millimetres.
     """
     pts = np.asarray(points_mm, dtype=np.float32)
-    lo = velocity.origin[:, None] - velocity.voxel_mm
-    hi = lo + velocity.voxel_mm * (np.asarray(velocity.shape)[:, None] + 1)
-    inside = np.all((pts >= lo) & (pts <= hi), axis=0)
     out = pts.copy()
-    if not inside.any():
+    if moving is not None:
+        sel = moving.contains(pts)
+    else:
+        lo = velocity.origin[:, None] - velocity.voxel_mm
+        hi = lo + velocity.voxel_mm * (np.asarray(velocity.shape)[:, None] + 1)
+        sel = np.all((pts >= lo) & (pts <= hi), axis=0)
+    if not sel.any():
         return out
-    p = pts[:, inside]
+    g = velocity.to_grid(pts[:, sel])
+    field = _grid_velocity(velocity)
     for _ in range(steps):
-        p = p + velocity.sample(p) / steps
-    out[:, inside] = p
+        g.add_(field.sample_grid(g).T, alpha=1.0 / steps)
+    out[:, sel] = velocity.from_grid(g)
     return out
+
+
+def _grid_velocity(velocity: Volume) -> Volume:
+    """The velocity in ``grid_sample`` units per unit time (channels z, y, x, scaled to the normalised grid)."""
+    scale = (2.0 / (velocity.voxel_mm * np.maximum(np.asarray(velocity.shape) - 1, 1))).astype(np.float32)
+    data = velocity.data.numpy()[::-1] * scale[::-1, None, None, None]
+    return Volume(torch.from_numpy(data), velocity.origin, velocity.voxel_mm)
 
 
 def jacobian_determinant(mapped: np.ndarray, shape: tuple[int, int, int], spacing_mm: float) -> np.ndarray:
@@ -150,6 +209,11 @@ def _sub_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
 @functools.lru_cache(maxsize=4)
 def build_anatomy(template: str = "auto", *, phantom_mm: float = 1.0) -> Anatomy:
     """Precompute (cached per process) the :class:`Anatomy` of a template; see the module docstring."""
+    with one_torch_thread():
+        return _build_anatomy(template, phantom_mm)
+
+
+def _build_anatomy(template: str, phantom_mm: float) -> Anatomy:
     t = load_template(template, phantom_mm=phantom_mm)
     vox = t.voxel_mm
     box = _crop_box(t.mask, margin=int(np.ceil(12 / vox)))
@@ -162,7 +226,14 @@ def build_anatomy(template: str = "auto", *, phantom_mm: float = 1.0) -> Anatomy
     work_mm = vox * factor
     work_origin = origin + (factor - 1) / 2 * vox
     occ = np.stack([block_mean(crop.region_mask(n), factor) for n in STRUCTURE_NAMES])
-    occupancy = Volume.from_numpy(occ, work_origin, work_mm)
+    any_node = occ.sum(0) > 0
+    structure_distance = structure_cell_distance(any_node, work_mm)
+    # the occupancy is sampled at many points per subject: keep only its non-zero box (+ one zero node), which
+    # reads the same everywhere and fits the cache
+    obox = _crop_box(any_node, margin=1)
+    occupancy = Volume.from_numpy(
+        occ[(slice(None), *obox)], work_origin + work_mm * np.array([b.start for b in obox]), work_mm
+    )
 
     # basis fields live in a box around every structure, wide enough for the widest smoothing (3 sigma)
     any_structure = occ.sum(0) > 0
@@ -172,6 +243,7 @@ def build_anatomy(template: str = "auto", *, phantom_mm: float = 1.0) -> Anatomy
         [_basis_field(o[fbox], PUSH_SIGMA_MM[n] / work_mm, work_mm) for n, o in zip(STRUCTURE_NAMES, occ)]
     )
     basis = Volume.from_numpy(fields, f_origin, work_mm)
+    moving = CellMask.of_nodes((fields != 0).any(0), f_origin, work_mm)
 
     # measurement grid: working-grid voxels in a box around every structure (+ 10 mm)
     sub = _sub_box(any_structure, margin=int(np.ceil(10 / work_mm)))
@@ -203,7 +275,7 @@ def build_anatomy(template: str = "auto", *, phantom_mm: float = 1.0) -> Anatomy
         ks = np.linspace(-3.0, 3.0, 25) * PUSH_SIGMA_MM[name]
         logs = []
         for k in ks:
-            z = flow(near_pts, Volume(field.data * float(k), field.origin, field.voxel_mm))
+            z = flow(near_pts, Volume(field.data * float(k), field.origin, field.voxel_mm), moving=moving)
             logs.append(np.log(max(one.sample(z).sum(), 1e-9) / ref))
         logs_a = np.array(logs)
         # realised log-volume falls as k grows; keep the monotone stretch around k = 0, ascending in log f
@@ -215,4 +287,7 @@ def build_anatomy(template: str = "auto", *, phantom_mm: float = 1.0) -> Anatomy
         while lo_i - 1 >= 0 and logs_a[lo_i - 1] > logs_a[lo_i]:
             lo_i -= 1
         calibration[name] = (logs_a[lo_i : hi + 1][::-1].copy(), ks[lo_i : hi + 1][::-1].copy())
-    return Anatomy(t, channels, occupancy, basis, measure_grid, baseline, calibration, mu)  # type: ignore[arg-type]
+    return Anatomy(
+        t, channels, occupancy, basis, measure_grid, baseline, calibration, mu,  # type: ignore[arg-type]
+        moving, structure_distance, work_origin,
+    )  # fmt: skip

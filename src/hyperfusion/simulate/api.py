@@ -11,7 +11,7 @@ from hyperfusion.simulate.grid import Grid, hippocampus_box_grid, whole_brain_gr
 from hyperfusion.simulate.location import checked_effect_scale, checked_mode
 from hyperfusion.simulate.render import Nuisance, build_renderer
 from hyperfusion.simulate.template import TEMPLATES, load_template
-from hyperfusion.simulate.writer import write_cohort
+from hyperfusion.simulate.writer import checked_workers, write_cohort
 
 REGIONS = ("whole", "box")
 
@@ -67,6 +67,7 @@ def simulate_ad(
     progress: bool = True,
     interaction_mode: str = "graded",
     effect_scale: float = 1.0,
+    workers: int | None = None,
 ) -> Path:
     """Write the ADNI-like AD cohort to ``out``; returns the path of its ``cohort.yaml``.
 
@@ -84,11 +85,14 @@ def simulate_ad(
             a stress test whose interaction is large enough to detect; ``interaction`` >= 1 makes it complete).
         effect_scale: ``location`` mode only: multiplies the disease's (and its look-alike's) image effects
             (the demo and the studies use 2).
+        workers: processes rendering subjects in parallel (default: every available core); the files are the
+            same bytes for any number.
     """
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
     checked_mode(interaction_mode)
     checked_effect_scale(effect_scale, interaction_mode)
+    checked_workers(workers)
     nuisance = nuisance or Nuisance()
     grid = output_grid(voxel_size, region)
     cohort = make_ad_cohort(
@@ -98,7 +102,9 @@ def simulate_ad(
     settings = _settings(
         "ad", n, voxel_size, interaction, seed, region, template, nuisance, interaction_mode, effect_scale
     )
-    return write_cohort(cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress)
+    return write_cohort(
+        cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress, workers=workers
+    )
 
 
 def simulate_brain_age(
@@ -112,6 +118,7 @@ def simulate_brain_age(
     nuisance: Nuisance | None = None,
     progress: bool = True,
     variability: float = 1.0,
+    workers: int | None = None,
 ) -> Path:
     """Write the UK Biobank-like brain-age cohort (BIDS layout) to ``out``; returns its ``cohort.yaml`` path.
 
@@ -122,6 +129,7 @@ def simulate_brain_age(
     """
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
+    checked_workers(workers)
     nuisance = nuisance or Nuisance()
     grid = output_grid(voxel_size, "whole")
     cohort = make_brain_age_cohort(n, interaction=interaction, seed=seed, variability=variability)
@@ -129,4 +137,6 @@ def simulate_brain_age(
     settings = _settings("brain_age", n, voxel_size, interaction, seed, "whole", template, nuisance)
     if variability != 1.0:  # the default leaves simulation.json as it always was
         settings["variability"] = float(variability)
-    return write_cohort(cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress)
+    return write_cohort(
+        cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress, workers=workers
+    )

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="brain-age only: scale of the between-subject differences age does not explain (default 1; "
         "the CPU demo uses 0.33)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes rendering subjects in parallel (default: every available core; the files are the same)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         template=args.template,
         progress=not args.no_progress,
+        workers=args.workers,
     )
     if args.task == "ad":
         if args.variability != 1.0:

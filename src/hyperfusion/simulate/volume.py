@@ -7,12 +7,26 @@ warped structure volumes all go through :meth:`Volume.sample`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block: the simulator's tensors are small enough that a second thread
+    mostly waits (much slower on a loaded machine), and processes are how it uses more cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,12 +50,67 @@ class Volume:
 
     def sample(self, points_mm: np.ndarray) -> np.ndarray:
         """Trilinear values at world points (3, N) -> (C, N); zero outside the grid."""
-        pts = np.asarray(points_mm, dtype=np.float64)
-        size = np.maximum(np.asarray(self.shape) - 1, 1)[:, None]
-        norm = (pts - self.origin[:, None]) / (self.voxel_mm * size) * 2.0 - 1.0
-        grid = torch.from_numpy(norm[::-1].T.astype(np.float32).copy()).reshape(1, 1, 1, -1, 3)
-        out = F.grid_sample(self.data[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        return out.reshape(self.data.shape[0], -1).numpy()
+        return self.sample_grid(self.to_grid(points_mm)).numpy()
+
+    def to_grid(self, points_mm: np.ndarray) -> torch.Tensor:
+        """World points (3, N) as ``grid_sample`` coordinates of this grid: (N, 3) float32, last axis first."""
+        scale = 2.0 / (self.voxel_mm * np.maximum(np.asarray(self.shape) - 1, 1))
+        norm = (np.asarray(points_mm, dtype=np.float32) - self.origin[:, None].astype(np.float32)) * scale[
+            :, None
+        ].astype(np.float32) - np.float32(1.0)
+        return torch.from_numpy(np.ascontiguousarray(norm[::-1].T))
+
+    def from_grid(self, grid: torch.Tensor) -> np.ndarray:
+        """Inverse of :meth:`to_grid`: (N, 3) grid coordinates back to world points (3, N) float32."""
+        scale = (self.voxel_mm * np.maximum(np.asarray(self.shape) - 1, 1) / 2.0).astype(np.float32)
+        norm = grid.numpy().T[::-1]
+        return (norm + np.float32(1.0)) * scale[:, None] + self.origin[:, None].astype(np.float32)
+
+    def sample_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """Trilinear values at ``grid_sample`` coordinates (N, 3) -> (C, N); zero outside the grid."""
+        out = F.grid_sample(
+            self.data[None],
+            grid.reshape(1, -1, 1, 1, 3),
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=True,
+        )
+        return out.reshape(self.data.shape[0], -1)
+
+
+@dataclass(frozen=True, eq=False)
+class CellMask:
+    """The cells of a grid in which a trilinear sample can be non-zero: those with a flagged node at a corner.
+
+    A point in an unflagged cell reads exactly zero (its eight corners are), so the fast path skips it: the flow
+    leaves points where the velocity is zero, the image leaves points outside the brain.  ``table`` covers the cells
+    from index -1 to ``shape - 1`` on each axis (the half-cells outside the grid read its edge nodes).
+    """
+
+    table: np.ndarray
+    origin: np.ndarray
+    voxel_mm: float
+
+    @classmethod
+    def of_nodes(cls, nodes: np.ndarray, origin, voxel_mm: float) -> CellMask:
+        """The cell mask of a boolean node image (X, Y, Z)."""
+        padded = np.pad(np.asarray(nodes, dtype=bool), 1)
+        x, y, z = (s + 1 for s in nodes.shape)
+        table = np.zeros((x, y, z), bool)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                for dz in (0, 1):
+                    table |= padded[dx : dx + x, dy : dy + y, dz : dz + z]
+        return cls(table, np.asarray(origin, dtype=np.float64), float(voxel_mm))
+
+    def contains(self, points_mm: np.ndarray) -> np.ndarray:
+        """Boolean (N,): which world points (3, N) lie in a flagged cell."""
+        idx = np.floor((np.asarray(points_mm) - self.origin[:, None]) / self.voxel_mm).astype(np.int64) + 1
+        shape = np.asarray(self.table.shape)[:, None]
+        ok = np.all((idx >= 0) & (idx < shape), axis=0)
+        out = np.zeros(idx.shape[1], bool)
+        out[ok] = self.table[idx[0, ok], idx[1, ok], idx[2, ok]]
+        return out
 
 
 def block_mean(arr: np.ndarray, factor: int) -> np.ndarray:
