@@ -87,7 +87,7 @@ class TrainingSettings:
     num_workers: int = 0
     progress: bool = True
     # every method with a tabular encoder starts it from the trained tabular-only model (§4.3.6), or none does
-    warm_start: str = "tabular"  # tabular | none
+    warm_start: str = "tabular"  # tabular | both (and the image network from imaging only) | none
     deterministic: bool = False  # deterministic GPU kernels (a CPU run is repeatable anyway)
     devices: int = 1  # >1: one model on several devices with DDP
     # training-time augmentation, drawn per item and epoch (the same for every method): a random shift of up to
@@ -127,7 +127,7 @@ _CHOICES = {
     ("protocol", "ensemble"): ("inverse_entropy", "mean"),
     ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse"),
     ("training", "precision"): ("fp32", "bf16"),
-    ("training", "warm_start"): ("tabular", "none"),
+    ("training", "warm_start"): ("tabular", "both", "none"),
     ("protocol", "executor"): ("local", "ray"),
 }
 

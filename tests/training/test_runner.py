@@ -339,6 +339,31 @@ def test_a_killed_run_resumes_where_it_stopped(cohort_yaml, tmp_path):
     assert (out / "report.md").is_file()
 
 
+def test_warm_start_both_starts_the_image_network_from_the_imaging_only_model(
+    cohort_yaml, tmp_path, monkeypatch
+):
+    """Under ``warm_start: both`` the fused model's trunk starts as the trained imaging-only model of its fold."""
+    from hyperfusion.nn import warm_start_network_
+
+    copied = []
+    original = warm_start_network_
+
+    def spy(model, source):
+        copied.append({k: v.clone() for k, v in source.state_dict().items()})
+        original(model, source)
+
+    monkeypatch.setattr(unit_module, "warm_start_network_", spy)
+    config = load_config(
+        write_config(tmp_path / "run.yaml", cohort_yaml, methods=["ad-hyperfusion"], warm_start="both")
+    )
+    out = tmp_path / "run"
+    run_protocol(config, out, echo=lambda _: None)
+    record = json.loads((out / "units" / "ad-hyperfusion" / "s0_v0_f0.json").read_text())
+    assert record["warm_start"] == "ad-tabular + ad-imaging"
+    imaging = torch.load(out / "checkpoints" / "ad-imaging" / "s0_v0_f0.pt", weights_only=True)
+    assert len(copied) == 2 and all(torch.equal(copied[0][k], imaging[k]) for k in imaging)
+
+
 def test_principled_init_reads_the_training_tabular_rows():
     """Eqs. (1)-(2) with V = E[e²] of the embedding over the fold's training rows."""
     from hyperfusion.models import create_model

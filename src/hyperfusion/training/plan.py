@@ -5,7 +5,9 @@ others first:
 
 - with ``training.warm_start: tabular``, every method with a tabular encoder (HyperFusion's embedding, the FiLM/DAFT
   conditioner's encoder, concatenation's encoder) starts from the trained tabular-only model of the same
-  (split seed, version, fold) — the paper's §4.3.6 for HyperFusion, given here to every method alike;
+  (split seed, version, fold) — the paper's §4.3.6 for HyperFusion, given here to every method alike; with
+  ``both`` each also starts its image network from the trained imaging-only model of the same unit (a hyperized
+  layer's constant terms take that model's weights), so fusion begins where both modalities already are;
 - late fusion is not trained: it combines the separately trained imaging-only and tabular-only models of the same
   (split seed, version, fold) (paper App. B; Prabhu et al. 2022).
 
@@ -23,6 +25,7 @@ from typing import Any, Literal
 from hyperfusion.models import create_model, list_models, model_info
 
 Kind = Literal["train", "compose", "fit"]
+WARM_STARTS = ("tabular", "both", "none")
 
 
 @dataclass(frozen=True, order=True)
@@ -61,6 +64,7 @@ class PlannedUnit:
     kind: Kind
     needs: tuple[Unit, ...] = ()
     warm_start_from: Unit | None = None  # the tabular-only unit whose encoder initialises this one
+    warm_network_from: Unit | None = None  # the imaging-only unit whose image network initialises this one
     members: Mapping[str, Unit] = field(default_factory=dict)  # compose: role -> member unit
 
 
@@ -109,14 +113,15 @@ def plan_units(
     Args:
         methods: the methods the config compares.
         split_seeds, versions, folds: the protocol's grid (``folds=1`` for regression).
-        warm_start: ``"tabular"`` or ``"none"``.
+        warm_start: ``"tabular"`` (encoders from the tabular-only model), ``"both"`` (and the image network from
+            the imaging-only model) or ``"none"``.
         model_kwargs: per method, the keyword arguments its model is built with (to tell whether it has an encoder).
 
     Raises:
         ValueError: late fusion in a family without imaging-only and tabular-only models.
     """
-    if warm_start not in ("tabular", "none"):
-        raise ValueError(f"warm_start must be 'tabular' or 'none', got {warm_start!r}")
+    if warm_start not in WARM_STARTS:
+        raise ValueError(f"warm_start must be one of {WARM_STARTS}, got {warm_start!r}")
     methods = list(dict.fromkeys(methods))
     kwargs = model_kwargs or {}
     order: list[str] = []
@@ -130,10 +135,8 @@ def plan_units(
                     f"late fusion {method!r} needs {family(method)}-imaging and {family(method)}-tabular models"
                 )
             needs += members  # type: ignore[arg-type]
-        elif warm_start == "tabular" and has_tabular_encoder(method, kwargs.get(method)):
-            twin = family_member(method, "tabular")
-            if twin is not None:
-                needs.append(twin)
+        else:
+            needs += [twin.method for twin in _twins(Unit(method, 0, 0, 0), warm_start, kwargs) if twin]
         order += [*needs, method]
     order = list(dict.fromkeys(order))  # each method once, its helpers before it
 
@@ -156,11 +159,20 @@ def _planned(unit: Unit, warm_start: str, kwargs: Mapping[str, Mapping[str, Any]
             "tabular": unit.of(family_member(unit.method, "tabular")),  # type: ignore[arg-type]
         }
         return PlannedUnit(unit, "compose", needs=tuple(members.values()), members=members)
-    twin = family_member(unit.method, "tabular")
-    if warm_start == "tabular" and twin and has_tabular_encoder(unit.method, kwargs.get(unit.method)):
-        source = unit.of(twin)
-        return PlannedUnit(unit, "train", needs=(source,), warm_start_from=source)
-    return PlannedUnit(unit, "train")
+    tabular, imaging = _twins(unit, warm_start, kwargs)
+    needs = tuple(u for u in (tabular, imaging) if u is not None)
+    return PlannedUnit(unit, "train", needs=needs, warm_start_from=tabular, warm_network_from=imaging)
+
+
+def _twins(
+    unit: Unit, warm_start: str, kwargs: Mapping[str, Mapping[str, Any]]
+) -> tuple[Unit | None, Unit | None]:
+    """The tabular-only and imaging-only units a fused unit starts from under ``warm_start`` (None: not warm)."""
+    if warm_start == "none" or not has_tabular_encoder(unit.method, kwargs.get(unit.method)):
+        return None, None
+    tabular = family_member(unit.method, "tabular")
+    imaging = family_member(unit.method, "imaging") if warm_start == "both" else None
+    return (unit.of(tabular) if tabular else None), (unit.of(imaging) if imaging else None)
 
 
 def helper_methods(planned: Iterable[PlannedUnit], methods: Iterable[str]) -> list[str]:

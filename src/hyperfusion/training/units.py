@@ -40,7 +40,7 @@ from hyperfusion.data import (
 from hyperfusion.data.splits import fold_roles
 from hyperfusion.evaluation.metrics import balanced_accuracy, mae
 from hyperfusion.models.late_fusion import LateFusionClassifier, fit_late_fusion_weight
-from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_start_
+from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_start_, warm_start_network_
 from hyperfusion.training.module import balanced_class_weights, save_state_dict
 from hyperfusion.training.plan import PlannedUnit, Unit
 from hyperfusion.training.rundir import RunDirectory
@@ -242,6 +242,9 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         train_targets=context.cohort.targets[rows["train"]] if context.task == "regression" else None,
     )
     fused = _fused(model)
+    if planned.warm_network_from is not None:  # the image network first: the trained imaging-only model's
+        source = _load_trained(context, planned.warm_network_from, preprocessor)
+        warm_start_network_(fused, _unwrapped(source))
     if planned.warm_start_from is not None:
         source = _load_trained(context, planned.warm_start_from, preprocessor)
         warm_start_(fused, _tabular_encoder_of(source))
@@ -254,7 +257,7 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         "unit": dataclasses.asdict(unit),
         "kind": "train",
         "parameters": parameter_count(model),
-        "warm_start": None if planned.warm_start_from is None else planned.warm_start_from.method,
+        "warm_start": _warm_label(planned),
         "best_epoch": result.best_epoch,
         "metric_name": result.metric_name,
         "best_metric": result.best_metric,
@@ -344,10 +347,21 @@ def _score(
     return out
 
 
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """A unit's network without the regression target scaling around it."""
+    return model.network if isinstance(model, StandardizedRegressor) else model
+
+
 def _fused(model: nn.Module) -> ConditionedModel | None:
     """The fused (conditioned) network inside a unit's model, if it has one (regression wraps it)."""
-    inner = model.network if isinstance(model, StandardizedRegressor) else model
+    inner = _unwrapped(model)
     return inner if isinstance(inner, ConditionedModel) else None
+
+
+def _warm_label(planned: PlannedUnit) -> str | None:
+    """The record's ``warm_start``: the methods this unit started from (``"ad-tabular + ad-imaging"``)."""
+    sources = [u.method for u in (planned.warm_start_from, planned.warm_network_from) if u is not None]
+    return " + ".join(sources) or None
 
 
 def _load_trained(context: RunContext, unit: Unit, preprocessor: TabularPreprocessor) -> nn.Module:
