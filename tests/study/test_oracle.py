@@ -63,3 +63,11 @@ def test_headroom_share_by_hand():
     assert headroom_share(0.70, 0.60, 0.80) == pytest.approx(0.5)
     assert headroom_share(0.55, 0.60, 0.80) == pytest.approx(-0.25)
     assert np.isnan(headroom_share(0.70, 0.60, 0.60))
+
+
+def test_the_oracles_read_the_record_the_methods_read(tmp_path):
+    partitions = write_cohort(tmp_path)
+    short = interaction_oracles(tmp_path, partitions, test_partition=4, continuous=("AGE",))
+    assert short["interaction"] > short["additive"] + 0.05  # sex alone is enough to gate
+    ungated = interaction_oracles(tmp_path, partitions, test_partition=4, continuous=("AGE",), gate=None)
+    assert ungated["headroom"] == 0.0  # without sex in the record nothing can gate

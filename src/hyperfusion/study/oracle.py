@@ -18,6 +18,7 @@ method below the additive oracle, which happens when the CNN reads the image les
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,17 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
 READOUT_SD = 0.06
-TABLE_COLUMNS = ("AGE", "PTEDUCAT", "APOE4", "ABETA", "PTAU", "TAU", "FDG", "AV45")
+TABLE_COLUMNS = (
+    "AGE",
+    "PTEDUCAT",
+    "APOE4",
+    "ABETA",
+    "PTAU",
+    "TAU",
+    "FDG",
+    "AV45",
+)  # the paper's record, sex aside
+GATE = "PTGENDER"  # the location mode's gating variable
 CLASSES = ("CN", "MCI", "AD")
 REALISED_PREFIX = "realised_logf_"
 
@@ -42,34 +53,43 @@ def has_oracle(cohort_dir: str | Path) -> bool:
     return "diagnosis" in header and any(c.startswith(REALISED_PREFIX) for c in header)
 
 
-def _inputs(cohort_dir: Path) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]:
+def _inputs(
+    cohort_dir: Path, continuous: Sequence[str], gate: str | None
+) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]:
+    """Subject ids, the record (numbers, then the gate as 0/1), the realised volumes with read-out error, labels."""
     latents = pd.read_csv(cohort_dir / "latents.csv", dtype={"PTID": str}).set_index("PTID")
     table = pd.read_csv(cohort_dir / "ADNIMERGE.csv", dtype=str).set_index("PTID").loc[latents.index]
-    numbers = [
-        pd.to_numeric(table[c].str.lstrip("<>"), errors="coerce").to_numpy(float) for c in TABLE_COLUMNS
-    ]
-    male = (table["PTGENDER"] == "Male").to_numpy(float)
-    tabular = np.column_stack([*numbers, male])
+    numbers = [pd.to_numeric(table[c].str.lstrip("<>"), errors="coerce").to_numpy(float) for c in continuous]
+    if gate is not None:
+        numbers.append((table[gate] == "Male").to_numpy(float))
+    tabular = np.column_stack(numbers) if numbers else np.zeros((len(table), 0))
     volumes = latents[[c for c in latents.columns if c.startswith(REALISED_PREFIX)]].to_numpy(float)
     volumes = volumes + np.random.default_rng(6007).normal(0.0, READOUT_SD, volumes.shape)
     labels = pd.Categorical(latents["diagnosis"], categories=list(CLASSES)).codes
     return latents.index, tabular, volumes, labels
 
 
-def _design(tabular: np.ndarray, volumes: np.ndarray, train: np.ndarray, products: bool) -> np.ndarray:
-    imputer = SimpleImputer(strategy="median", add_indicator=True).fit(tabular[train])
-    table = StandardScaler().fit(imputer.transform(tabular[train]))
+def _design(tabular: np.ndarray, volumes: np.ndarray, train: np.ndarray, gate: int | None) -> np.ndarray:
+    """Standardised table (median-imputed, missing indicators) and volumes; × the gate column when given."""
     image = StandardScaler().fit(volumes[train])
-    t, v = table.transform(imputer.transform(tabular)), image.transform(volumes)
-    columns = [t, v]
-    if products:
-        sex = t[:, [len(TABLE_COLUMNS)]]  # the standardised sex column
-        columns.append(v * sex)
+    columns = [image.transform(volumes)]
+    if tabular.shape[1]:
+        imputer = SimpleImputer(strategy="median", add_indicator=True).fit(tabular[train])
+        table = StandardScaler().fit(imputer.transform(tabular[train]))
+        t = table.transform(imputer.transform(tabular))
+        columns.insert(0, t)
+        if gate is not None:
+            columns.append(columns[1] * t[:, [gate]])
     return np.hstack(columns)
 
 
 def interaction_oracles(
-    cohort_dir: str | Path, partitions: pd.DataFrame, test_partition: int
+    cohort_dir: str | Path,
+    partitions: pd.DataFrame,
+    test_partition: int,
+    *,
+    continuous: Sequence[str] = TABLE_COLUMNS,
+    gate: str | None = GATE,
 ) -> dict[str, float]:
     """Balanced accuracy of the additive and interaction oracles on one split seed's test partition.
 
@@ -77,6 +97,9 @@ def interaction_oracles(
         cohort_dir: the simulated cohort (``latents.csv`` and ``ADNIMERGE.csv``).
         partitions: the run's ``subject_id, partition`` table for the split seed.
         test_partition: the partition that is the test set.
+        continuous: the record's numeric columns (the oracles read the record the methods read).
+        gate: the record's sex column, or ``None`` when the record has none: the interaction oracle then has
+            nothing to gate by and equals the additive one.
 
     Returns:
         ``additive``, ``interaction`` and ``headroom`` (their difference).
@@ -86,15 +109,16 @@ def interaction_oracles(
     """
     cohort_dir = Path(cohort_dir)
     by_subject = dict(zip(partitions["subject_id"].astype(str), partitions["partition"].astype(int)))
-    ids, tabular, volumes, labels = _inputs(cohort_dir)
+    ids, tabular, volumes, labels = _inputs(cohort_dir, continuous, gate)
     missing = [s for s in ids if s not in by_subject]
     if missing:
         raise ValueError(f"the partitions do not cover subject {missing[0]!r} of {cohort_dir}")
     test = np.array([by_subject[s] == test_partition for s in ids])
     train = ~test
     out = {}
-    for name, products in (("additive", False), ("interaction", True)):
-        x = _design(tabular, volumes, train, products)
+    gate_column = len(continuous) if gate is not None else None
+    for name, gated in (("additive", None), ("interaction", gate_column)):
+        x = _design(tabular, volumes, train, gated)
         model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(x[train], labels[train])
         out[name] = float(balanced_accuracy_score(labels[test], model.predict(x[test])))
     out["headroom"] = out["interaction"] - out["additive"]
