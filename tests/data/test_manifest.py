@@ -670,3 +670,30 @@ def test_target_exclude_leaves_out_a_class_for_a_binary_comparison(tmp_path):
     bad = {"table": "t.csv", "subject": "id", "image": {"column": "image"}, "target": target}
     with pytest.raises(ValueError, match=r"also in 'target.classes'"):
         spec_from_dict(bad)
+
+
+def test_target_exclude_takes_the_rows_a_mapping_sends_to_the_excluded_label(tmp_path):
+    """ADNIMERGE's EMCI/LMCI map onto MCI; with MCI excluded those rows go too (the mapping is not an error)."""
+    import pandas as pd
+
+    from hyperfusion.data import spec_from_dict
+    from hyperfusion.data.manifest import load_table
+
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i, label in enumerate(["CN", "EMCI", "AD", "LMCI", "SMC"]):
+        (tmp_path / "img" / f"s{i}.nii.gz").write_bytes(b"x")
+        rows.append({"id": f"s{i}", "dx": label, "image": f"img/s{i}.nii.gz"})
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    target = {"column": "dx", "task": "classification", "classes": ["CN", "AD"], "exclude": ["MCI"],
+              "mapping": {"EMCI": "MCI", "LMCI": "MCI", "SMC": "CN"}}  # fmt: skip
+    spec = spec_from_dict({"table": "t.csv", "subject": "id", "image": {"column": "image"}, "target": target})
+    cohort = load_table(spec, tmp_path / "t.csv")
+    assert list(cohort.frame["subject_id"]) == ["s0", "s2", "s4"] and list(cohort.frame["label"]) == [
+        "CN",
+        "AD",
+        "CN",
+    ]
+    target["mapping"] = {"EMCI": "LATE"}
+    with pytest.raises(ValueError, match=r"maps onto \['LATE'\], which are not in \['CN', 'AD'\]"):
+        spec_from_dict({"table": "t.csv", "subject": "id", "image": {"column": "image"}, "target": target})

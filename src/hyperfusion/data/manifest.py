@@ -246,6 +246,7 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
         raise ValueError(f"{source}: 'target.task' must be one of {TASKS}, got {task!r}")
     classes = tuple(str(c) for c in target.get("classes") or ())
     mapping = {str(k): str(v) for k, v in (target.get("mapping") or {}).items()}
+    exclude = tuple(str(c) for c in target.get("exclude") or ())
     if task == "classification":
         if len(classes) < 2:
             raise ValueError(
@@ -253,14 +254,13 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
             )
         if len(set(classes)) != len(classes):
             raise ValueError(f"{source}: 'target.classes' has duplicates: {list(classes)}")
-        stray = sorted(set(mapping.values()) - set(classes))
+        stray = sorted(set(mapping.values()) - set(classes) - set(exclude))  # an excluded label's rows go
         if stray:
             raise ValueError(
                 f"{source}: 'target.mapping' maps onto {stray}, which are not in {list(classes)}"
             )
     elif classes or mapping:
         raise ValueError(f"{source}: 'target.classes'/'target.mapping' only apply to classification")
-    exclude = tuple(str(c) for c in target.get("exclude") or ())
     if exclude and task != "classification":
         raise ValueError(f"{source}: 'target.exclude' only applies to classification")
     both = sorted(set(exclude) & set(classes))
