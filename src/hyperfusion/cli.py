@@ -18,6 +18,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from hyperfusion.text import one_line
+
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("hyperfusion.simulate.command", "write a simulated cohort (NIfTI + table + manifest spec)"),
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _OneLine(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace("\n", " ")
+        message = one_line(record.getMessage())
         return (
             f"hyperfusion: {record.levelname.lower()}: {message}"
             if record.levelno >= logging.WARNING
@@ -77,8 +79,7 @@ class _StderrHandler(logging.StreamHandler):
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Third-party warnings as one line, without the source line that raised them."""
-    text = str(message).replace("\n", " ")
-    print(f"hyperfusion: warning: {text} ({category.__name__})", file=file or sys.stderr)
+    print(f"hyperfusion: warning: {one_line(str(message))} ({category.__name__})", file=file or sys.stderr)
 
 
 def configure_output() -> None:
@@ -130,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return " ".join(text.split())
+    """The error's message on one line, long values cut (`hyperfusion.text.one_line`)."""
+    return one_line(str(err).strip() or type(err).__name__)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,18 @@ of that sequence goes to partition ``cycle[i mod n]`` (``cycle`` a seeded permut
 
 Any run of consecutive groups dealt this way holds each partition ⌊L/n⌋ or ⌈L/n⌉ times, and every stratum, every
 label × sex block and every label is such a run: their subject counts per partition differ by at most one, and
-so do the partition sizes. A value of a later column (e.g. one sex) is split over a few runs (two for the second
-column, thanks to the alternating order), so its counts differ by at most a few subjects however many age bins
-there are. When subjects have several rows, groups of the same stratum but of different sizes are then swapped
-between partitions while that evens out the row counts (partition sizes, labels, sexes); subject counts are
-unchanged by such a swap.
+so do the partition sizes. A value of the second column (e.g. one sex) forms two runs thanks to the alternating
+order, so its counts differ by at most two however many age bins there are; later columns' values by a few.
+When subjects have several rows, groups of the same stratum but of different sizes are then swapped between
+partitions while that evens out the row counts (partition sizes, labels, sexes); subject counts are unchanged
+by such a swap.
 
-Strata smaller than ``n_partitions`` are merged into coarser ones (their last stratification column
-dropped, down to the label alone), with a one-line log message saying how many subjects that concerns
-and what stays balanced; a value of the *first* column (the label) with fewer groups than partitions cannot
-be spread and raises. `check_stratifiable` makes that check up front, naming classes by their labels, and
-`default_age_bins` picks a number of age bins that keeps the strata large enough for the cohort's size.
+A stratum smaller than ``n_partitions`` cannot reach every partition: its groups are balanced only as part of
+the coarser group's run (its last stratification column dropped, down to the label alone), and a one-line log
+message says how many subjects that concerns and what stays balanced; a value of the *first* column (the
+label) with fewer groups than partitions cannot be spread and raises. `check_stratifiable` makes that check
+up front, naming classes by their labels, and `default_age_bins` picks a number of age bins that keeps the
+strata large enough for the cohort's size.
 """
 
 from __future__ import annotations
@@ -178,16 +179,14 @@ def make_partitions(
     binned = [c for c in binned if _is_binned(df[c], bins)]
     levels = [_levels(df[c], bins) if c in binned else _levels(df[c], None) for c in stratify]
     keys = [tuple(level[r] for level in levels) for r in first_rows]  # a group's stratum = its first row's
-    keys = _coarsen(keys, n_partitions, list(stratify), binned=binned, bins=bins, auto=auto)
+    _check_small_strata(keys, n_partitions, list(stratify), binned=binned, bins=bins, auto=auto)
     sizes = np.bincount(codes, minlength=n_groups)
 
     rng = np.random.default_rng(seed)
     cycle = rng.permutation(n_partitions)
     shuffle = rng.permutation(n_groups)
-    strata: dict[tuple, list[int]] = {}
-    for g in shuffle:
-        strata.setdefault(keys[g], []).append(int(g))
-    dealt = [g for key in _boustrophedon(list(strata)) for g in strata[key]]
+    rank = {key: i for i, key in enumerate(_boustrophedon(list(dict.fromkeys(keys))))}
+    dealt = sorted(shuffle, key=lambda g: rank[keys[g]])  # stable: shuffled within each stratum
     assignment = np.empty(n_groups, dtype=np.int64)
     assignment[dealt] = cycle[np.arange(n_groups) % n_partitions]
     if sizes.min() != sizes.max():
@@ -286,7 +285,7 @@ def _levels(values: pd.Series, bins: int | Sequence[float] | None) -> list:
     return ["<NA>" if pd.isna(v) else int(v) for v in cut]
 
 
-def _coarsen(
+def _check_small_strata(
     keys: list[tuple],
     n: int,
     columns: list[str],
@@ -295,8 +294,11 @@ def _coarsen(
     bins: int | Sequence[float] = 5,
     auto: int = 1,
 ) -> list[tuple]:
-    """Drop the last stratification value of groups in strata smaller than ``n`` until every stratum fits
-    (or only the label is left: a label's groups are always dealt as one run).
+    """Refuse a label too small to spread; log the groups in strata too small to reach every partition.
+
+    Such a stratum's groups are balanced only as part of a coarser group's run: its last stratification value
+    dropped until the group fits (or only the label is left), which is what the log line reports. Returns the
+    coarsened keys.
 
     Raises:
         ValueError: a value of the first column held by fewer than ``n`` groups.
@@ -381,9 +383,8 @@ def _report_coarsened(
 def _boustrophedon(keys: list[tuple]) -> list[tuple]:
     """Stratum keys in the order they are dealt: by the first value, then the rest in alternating directions.
 
-    A key's coarser pool (a shorter key, see `_coarsen`) comes just before the keys it was merged from. With
-    the second column's order flipped from one label to the next, each value of that column forms at most two
-    runs of the dealt sequence (F M | M F | F M ...), so its counts stay as close as the label's.
+    With the second column's order flipped from one label to the next, each value of that column forms at most
+    two runs of the dealt sequence (F M | M F | F M ...), so its counts differ by at most two.
     """
 
     def order(suffixes: list[tuple], flip: bool) -> list[tuple]:

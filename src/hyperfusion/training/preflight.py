@@ -276,11 +276,11 @@ def raw_rows(cohort: Cohort) -> tuple[pd.DataFrame, pd.Series]:
     strings read as the cohort read them.
     """
     # the data layer's one table reader: the same encoding, NA strings and blank lines as the cohort's
-    from hyperfusion.data.manifest import _read_table
+    from hyperfusion.data.tables import read_table
 
     spec = cohort.spec
     with _quiet():
-        table = _read_table(cohort.table_path, spec.na_values, spec.encoding)
+        table = read_table(cohort.table_path, spec.na_values, spec.encoding)
     if spec.visit_column is not None:
         keep = (table[spec.visit_column].astype("string").str.strip() == spec.visit_keep).fillna(False)
     else:
