@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from hyperfusion.yamlio import DuplicateKeyError, load_yaml
+
 PRESET_PACKAGE = "hyperfusion.presets"
 
 
@@ -462,7 +464,9 @@ def read_yaml_source(name_or_path: str | Path, *, what: str = "config") -> tuple
             f"no {what} file {str(path)!r} and no preset of that name; presets: {preset_names()}"
         )
     try:
-        return yaml.safe_load(text), source, base
+        return load_yaml(text, source), source, base
+    except DuplicateKeyError as err:
+        raise ConfigError(str(err)) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML: {err}") from None
 

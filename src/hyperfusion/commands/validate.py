@@ -91,9 +91,11 @@ def settings_for_manifest(settings: str, manifest: Path) -> RunConfig:
 
 
 def _yaml_mapping(path: Path) -> dict | None:
+    from hyperfusion.yamlio import DuplicateKeyError, load_yaml
+
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError):
+        raw = load_yaml(path.read_text(), str(path))
+    except (yaml.YAMLError, UnicodeDecodeError, DuplicateKeyError):  # the loader that reads it says why
         return None
     return raw if isinstance(raw, dict) else None
 

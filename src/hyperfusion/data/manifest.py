@@ -24,6 +24,7 @@ from hyperfusion.data.presets import merge, preset
 from hyperfusion.data.ranges import Range, check_ranges, parse_ranges, usable_ranges
 from hyperfusion.data.tables import read_table
 from hyperfusion.text import shown
+from hyperfusion.yamlio import load_yaml
 
 log = logging.getLogger("hyperfusion")
 
@@ -178,7 +179,7 @@ def read_spec(spec_path: str | Path) -> ManifestSpec:
     if not spec_path.is_file():
         raise FileNotFoundError(f"manifest spec {spec_path} does not exist")
     try:
-        raw = yaml.safe_load(spec_path.read_text())
+        raw = load_yaml(spec_path.read_text(), str(spec_path))
     except yaml.YAMLError as err:
         raise ValueError(f"{spec_path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 from hyperfusion.atomic import write_text_atomic
@@ -26,6 +25,7 @@ from hyperfusion.training.reporting import load_run_config
 from hyperfusion.training.rundir import RunDirectory
 from hyperfusion.training.setup import build_model, image_spec, load_checkpoint
 from hyperfusion.training.trainer import predict
+from hyperfusion.yamlio import load_yaml
 
 
 def load_new_subjects(run_dir: str | Path, manifest: str | Path) -> Cohort:
@@ -34,7 +34,7 @@ def load_new_subjects(run_dir: str | Path, manifest: str | Path) -> Cohort:
     if manifest.suffix in (".yaml", ".yml"):
         return load_manifest(manifest, require_target=False)
     saved = RunDirectory(run_dir).manifest
-    spec = spec_from_dict(yaml.safe_load(saved.read_text()), source=str(saved))
+    spec = spec_from_dict(load_yaml(saved.read_text(), str(saved)), source=str(saved))
     return load_table(spec, manifest, require_target=False)
 
 

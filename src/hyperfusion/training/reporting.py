@@ -19,6 +19,7 @@ from hyperfusion.evaluation.aggregate import ENSEMBLE, Aggregate, Scoring, aggre
 from hyperfusion.evaluation.report import markdown_table, write_report
 from hyperfusion.training.rundir import RunDirectory
 from hyperfusion.training.setup import group_column
+from hyperfusion.yamlio import load_yaml
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
@@ -27,7 +28,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text(), str(path))
     except yaml.YAMLError as err:
         raise ValueError(f"{path} is corrupt: {err}") from None
     return config_from_dict(raw or {}, source=str(path))

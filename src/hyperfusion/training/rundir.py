@@ -37,6 +37,7 @@ import yaml
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import section_defaults
 from hyperfusion.training.plan import Unit
+from hyperfusion.yamlio import load_yaml
 
 log = logging.getLogger("hyperfusion")
 
@@ -166,7 +167,7 @@ class RunDirectory:
         if not self.config.is_file():
             return None
         try:
-            saved = yaml.safe_load(self.config.read_text())
+            saved = load_yaml(self.config.read_text(), str(self.config))
         except yaml.YAMLError as err:
             raise RunDirectoryError(f"{self.config} is corrupt ({err}); start over with --restart") from None
         if not isinstance(saved, dict):

@@ -16,6 +16,7 @@ import yaml
 
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import ConfigError, RunConfig
+from hyperfusion.yamlio import load_yaml
 
 SIMULATORS = ("ad", "brain-age")
 AD_CLASSES = ("CN", "MCI", "AD")
@@ -48,7 +49,7 @@ def _restricted_manifest(spec_path: Path, task: str, classes: object) -> Path:
         raise ConfigError("simulate.classes: only the ad cohort has classes")
     if not isinstance(classes, list) or len(classes) < 2 or any(c not in AD_CLASSES for c in classes):
         raise ConfigError(f"simulate.classes: expected two or three of {list(AD_CLASSES)}, got {classes!r}")
-    spec = yaml.safe_load(spec_path.read_text())
+    spec = load_yaml(spec_path.read_text(), str(spec_path))
     target = dict(spec.get("target") or {})
     target["classes"] = list(classes)
     target["exclude"] = [c for c in AD_CLASSES if c not in classes]
