@@ -28,7 +28,9 @@ def test_a_key_written_twice_is_refused(tmp_path) -> None:
         "cohort: c.yaml\nmethods: [ad-imaging]\ntraining: {device: cpu, lr: 0.01}\n"
         "protocol: {versions: 1}\ntraining:\n  epochs: 2\n"
     )
-    with pytest.raises(ConfigError, match=r"run\.yaml, line 5: key 'training' appears twice .*first on line 3"):
+    with pytest.raises(
+        ConfigError, match=r"run\.yaml, line 5: key 'training' appears twice .*first on line 3"
+    ):
         load_config(config)
     manifest = tmp_path / "cohort.yaml"
     manifest.write_text("table: t.csv\nsubject: id\ntarget: {column: y, task: regression, column: z}\n")

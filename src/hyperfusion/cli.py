@@ -4,7 +4,8 @@ Every subcommand lives in a module exposing ``add_arguments(parser)`` and ``run(
 stay inside ``run`` so ``hyperfusion --help`` is quick.
 
 Every failure is one line on stderr: exit status 2 for bad input (a missing file, a wrong config value, a malformed
-table or image, a run directory that cannot be used as asked), 1 for an internal error (``HYPERFUSION_DEBUG=1`` shows
+table or image, a run directory that cannot be used as asked, a file that cannot be written: a full disk, a folder
+of another user), 1 for an internal error (``HYPERFUSION_DEBUG=1`` shows
 the traceback), 130 when interrupted (after saying what was kept). Warnings are one line each too.
 """
 
@@ -18,6 +19,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from hyperfusion.atomic import WriteError
 from hyperfusion.text import one_line
 
 # subcommand -> (module, one-line help)
@@ -95,7 +97,8 @@ def configure_output() -> None:
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+    """Errors of the input or the environment (a full disk, a folder of another user): exit status 2."""
+    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, WriteError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -623,7 +623,7 @@ def _image_paths(spec: ManifestSpec, table: pd.DataFrame, subjects: pd.Series, t
                 raise ValueError(
                     f"{table_path}: image column {spec.image_column!r} is empty on {_lines([index])}"
                 )
-            path = (folder / str(raw).strip()).resolve()
+            path = _resolved(folder / str(raw).strip(), f"{table_path}: {_lines([index])}")
             if not path.is_file():
                 absent.append(f"{path} ({_lines([index])})")
         else:
@@ -634,7 +634,7 @@ def _image_paths(spec: ManifestSpec, table: pd.DataFrame, subjects: pd.Series, t
                 path = folder / pattern
             else:
                 several += len(found) > 1
-                path = found[0].resolve()
+                path = _resolved(found[0], f"{table_path}: subject {subject!r}, {_lines([index])}")
         paths.append(str(path))
     if absent:
         raise FileNotFoundError(
@@ -651,6 +651,16 @@ def _image_paths(spec: ManifestSpec, table: pd.DataFrame, subjects: pd.Series, t
             spec.image_glob,
         )
     return paths
+
+
+def _resolved(path: Path, where: str) -> Path:
+    """``path`` with its symbolic links followed; a link that loops is an error naming ``where`` and the link."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as err:  # Python < 3.13: RuntimeError("Symlink loop ..."); later: OSError
+        raise ValueError(
+            f"{where}: the image path {path} is a symbolic link that loops back on itself ({err})"
+        ) from None
 
 
 def _present(value: Any) -> bool:

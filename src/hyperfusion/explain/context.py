@@ -20,7 +20,7 @@ from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, TabularPreprocessor, fold_roles, load_manifest, read_partitions
 from hyperfusion.training.inference import choose_ensemble, load_new_subjects
 from hyperfusion.training.reporting import load_run_config
-from hyperfusion.training.rundir import RunDirectory
+from hyperfusion.training.rundir import RunDirectory, fingerprint_cohort
 
 Kind = Literal["continuous", "binary", "categorical"]
 MISSING = "(missing)"
@@ -165,7 +165,7 @@ def load_context(
     Raises:
         FileNotFoundError: not a run directory, or the run's cohort or partitions file is gone.
         ValueError: both ``subjects`` and ``manifest``, a method or split seed the run does not have, unknown
-            subject ids, no subject to explain.
+            subject ids, no subject to explain, a cohort whose rows differ from the run's.
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -180,6 +180,9 @@ def load_context(
         )
     run_cohort = load_manifest(cohort_path)
     run = RunDirectory(run_dir)
+    run.check_fingerprint(
+        fingerprint_cohort(run_cohort.frame), write=False
+    )  # the rows the models learnt from
     if manifest is not None:
         cohort = load_new_subjects(run_dir, manifest)
     else:

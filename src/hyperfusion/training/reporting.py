@@ -23,15 +23,25 @@ from hyperfusion.yamlio import load_yaml
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The resolved configuration a run directory was made with."""
-    path = RunDirectory(run_dir).config
+    """The resolved configuration a run directory was made with.
+
+    A run directory is data: its plugins are imported only as the files, with the contents, that the run itself
+    executed (its plugins.json), never looked up anew (see `hyperfusion.plugins`).
+
+    Raises:
+        FileNotFoundError: not a run directory.
+        ValueError: a corrupt config.yaml or plugins.json, or a plugin that is not what the run executed.
+    """
+    run = RunDirectory(run_dir)
+    path = run.config
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.yaml")
     try:
         raw = load_yaml(path.read_text(), str(path))
     except yaml.YAMLError as err:
         raise ValueError(f"{path} is corrupt: {err}") from None
-    return config_from_dict(raw or {}, source=str(path))
+    recorded = run.recorded_plugins() or {}
+    return config_from_dict(raw or {}, source=str(path), plugin_files=recorded, data_folder=run.root)
 
 
 def scoring_for(config: RunConfig, cohort: Cohort) -> Scoring:
