@@ -254,6 +254,22 @@ def test_a_huge_label_makes_a_short_error(tmp_path, capsys) -> None:
 
 @fault(
     "cohort table",
+    "an image path that is a symbolic link looping back on itself",
+    "ValueError naming the table, the line and the link (was an internal error)",
+)
+def test_a_symlink_loop_names_the_line(tmp_path) -> None:
+    path = _small(tmp_path, {"AGE": ["60", "61", "62"]}, {})
+    (tmp_path / "1.nii.gz").unlink()
+    (tmp_path / "1.nii.gz").symlink_to(tmp_path / "loop.nii.gz")
+    (tmp_path / "loop.nii.gz").symlink_to(tmp_path / "1.nii.gz")
+    with pytest.raises(
+        ValueError, match=r"t\.csv: line 3: the image path .*1\.nii\.gz is a symbolic link that loops"
+    ):
+        _load(path)
+
+
+@fault(
+    "cohort table",
     "a subject id of only spaces",
     "ValueError naming the column and the line (it was accepted as the id '')",
 )
