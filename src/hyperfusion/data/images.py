@@ -186,10 +186,10 @@ def _float32(values: np.ndarray, path: Path) -> np.ndarray:
         bad = ~np.isfinite(values)
         if bad.any():
             raise ValueError(f"{path}: {int(bad.sum())} voxel(s) are NaN or Inf")
-        largest = float(np.abs(values).max()) if values.size else 0.0
-        if largest > np.finfo(np.float32).max:
+        largest, limit = float(np.abs(values).max()) if values.size else 0.0, float(np.finfo(np.float32).max)
+        if largest > limit:
             raise ValueError(
-                f"{path}: intensities up to {largest:.3g} exceed the float32 range (±{np.finfo(np.float32).max:.3g}) "
+                f"{path}: intensities up to {largest:.3g} exceed the float32 range (±{limit:.3g}) "
                 "the models compute in; rescale the image (or check its header's scl_slope)"
             )
     return values.astype(np.float32, copy=False)

@@ -19,7 +19,7 @@ import pandas as pd
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, TabularPreprocessor, fold_roles, load_manifest, read_partitions
 from hyperfusion.training.inference import choose_ensemble, load_new_subjects
-from hyperfusion.training.reporting import load_run_config
+from hyperfusion.training.reporting import collect_records, load_run_config
 from hyperfusion.training.rundir import RunDirectory, fingerprint_cohort
 
 Kind = Literal["continuous", "binary", "categorical"]
@@ -101,11 +101,11 @@ def roles_of(run: RunDirectory, config: RunConfig, cohort: Cohort, split_seed: i
 
     Raises:
         FileNotFoundError: the run has no partitions file for this split seed.
-        ValueError: a subject of the cohort that the partitions file does not list (another cohort).
+        ValueError: a subject of the cohort that the partitions file does not list (another cohort), or a partitions
+            file that is not the one the run's models were trained on.
     """
-    path = run.partitions(split_seed)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run never prepared split seed {split_seed}")
+    records = collect_records(config, cohort, run, [split_seed]).values()
+    path = run.verified_partitions(split_seed, list(records))  # the rows the models were trained on
     table = read_partitions(path)
     by_subject = dict(zip(table["subject_id"].astype(str), table["partition"]))
     ids = cohort.frame["subject_id"].astype(str)

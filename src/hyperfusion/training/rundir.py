@@ -320,12 +320,18 @@ class RunDirectory:
         write_text_atomic(path, text)
 
     def write_record(self, unit: Unit, record: Mapping[str, Any]) -> None:
-        """Seal the unit's record, with the sha256 and size of its checkpoint (written before the record)."""
+        """Seal the unit's record, with the sha256 and size of its checkpoint (written before the record) and the
+        sha256 of the partitions file it was trained on."""
         checkpoint = self.checkpoint(unit)
         vouched = None
         if checkpoint.is_file():
             vouched = {"sha256": file_digest(checkpoint), "bytes": checkpoint.stat().st_size}
-        fields = {**record, "checkpoint": vouched}
+        partitions = self.partitions(unit.split_seed)
+        fields = {
+            **record,
+            "checkpoint": vouched,
+            "partitions_sha256": file_digest(partitions) if partitions.is_file() else None,
+        }
         write_sealed(self.record_path(unit), "unit record", dataclasses.asdict(unit), fields)
 
     def read_record(self, unit: Unit) -> dict[str, Any] | None:
@@ -398,6 +404,27 @@ class RunDirectory:
                 "(replaced or swapped?); put the right one back, or delete both to train the model again"
             )
         return checkpoint
+
+    def verified_partitions(self, split_seed: int, records: Sequence[Mapping[str, Any]]) -> Path:
+        """The partitions file of ``split_seed``, proven to be the one the finished ``records`` were trained on.
+
+        What is computed from it beside the records (the no-skill baseline's training rows, explain's training
+        rows) then comes from the same rows as the models.
+
+        Raises:
+            FileNotFoundError: no partitions file.
+            RunDirectoryError: a file whose sha256 is not the one the records name (edited, or of another run).
+        """
+        path = self.partitions(split_seed)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: the run never prepared split seed {split_seed}")
+        named = {r.get("partitions_sha256") for r in records} - {None}
+        if named and named != {file_digest(path)}:
+            raise RunDirectoryError(
+                f"{path} is not the partitions file the finished models of split seed {split_seed} were trained "
+                "on (edited, or copied from another run?); restore it, or start over with --restart"
+            )
+        return path
 
     def _verified(self, path: Path, kind: str, of: Mapping[str, Any]) -> dict[str, Any]:
         """`verified_json` for a run-level file; every failure is a RunDirectoryError naming it."""
