@@ -43,7 +43,7 @@ def cannot_write(path: Path, err: OSError) -> WriteError:
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         advice = "free some space (or raise the quota), then rerun the same command: finished work is kept"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        advice = _ownership(path.parent)
+        advice = ownership(path.parent)
     else:
         advice = "check the folder, then rerun the same command"
     error = WriteError(f"cannot write {path}: {reason}; {advice}")
@@ -51,7 +51,7 @@ def cannot_write(path: Path, err: OSError) -> WriteError:
     return error
 
 
-def _ownership(folder: Path) -> str:
+def ownership(folder: Path) -> str:
     """Who owns ``folder`` (or its nearest existing parent), when it is not the current user."""
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

@@ -137,3 +137,14 @@ def test_locks_that_cannot_be_proven_stale_are_kept(tmp_path):
     with pytest.raises(LockError, match="names no process"), hold(path, "RUN"):
         pass
     assert path.exists()
+
+
+def test_temporary_lock_files_of_killed_processes_are_removed(tmp_path):
+    path = tmp_path / ".lock"
+    dead = tmp_path / ".lock.abc123.new"  # a process killed between writing its details and linking them
+    dead.write_text("{}")
+    young = tmp_path / ".lock.def456.new"  # perhaps a process about to lock its own: left alone
+    young.write_text("{}")
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    with hold(path, "RUN"):
+        assert not dead.exists() and young.exists()

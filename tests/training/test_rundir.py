@@ -352,3 +352,17 @@ def test_a_deleted_checkpoint_is_named_when_loading(tmp_path):
         FileNotFoundError, match=r"s0_v0_f1\.pt is missing, although its record .* \(deleted\?\)"
     ):
         run.verified_checkpoint(unit)
+
+
+def test_a_record_deleted_from_a_made_run_is_not_remade(tmp_path):
+    run, digest = _fingerprinted(tmp_path)
+    run.check_models({"ad-film": {"init_std": 0.01}})
+    run.save_config(CONFIG, "spec")
+    for path in (run.fingerprint_path, run.models_path, run.plugins_path):
+        saved = path.read_bytes()
+        path.unlink()
+        with pytest.raises(RunDirectoryError, match=rf"{path.name} is missing although .* was made with it"):
+            run.check_fingerprint(fingerprint_cohort(_frame(), digest))
+            run.check_models({"ad-film": {"init_std": 0.01}})
+            run.recorded_plugins()
+        path.write_bytes(saved)

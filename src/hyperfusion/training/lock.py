@@ -14,6 +14,7 @@ is respected: its pid cannot be checked, and the file system may not share OS lo
 lock is then replaced by ``os.rename`` of the newcomer's own (already locked) temporary file, while the newcomer
 holds the stale file's ``flock``, so two newcomers cannot both take it over. A lock that names a live process
 yet is not held (a pid reused after a crash, or a lock written by an older version) is refused with a hint.
+On a file system without ``flock`` (some network file systems) liveness rests on the pid check alone.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def hold(path: Path, what: str) -> Iterator[dict[str, Any]]:
     handle = _locked_temporary(path, mine)
     try:
         _install(path, handle, mine, what)
+        _remove_dead_temporaries(path)
         yield mine
     finally:
         with contextlib.suppress(OSError):
@@ -76,6 +78,24 @@ def _locked_temporary(path: Path, mine: Mapping[str, Any]):
         raise
     handle.temporary = name  # type: ignore[attr-defined]
     return handle
+
+
+#: A temporary lock file older than this, and held by no process, was left by a process killed while locking.
+DEAD_AFTER_S = 60.0
+
+
+def _remove_dead_temporaries(path: Path) -> None:
+    """Remove the temporary lock files of processes killed while taking the lock: old, and held by no process
+    (a young one may belong to a process between creating and locking it)."""
+    for other in path.parent.glob(f"{path.name}.*.new"):
+        try:
+            if time.time() - other.stat().st_mtime < DEAD_AFTER_S:
+                continue
+            with open(other) as handle:
+                _flock(handle)
+                other.unlink()
+        except (BlockingIOError, FileNotFoundError):
+            continue  # a live process is taking the lock right now, or it is gone already
 
 
 def _install(path: Path, handle, mine: Mapping[str, Any], what: str) -> None:

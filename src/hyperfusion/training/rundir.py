@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from hyperfusion.atomic import remove_temporaries, write_text_atomic
+from hyperfusion.atomic import ownership, remove_temporaries, write_text_atomic
 from hyperfusion.config import section_defaults
 from hyperfusion.data.cache import file_digest
 from hyperfusion.training.lock import LockError, hold
@@ -109,9 +109,7 @@ class RunDirectory:
         except OSError as err:
             raise RunDirectoryError(f"cannot create the run directory {self.root}: {err.strerror}") from None
         if not os.access(self.root, os.W_OK | os.X_OK):
-            from hyperfusion.atomic import _ownership
-
-            raise RunDirectoryError(f"the run directory {self.root} is not writable: {_ownership(self.root)}")
+            raise RunDirectoryError(f"the run directory {self.root} is not writable: {ownership(self.root)}")
 
     def is_run(self) -> bool:
         return self.config.is_file()
@@ -210,6 +208,7 @@ class RunDirectory:
             RunDirectoryError: plugins.json truncated, unsealed, of another kind, or edited.
         """
         if not self.plugins_path.is_file():
+            self._absent_since_made(self.plugins_path)
             return None
         return dict(self._verified(self.plugins_path, "plugin files", {})["plugins"])
 
@@ -242,6 +241,8 @@ class RunDirectory:
         saved: dict[str, Any] = {}
         if self.models_path.is_file():
             saved = self._verified(self.models_path, "model arguments", {})["methods"]
+        else:
+            self._absent_since_made(self.models_path)
         for method, args in current.items():
             old = saved.get(method)
             if old is None or old == args:
@@ -268,6 +269,7 @@ class RunDirectory:
                 cohort.json where ``write`` is off.
         """
         if not self.fingerprint_path.is_file():
+            self._absent_since_made(self.fingerprint_path)
             if not write:
                 raise RunDirectoryError(
                     f"{self.fingerprint_path} does not exist: nothing proves which cohort {self.root} was made "
@@ -425,6 +427,14 @@ class RunDirectory:
                 "on (edited, or copied from another run?); restore it, or start over with --restart"
             )
         return path
+
+    def _absent_since_made(self, path: Path) -> None:
+        """Refuse a record missing from a run that was made (its config.yaml written after it): never remade."""
+        if self.config.is_file():
+            raise RunDirectoryError(
+                f"{path} is missing although {self.root} was made with it (deleted?): nothing proves what the "
+                "finished models were made with; restore it, or start over with --restart"
+            )
 
     def _verified(self, path: Path, kind: str, of: Mapping[str, Any]) -> dict[str, Any]:
         """`verified_json` for a run-level file; every failure is a RunDirectoryError naming it."""
