@@ -87,3 +87,23 @@ def test_training_subjects_are_named_in_a_warning(run, cohort, tmp_path, caplog)
     with caplog.at_level(logging.WARNING, logger="hyperfusion"):
         predict_new_subjects(run, cohort / "held_out.csv", tmp_path / "q.csv")
     assert not [r for r in caplog.records if "trained or validated on" in r.getMessage()]
+
+
+@fault(
+    "predict",
+    "two folds' tabular preprocessing files swapped, then predict or explain",
+    "an error naming the file: not the preprocessing its models were trained with (each fold's models were fed "
+    "features scaled for the other fold's rows)",
+)
+def test_swapped_preprocessing_is_named(cohort, tmp_path):
+    from hyperfusion.training.rundir import RunDirectoryError
+
+    run = make_run(classification_config(cohort), tmp_path / "run")
+    a, b = run / "preprocessing" / "s0_f0.json", run / "preprocessing" / "s0_f1.json"
+    text_a, text_b = a.read_text(), b.read_text()
+    a.write_text(text_b)
+    b.write_text(text_a)
+    with pytest.raises(
+        RunDirectoryError, match=r"s0_f0\.json is not the preprocessing file the finished models"
+    ):
+        predict_new_subjects(run, cohort / "table.csv", tmp_path / "p.csv")

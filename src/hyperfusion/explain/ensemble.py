@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from hyperfusion.data import ImageCache, TabularPreprocessor
 from hyperfusion.evaluation.aggregate import combine_folds
 from hyperfusion.explain.context import ExplainContext
-from hyperfusion.training.inference import check_device, ensemble_members, trained_model
+from hyperfusion.training.inference import check_device, ensemble_members, trained_model, trained_preprocessor
 from hyperfusion.training.plan import Unit
 from hyperfusion.training.setup import image_spec
 
@@ -70,7 +70,7 @@ class Ensemble:
         for version in versions:
             for fold in range(context.folds):
                 unit = Unit(context.method, context.split_seed, version, fold)
-                preprocessor = context.preprocessor(fold)
+                preprocessor = trained_preprocessor(run, unit)
                 model = trained_model(run, config, unit, preprocessor, context.classes)
                 members.append(Member(unit, model, preprocessor))
         return cls(members, task=context.task, rule=config.protocol.ensemble, device=device)

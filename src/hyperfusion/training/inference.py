@@ -95,6 +95,19 @@ def ensemble_members(
     return [available[i] for i in chosen]
 
 
+def trained_preprocessor(run: RunDirectory, unit: Unit) -> TabularPreprocessor:
+    """The tabular preprocessing a finished unit was trained with (verified against its record).
+
+    Raises:
+        FileNotFoundError: never trained to the end, or the file is gone.
+        RunDirectoryError: the fold's file is not the one the unit's record names.
+    """
+    record = run.read_record(unit)
+    if record is None:
+        run.verified_checkpoint(unit)  # raises, naming the missing record
+    return TabularPreprocessor.load(run.verified_preprocessor(unit.split_seed, unit.fold, [record]))
+
+
 def trained_model(
     run: RunDirectory,
     config: RunConfig,
@@ -168,7 +181,7 @@ def score_frames(
         per_frame_fold: list[list[np.ndarray]] = [[] for _ in frames]
         for fold in folds:
             unit = Unit(method, split_seed, v, fold)
-            preprocessor = TabularPreprocessor.load(run.preprocessor(split_seed, fold))
+            preprocessor = trained_preprocessor(run, unit)
             model = trained_model(run, config, unit, preprocessor, tuple(cohort.classes))
             for i, frame in enumerate(frames):
                 dataset = CohortDataset(

@@ -328,11 +328,15 @@ class RunDirectory:
         vouched = None
         if checkpoint.is_file():
             vouched = {"sha256": file_digest(checkpoint), "bytes": checkpoint.stat().st_size}
-        partitions = self.partitions(unit.split_seed)
+        partitions, preprocessing = (
+            self.partitions(unit.split_seed),
+            self.preprocessor(unit.split_seed, unit.fold),
+        )
         fields = {
             **record,
             "checkpoint": vouched,
             "partitions_sha256": file_digest(partitions) if partitions.is_file() else None,
+            "preprocessing_sha256": file_digest(preprocessing) if preprocessing.is_file() else None,
         }
         write_sealed(self.record_path(unit), "unit record", dataclasses.asdict(unit), fields)
 
@@ -417,14 +421,25 @@ class RunDirectory:
             FileNotFoundError: no partitions file.
             RunDirectoryError: a file whose sha256 is not the one the records name (edited, or of another run).
         """
-        path = self.partitions(split_seed)
+        return self._vouched(self.partitions(split_seed), "partitions", records)
+
+    def verified_preprocessor(self, split_seed: int, fold: int, records: Sequence[Mapping[str, Any]]) -> Path:
+        """The fold's tabular preprocessing file, proven to be the one its finished ``records`` were trained with
+        (one fold's swapped for another's would feed every model features scaled for other rows).
+
+        Raises:
+            FileNotFoundError, RunDirectoryError: as `verified_partitions`.
+        """
+        return self._vouched(self.preprocessor(split_seed, fold), "preprocessing", records)
+
+    def _vouched(self, path: Path, what: str, records: Sequence[Mapping[str, Any]]) -> Path:
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: the run never prepared split seed {split_seed}")
-        named = {r.get("partitions_sha256") for r in records} - {None}
+            raise FileNotFoundError(f"{path} does not exist: the run never prepared it")
+        named = {r.get(f"{what}_sha256") for r in records} - {None}
         if named and named != {file_digest(path)}:
             raise RunDirectoryError(
-                f"{path} is not the partitions file the finished models of split seed {split_seed} were trained "
-                "on (edited, or copied from another run?); restore it, or start over with --restart"
+                f"{path} is not the {what} file the finished models were trained with (edited, swapped, or copied "
+                "from another run?); restore it, or start over with --restart"
             )
         return path
 
