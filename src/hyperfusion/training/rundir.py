@@ -11,13 +11,14 @@ Layout (every file written atomically, readable as the umask allows)::
     preprocessing/s<S>_f<F>.json   each fold's tabular preprocessing, fitted on its training rows only
     checkpoints/<method>/<unit>.pt best-validation state_dicts (``torch.load(weights_only=True)``)
     units/<method>/<unit>.json     one record per finished model: history, validation and test predictions, and
-                                   the sha256 of its checkpoint
+                                   the sha256 of its checkpoint, partitions and preprocessing files
     results.csv, predictions.csv, skill.csv, report.md, *.png   rebuilt from the records by ``report``
     .lock                     held by the one process writing the run (`hyperfusion.training.lock`)
 
 Everything read back (plugins, models, cohort fingerprint, unit records) is a sealed record
 (`hyperfusion.training.records`): it names what it belongs to and carries a digest of itself, and reads fail
-closed, naming the file. A unit is finished exactly when its record reads back whole and belongs to it, and its
+closed, naming the file; the checkpoint, partitions and preprocessing files are proven by the records that name
+their digests. A unit is finished exactly when its record reads back whole and belongs to it, and its
 checkpoint is there with the recorded size; a truncated record (a crash mid-write) or a missing checkpoint makes
 the unit unfinished again, with a warning; a record of another unit, or one edited since, is an error.
 """

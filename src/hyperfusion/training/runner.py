@@ -166,7 +166,8 @@ class Run:
             )
             self.run.write_once(self.run.partitions(split_seed), table.to_csv(index=False), "partitions")
             for fold in range(self.folds):
-                self._prepare_preprocessor(split_seed, fold, partitions)
+                finished = [p.unit for p in planned if (p.unit.split_seed, p.unit.fold) == (split_seed, fold)]
+                self._prepare_preprocessor(split_seed, fold, partitions, finished)
 
     def _check_plugins_outside(self) -> None:
         """A plugin inside the run directory is refused: a run directory is data, nothing in it is executed later."""
@@ -179,7 +180,10 @@ class Run:
                     "outside --out"
                 )
 
-    def _prepare_preprocessor(self, split_seed: int, fold: int, partitions: pd.Series) -> None:
+    def _prepare_preprocessor(
+        self, split_seed: int, fold: int, partitions: pd.Series, units: list[Unit]
+    ) -> None:
+        """Fit and save a fold's preprocessing once; on a resume, load it as the fold's finished ``units`` name it."""
         path = self.run.preprocessor(split_seed, fold)
         roles = fold_roles_of(self.config, self.task, partitions, fold).to_numpy()
         frame = self.cohort.frame
@@ -189,7 +193,8 @@ class Run:
         else:
             from hyperfusion.data import TabularPreprocessor
 
-            preprocessor = TabularPreprocessor.load(path)
+            records = [r for r in map(self.run.read_record, units) if r is not None]
+            preprocessor = TabularPreprocessor.load(self.run.verified_preprocessor(split_seed, fold, records))
         check_known = getattr(preprocessor, "check_known", None)
         if check_known is not None:  # every category of the other rows was seen in training (or has a rule)
             check_known(frame[roles != "train"], source=str(self.cohort.table_path))
