@@ -23,7 +23,7 @@ from hyperfusion.training.lock import LockError, hold
 from tests.faults import fault
 
 LOAD = (
-    "import importlib.util, sys, time\n"
+    "import importlib.util, os, sys, time\n"
     f"spec = importlib.util.spec_from_file_location('lock', {lock_module.__file__!r})\n"
     "lock = importlib.util.module_from_spec(spec); spec.loader.exec_module(lock)\n"
     "from pathlib import Path\n"
@@ -79,13 +79,15 @@ def test_processes_racing_for_a_free_or_stale_lock_get_one_writer(tmp_path, stal
     if stale:
         _stale(path)
     start = time.time() + 3.0  # all try together, once started
-    code = (
+    code = (  # the winner holds the lock until the five others have been refused (or a minute has passed)
         "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
         "try:\n"
         "    with lock.hold(Path(sys.argv[1]), 'RUN'):\n"
-        "        print('won', flush=True); time.sleep(1.0)\n"
+        "        print('won', flush=True); deadline = time.time() + 60\n"
+        "        while len(list(Path(sys.argv[1]).parent.glob('refused-*'))) < 5 and time.time() < deadline:\n"
+        "            time.sleep(0.05)\n"
         "except lock.LockError:\n"
-        "    print('refused', flush=True)\n"
+        "    (Path(sys.argv[1]).parent / f'refused-{os.getpid()}').touch(); print('refused', flush=True)\n"
     )
     processes = [_python(code, path, start) for _ in range(6)]
     outcomes = sorted(p.communicate(timeout=120)[0].strip() for p in processes)
