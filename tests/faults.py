@@ -75,8 +75,16 @@ def render(faults: list[Fault]) -> str:
         "",
         "Generated from the `@fault(...)` markers of the tests (`python tests/faults.py > docs/reliability.md`);",
         "every row is checked by the test it names, and a test fails when this page and the markers disagree.",
-        "Command-line errors are one line: exit status 2 for bad input, 1 for an internal error (set",
-        "`HYPERFUSION_DEBUG=1` for the traceback).",
+        "Command-line errors are one line: exit status 2 for bad input (or a file that cannot be written: a full",
+        "disk, a folder of another user), 1 for an internal error (set `HYPERFUSION_DEBUG=1` for the traceback).",
+        "",
+        "**Threat model.** A config file and a plugin are code: `hyperfusion run CONFIG` executes the plugins CONFIG",
+        "names, so run a config only as you would run a script. A run directory is data: everything a run reads back",
+        "(unit records, `cohort.json`, `models.json`, `plugins.json`, checkpoints through their records) is sealed",
+        "with what it belongs to and a digest of itself, and a read that does not verify fails closed, naming the",
+        "file. `report`, `predict` and `explain` never execute anything that was not part of the run: only the",
+        "plugin files the run recorded, by absolute path and unchanged content, and never a file inside the run",
+        "directory or one found in the current folder (see docs/config.md).",
     ]
     for area in dict.fromkeys(f.area for f in faults):
         lines += ["", f"## {area}", "", "| fault | what you get | test |", "|---|---|---|"]

@@ -155,3 +155,68 @@ def test_the_wheel_ships_the_presets(tmp_path):
     names = zipfile.ZipFile(next(tmp_path.glob("hyperfusion-*.whl"))).namelist()
     for preset in preset_names():
         assert f"hyperfusion/presets/{preset}.yaml" in names
+
+
+@fault(
+    "configuration",
+    "run --epochs 0 (or another command-line override the YAML could not hold)",
+    "exit status 2 naming training.epochs before anything is preprocessed; nothing is saved in the run (it failed "
+    "after preprocessing and was stored)",
+)
+def test_a_bad_override_is_refused_before_anything_is_written(tmp_path, capsys):
+    from hyperfusion.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--epochs", "0", "--device", "cpu"]) == 2
+    assert "training.epochs: must be >= 1, got 0" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["run", str(path), "--out", str(out), "--device", "gpu"]) == 2
+    assert "training.device: 'gpu' is not a device" in capsys.readouterr().err
+
+
+@fault(
+    "configuration",
+    "a learning rate (or any number) of inf or NaN",
+    "exit status 2 naming the key: expected a finite number (it trained and failed far from the cause)",
+)
+def test_non_finite_numbers_are_refused(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("cohort: c.yaml\nmethods: [ad-imaging]\ntraining: {lr: .inf}\n")
+    with pytest.raises(ConfigError, match=r"training\.lr: expected a finite number, got inf"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"training\.weight_decay: expected a finite number, got nan"):
+        config_from_dict({**BASE, "training": {"weight_decay": "nan"}})
+
+
+@fault(
+    "configuration",
+    "training.device misspelt (cpuu)",
+    "exit status 2: not a device, with the nearest valid name (it was reported as 'no CUDA GPU')",
+)
+def test_a_misspelt_device_is_named_as_such():
+    with pytest.raises(ConfigError, match=r"training\.device: 'cpuu' is not a device; did you mean 'cpu'\?"):
+        config_from_dict({**BASE, "training": {"device": "cpuu"}})
+    assert config_from_dict({**BASE, "training": {"device": "cuda:1"}}).training.device == "cuda:1"
+
+
+@fault(
+    "configuration",
+    "a config whose plugins lie outside its folder (../, an absolute path)",
+    "they are executed as the config says, and docs/config.md says so: a config file and a plugin are code",
+)
+def test_the_docs_say_a_config_is_code(tmp_path):
+    elsewhere = tmp_path / "shared"
+    elsewhere.mkdir()
+    (elsewhere / "outside_models.py").write_text("import os\nos.environ['HF_OUTSIDE_PLUGIN_RAN'] = '1'\n")
+    path = tmp_path / "exp" / "run.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump({**BASE, "plugins": ["../shared/outside_models.py"]}))
+    config = load_config(path)
+    assert config.plugin_files["../shared/outside_models.py"]["path"] == str(elsewhere / "outside_models.py")
+    import os
+
+    assert os.environ.pop("HF_OUTSIDE_PLUGIN_RAN") == "1"
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text().lower()
+    assert "a config file and a plugin are code" in docs and "a run directory is data" in docs

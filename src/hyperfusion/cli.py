@@ -4,7 +4,8 @@ Every subcommand lives in a module exposing ``add_arguments(parser)`` and ``run(
 stay inside ``run`` so ``hyperfusion --help`` is quick.
 
 Every failure is one line on stderr: exit status 2 for bad input (a missing file, a wrong config value, a malformed
-table or image, a run directory that cannot be used as asked), 1 for an internal error (``HYPERFUSION_DEBUG=1`` shows
+table or image, a run directory that cannot be used as asked, a file that cannot be written: a full disk, a folder
+of another user), 1 for an internal error (``HYPERFUSION_DEBUG=1`` shows
 the traceback), 130 when interrupted (after saying what was kept). Warnings are one line each too.
 """
 
@@ -17,6 +18,9 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+
+from hyperfusion.atomic import WriteError
+from hyperfusion.text import one_line
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -52,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _OneLine(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace("\n", " ")
+        message = one_line(record.getMessage())
         return (
             f"hyperfusion: {record.levelname.lower()}: {message}"
             if record.levelno >= logging.WARNING
@@ -77,8 +81,7 @@ class _StderrHandler(logging.StreamHandler):
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Third-party warnings as one line, without the source line that raised them."""
-    text = str(message).replace("\n", " ")
-    print(f"hyperfusion: warning: {text} ({category.__name__})", file=file or sys.stderr)
+    print(f"hyperfusion: warning: {one_line(str(message))} ({category.__name__})", file=file or sys.stderr)
 
 
 def configure_output() -> None:
@@ -94,7 +97,8 @@ def configure_output() -> None:
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+    """Errors of the input or the environment (a full disk, a folder of another user): exit status 2."""
+    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, WriteError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return " ".join(text.split())
+    """The error's message on one line, long values cut (`hyperfusion.text.one_line`)."""
+    return one_line(str(err).strip() or type(err).__name__)
 
 
 if __name__ == "__main__":

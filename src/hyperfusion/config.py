@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import importlib.resources
-import importlib.util
-import sys
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from hyperfusion.yamlio import DuplicateKeyError, load_yaml
 
 PRESET_PACKAGE = "hyperfusion.presets"
 
@@ -112,11 +113,13 @@ class RunConfig:
     simulate: Mapping[str, Any] | None = None  # demo: simulate the cohort first (hyperfusion.simulate args)
     plugins: tuple[str, ...] = ()  # modules (or .py files) imported first, e.g. to register models
     source: str = "<config>"
+    # per plugin entry, the file executed and its sha256 (recorded in the run directory, not in config.yaml)
+    plugin_files: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for the run directory's resolved ``config.yaml``."""
         data = _plain(dataclasses.asdict(self))
-        del data["source"]
+        del data["source"], data["plugin_files"]
         return data
 
 
@@ -174,6 +177,8 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
         value = _number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if isinstance(default, str):
         if not isinstance(value, str):
@@ -247,7 +252,25 @@ def _check_protocol(protocol: ProtocolSettings) -> None:
             raise ConfigError(f"protocol.{key}: must be in (0, 0.5), got {value}")
 
 
+#: The device names training and ``predict --device`` take.
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def check_device_name(device: Any, key: str = "training.device") -> str:
+    """``device`` if it names a device (auto, cpu, cuda, cuda:N), whether or not this machine has it.
+
+    Raises:
+        ConfigError: anything else, naming ``key`` and the nearest valid name (``cpuu`` → ``cpu``).
+    """
+    if isinstance(device, str) and (device in DEVICES[:3] or re.fullmatch(r"cuda:\d+", device)):
+        return device
+    match = difflib.get_close_matches(str(device), list(DEVICES[:3]), n=1, cutoff=0.6)
+    hint = f"; did you mean {match[0]!r}?" if match else ""
+    raise ConfigError(f"{key}: {device!r} is not a device{hint} (choose one of {', '.join(DEVICES)})")
+
+
 def _check_training(training: TrainingSettings) -> None:
+    check_device_name(training.device)
     for key in ("epochs", "batch_size"):
         if getattr(training, key) < 1:
             raise ConfigError(f"training.{key}: must be >= 1, got {getattr(training, key)}")
@@ -272,45 +295,32 @@ def _check_image(image: ImageSettings) -> None:
         raise ConfigError(f"image.shape: must be three positive integers, got {list(image.shape)}")
 
 
-def import_plugins(plugins: Any, *, base: Path | None = None) -> tuple[str, ...]:
+def import_plugins(
+    plugins: Any,
+    *,
+    base: Path | None = None,
+    recorded: Mapping[str, Mapping[str, str]] | None = None,
+    data_folder: Path | None = None,
+) -> dict[str, dict[str, str]]:
     """Import user modules (names on ``sys.path``, or ``.py`` files relative to the config's folder) once.
 
-    A plugin typically registers models with ``@register_model``, so that a config can name them.
+    A plugin typically registers models with ``@register_model``, so that a config can name them. A config is code;
+    a run directory is data: see `hyperfusion.plugins` for what ``recorded`` (a run's record) restricts.
+
+    Returns:
+        Per plugin entry, the file executed and its sha256 (what a run directory records).
 
     Raises:
-        ConfigError: a plugin that is not a list of strings, cannot be found, or fails to import.
+        ConfigError: a plugin that is not a list of strings, cannot be found, fails to import, or (``recorded``)
+            is not the file and content the run executed.
     """
-    if plugins is None:
-        return ()
-    if isinstance(plugins, str) or not isinstance(plugins, (list, tuple)):
-        raise ConfigError(f"plugins: expected a list of module names or .py files, got {plugins!r}")
-    for plugin in plugins:
-        if not isinstance(plugin, str) or not plugin:
-            raise ConfigError(f"plugins: expected module names or .py files, got {plugin!r}")
-        try:
-            if plugin.endswith(".py"):
-                path = Path(plugin) if base is None or Path(plugin).is_absolute() else base / plugin
-                name = f"hyperfusion_plugin_{path.stem}"
-                if name not in sys.modules:
-                    if not path.is_file():
-                        raise ConfigError(f"plugins: no file {str(path)!r}")
-                    spec = importlib.util.spec_from_file_location(name, path)
-                    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-                    sys.modules[name] = module
-                    try:
-                        spec.loader.exec_module(module)  # type: ignore[union-attr]
-                    except BaseException:
-                        del sys.modules[name]
-                        raise
-            else:
-                importlib.import_module(plugin)
-        except ConfigError:
-            raise
-        except ModuleNotFoundError as err:
-            raise ConfigError(f"plugins: cannot import {plugin!r} ({err})") from None
-        except Exception as err:
-            raise ConfigError(f"plugins: importing {plugin!r} failed: {type(err).__name__}: {err}") from None
-    return tuple(plugins)
+    from hyperfusion.plugins import PluginError
+    from hyperfusion.plugins import import_plugins as import_files
+
+    try:
+        return import_files(plugins, base=base, recorded=recorded, data_folder=data_folder)
+    except PluginError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_model_keys(model: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]], methods) -> None:
@@ -344,11 +354,17 @@ def section_defaults() -> dict[str, Any]:
 
 
 def config_from_dict(
-    raw: Mapping[str, Any], *, source: str = "<config>", base: Path | None = None
+    raw: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    base: Path | None = None,
+    plugin_files: Mapping[str, Mapping[str, str]] | None = None,
+    data_folder: Path | None = None,
 ) -> RunConfig:
     """Validate a parsed YAML mapping into a :class:`RunConfig`.
 
-    ``plugins`` are imported first (relative ``.py`` files from ``base``), so the methods they register can be named.
+    ``plugins`` are imported first (relative ``.py`` files from ``base``; with ``plugin_files``, exactly the files
+    and contents a run recorded, none inside ``data_folder``), so the methods they register can be named.
 
     Raises:
         ConfigError: naming the offending key (and the nearest valid one) and, where there is a fixed set, the
@@ -362,7 +378,7 @@ def config_from_dict(
     for key in raw:
         if key not in allowed:
             raise unknown_key_error(str(key), source, allowed)
-    plugins = import_plugins(raw.get("plugins"), base=base)
+    files = import_plugins(raw.get("plugins"), base=base, recorded=plugin_files, data_folder=data_folder)
     for key in ("cohort", "methods"):
         if key not in raw and not (key == "cohort" and raw.get("simulate")):
             raise ConfigError(f"{source}: missing required key {key!r}")
@@ -412,8 +428,9 @@ def config_from_dict(
             k: {kk: _number_if_numeric(vv) for kk, vv in v.items()} for k, v in overrides.items()
         },
         simulate=dict(simulate) if simulate is not None else None,
-        plugins=plugins,
+        plugins=tuple(files),
         source=source,
+        plugin_files=files,
     )
     _check_image(config.image)
     _check_protocol(config.protocol)
@@ -424,6 +441,22 @@ def config_from_dict(
             "or the mirrored right one); use it with image.mode: box"
         )
     return config
+
+
+def with_settings(config: RunConfig, section: str, values: Mapping[str, Any]) -> RunConfig:
+    """``config`` with some settings of one section replaced, checked exactly as if its YAML had said so.
+
+    Command-line overrides (``--epochs``, ``--device``, ...) go through here, so a value the YAML may not hold
+    (``--epochs 0``) is refused before anything is preprocessed or saved.
+
+    Raises:
+        ConfigError: naming ``<section>.<key>`` and why.
+    """
+    if not values:
+        return config
+    raw = config.to_dict()
+    raw[section] = {**raw[section], **values}
+    return config_from_dict(raw, source=config.source, plugin_files=config.plugin_files)
 
 
 def _number_if_numeric(value: Any) -> Any:
@@ -463,7 +496,9 @@ def read_yaml_source(name_or_path: str | Path, *, what: str = "config") -> tuple
             f"no {what} file {str(path)!r} and no preset of that name; presets: {preset_names()}"
         )
     try:
-        return yaml.safe_load(text), source, base
+        return load_yaml(text, source), source, base
+    except DuplicateKeyError as err:
+        raise ConfigError(str(err)) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML: {err}") from None
 

@@ -225,6 +225,38 @@ def test_nan_or_inf_voxels(tmp_path, bad: float) -> None:
         read_volume(write_nifti(tmp_path / "nan.nii", data, np.eye(4)))
 
 
+@fault(
+    "images",
+    "float64 voxels of about 1e300 (beyond float32)",
+    "ValueError naming the file and the largest value: beyond float32's range (it was reported as NaN or Inf)",
+)
+def test_values_beyond_float32_are_named(tmp_path) -> None:
+    import nibabel as nib
+
+    data = np.ones((4, 4, 4), dtype=np.float64)
+    data[1, 2, 3] = 1e300
+    path = tmp_path / "huge.nii"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    with pytest.raises(ValueError, match=r"huge\.nii: intensities up to 1e\+300 exceed the float32 range"):
+        read_volume(path)
+
+
+@fault(
+    "images",
+    "an RGB (colour) NIfTI",
+    "ValueError naming the file: a colour image, not a grey-scale T1 (was an internal error)",
+)
+def test_a_colour_image_is_named(tmp_path) -> None:
+    import nibabel as nib
+
+    rgb = np.zeros((4, 4, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["R"] = 200
+    path = tmp_path / "rgb.nii"
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(path))
+    with pytest.raises(ValueError, match=r"rgb\.nii: a colour image \(stored as .*\), not a grey-scale T1"):
+        read_volume(path)
+
+
 @fault("images", "an all-zero image", "ValueError naming the file")
 def test_all_zero_image(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"zero\.nii.*every voxel is zero"):

@@ -238,6 +238,51 @@ def test_unknown_label(tmp_path) -> None:
 
 @fault(
     "cohort table",
+    "a label of a megabyte (a pasted file) that is not a declared class",
+    "a one-line error of a few hundred characters naming the line and the label's head and length (was 2 MB)",
+)
+def test_a_huge_label_makes_a_short_error(tmp_path, capsys) -> None:
+    from hyperfusion.cli import main
+
+    huge = "X" * 1_000_000
+    path = _adnimerge(tmp_path, bad=lambda t: t.assign(DX_bl=t["DX_bl"].where(t.index != 8, huge)))
+    assert main(["validate", str(path), "--steps", "0"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and len(error) < 2500
+    assert "unknown label 'XXXX" in error and "1,000,000 characters" in error and "line 10" in error
+
+
+@fault(
+    "cohort table",
+    "an image path that is a symbolic link looping back on itself",
+    "ValueError naming the table, the line and the link (was an internal error)",
+)
+def test_a_symlink_loop_names_the_line(tmp_path) -> None:
+    path = _small(tmp_path, {"AGE": ["60", "61", "62"]}, {})
+    (tmp_path / "1.nii.gz").unlink()
+    (tmp_path / "1.nii.gz").symlink_to(tmp_path / "loop.nii.gz")
+    (tmp_path / "loop.nii.gz").symlink_to(tmp_path / "1.nii.gz")
+    with pytest.raises(
+        ValueError, match=r"t\.csv: line 3: the image path .*1\.nii\.gz is a symbolic link that loops"
+    ):
+        _load(path)
+
+
+@fault(
+    "cohort table",
+    "a subject id of only spaces",
+    "ValueError naming the column and the line (it was accepted as the id '')",
+)
+def test_a_blank_subject_id_is_refused(tmp_path) -> None:
+    path = _small(tmp_path, {"AGE": ["60", "61", "62"]}, {})
+    table = tmp_path / "t.csv"
+    table.write_text(table.read_text().replace("\ns1,", "\n   ,"))
+    with pytest.raises(ValueError, match=r"column 'id' holds only spaces on line 3"):
+        _load(path)
+
+
+@fault(
+    "cohort table",
     "a non-numeric value in a continuous column",
     "ValueError naming file, column, line and value",
 )

@@ -289,3 +289,41 @@ def test_stratifiable_counts_subjects_not_scans() -> None:
 def test_too_few_subjects_for_the_partitions() -> None:
     with pytest.raises(ValueError, match=r"3 subject\(s\) cannot fill 5 partitions"):
         check_stratifiable(_labelled({"CN": 3}), 5)
+
+
+def _visits(n_rows: int, seed: int) -> pd.DataFrame:
+    """A cohort of ``n_rows`` scans: most subjects with one row, some with two or three (later visits)."""
+    rng = np.random.default_rng(seed)
+    sizes: list[int] = []
+    while sum(sizes) < n_rows:
+        sizes.append(int(rng.choice([1, 2, 3], p=[0.75, 0.2, 0.05])))
+    sizes[-1] -= sum(sizes) - n_rows
+    sizes = [s for s in sizes if s > 0]
+    n = len(sizes)
+    label = rng.choice(["CN", "MCI", "AD"], n, p=[0.35, 0.48, 0.17])
+    sex, age = rng.choice(["F", "M"], n), rng.normal(73, 7, n)
+    rows = [(f"S{i:03d}", label[i], sex[i], age[i] + 0.5 * k) for i, s in enumerate(sizes) for k in range(s)]
+    return pd.DataFrame(rows, columns=["subject_id", "label", "sex", "age"])
+
+
+@fault(
+    "partitions",
+    "401 rows with label × sex × age strata and subjects of several rows (age bins chosen from the cohort's size)",
+    "every label's and sex's subject and row count per partition within 3 (it reached 9)",
+)
+def test_grouped_label_sex_age_strata_stay_within_three() -> None:
+    for seed in (126, 477):  # one row per subject: label and sex had reached a spread of 4
+        df = _cohort(401, seed)
+        parts = make_partitions(df, 5, stratify=("target", "sex", "age"), age_bins="auto", group="subject_id")
+        assert _spread(parts, df["target"]) <= 1 and _spread(parts, df["sex"]) <= 3, seed
+    for seed in range(6):
+        df = _visits(401, seed)
+        for split_seed in (0, 1):
+            parts = make_partitions(
+                df, 5, stratify=("label", "sex", "age"), age_bins="auto", group="subject_id", seed=split_seed
+            )
+            subjects = df.assign(p=parts).drop_duplicates("subject_id")
+            for column in ("label", "sex"):
+                assert _spread(parts, df[column]) <= 3, (seed, split_seed, column, "rows")
+                assert _spread(subjects["p"], subjects[column]) <= 3, (seed, split_seed, column, "subjects")
+            assert parts.value_counts().max() - parts.value_counts().min() <= 3

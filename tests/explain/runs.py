@@ -133,6 +133,7 @@ def make_run(config: dict, out: Path) -> Path:
         torch.save(model.state_dict(), run.run.checkpoint(unit))
         record = {
             "unit": unit.key,
+            "classes": list(classes),
             "history": [],
             "validation": {},
             "test": {},

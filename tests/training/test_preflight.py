@@ -428,3 +428,103 @@ def test_image_preprocessing_shows_a_bar_only_when_progress_is_on(config, tmp_pa
         run.prepare(run.plan())
         err = capsys.readouterr().err
         assert ("preprocess images" in err and "40/40" in err) is progress
+
+
+# ----------------------------------------------------------------------------------------------------------
+# images that pass the checks but do not look like the cohort's T1s: warnings, not problems
+
+
+@pytest.fixture(scope="module")
+def unlike(cohort_yaml, tmp_path_factory) -> tuple[pd.DataFrame, int, str]:
+    """`validate` on a copy of the cohort with an inverted, a mask, a rescaled copy and a negative-slope image."""
+    root = tmp_path_factory.mktemp("unlike")
+    spec = copy_cohort(cohort_yaml, root / "cohort")
+    table = pd.read_csv(spec.parent / "ADNIMERGE.csv", dtype=str, keep_default_na=False)
+    files = [spec.parent / name for name in table["image"]]
+
+    def load(i: int) -> tuple[np.ndarray, np.ndarray]:
+        image = nib.load(str(files[i]))
+        return np.asarray(image.dataobj, dtype=np.float32), image.affine
+
+    data, affine = load(2)  # inverted contrast: bright background tissue, dark structures, same brain mask
+    inside = data != 0
+    nib.save(nib.Nifti1Image(np.where(inside, data.max() + data.min() - data, 0), affine), str(files[2]))
+    data, affine = load(5)  # a binary brain mask saved in place of the scan
+    nib.save(nib.Nifti1Image((data != 0).astype(np.float32), affine), str(files[5]))
+    data, _ = load(8)  # subject 11's file replaced by subject 8's scan, intensities ×3 + 7 inside the brain
+    _, affine = load(11)
+    nib.save(nib.Nifti1Image(np.where(data != 0, 3 * data + 7, 0), affine), str(files[11]))
+    _negative_slope(files[14])  # the scan stored as it was, its header's slope set to -1: read back inverted
+    status, out, _ = validate(write_yaml(root / "run.yaml", settings(cohort=str(spec))), "--steps", "0")
+    return table, status, out
+
+
+def _negative_slope(path: Path) -> None:
+    """Set scl_slope (bytes 112–115 of a NIfTI-1 header) to -1 in place, as some converters write it."""
+    import gzip
+    import struct
+
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    order = "<" if struct.unpack("<i", raw[:4])[0] == 348 else ">"
+    raw[112:120] = struct.pack(f"{order}ff", -1.0, 0.0)
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+
+def _warning(out: str, table: pd.DataFrame, row: int) -> str:
+    """The report's warning lines about one row's image, joined."""
+    prefix = f"  line {row + 2}, subject {table['PTID'].iloc[row]}: "
+    lines = [line for line in out.splitlines() if line.startswith(prefix)]
+    assert lines, f"no warning about line {row + 2}"
+    return "\n".join(lines)
+
+
+def test_unlike_images_are_warnings_not_problems(unlike):
+    _, status, out = unlike
+    assert status == 0 and "Problems" not in out
+    assert "all 40 images pass" in out
+    assert "image(s) do not look like T1s of this cohort (warnings" in out
+    warned = [line for line in out.splitlines() if line.startswith("  line ")]
+    assert {int(w.split(",")[0].split()[1]) - 2 for w in warned} == {2, 5, 11, 14}  # no other image
+
+
+@fault(
+    "validate",
+    "an inverted-contrast scan among T1s",
+    "a warning naming the subject, line and file: it correlates with the cohort's mean image unlike the others",
+)
+def test_an_inverted_scan_is_named(unlike):
+    table, _, out = unlike
+    assert "correlate -" in _warning(out, table, 2) and "inverted or another contrast" in _warning(
+        out, table, 2
+    )
+
+
+@fault(
+    "validate",
+    "a binary brain mask saved in place of a T1",
+    "a warning naming the subject, line and file: most brain voxels share one value, a mask, not a T1",
+)
+def test_a_mask_instead_of_a_scan_is_named(unlike):
+    table, _, out = unlike
+    assert "a mask or label map, not a T1" in _warning(out, table, 5)
+
+
+@fault(
+    "validate",
+    "another subject's scan under a new name with its intensities rescaled",
+    "a warning naming both subjects and lines: the same scan up to an intensity scaling leaks between partitions",
+)
+def test_a_rescaled_copy_of_another_scan_is_named(unlike):
+    table, _, out = unlike
+    line = _warning(out, table, 11)
+    assert f"it is the scan of subject '{table['PTID'].iloc[8]}' (line 10) up to an intensity scaling" in line
+
+
+@fault(
+    "validate",
+    "a NIfTI header with a negative scl_slope",
+    "a warning naming the subject, line and file: the slope inverts the stored intensities",
+)
+def test_a_negative_slope_is_named(unlike):
+    table, _, out = unlike
+    assert "its header's scl_slope is -1, which inverts the stored intensities" in _warning(out, table, 14)

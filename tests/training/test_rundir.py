@@ -133,15 +133,21 @@ def _frame(**edits):
     return frame
 
 
+def _fingerprinted(folder):
+    """A run directory with the fingerprint of `_frame()`, and the image digests it was made with."""
+    run = RunDirectory(folder)
+    digest = {"/x/a.nii": "1", "/x/b.nii": "2", "/x/c.nii": "3"}.__getitem__
+    run.check_fingerprint(fingerprint_cohort(_frame(), digest))
+    return run, digest
+
+
 @fault(
     "run directory",
     "the cohort table edited after a run (rows dropped or relabelled) and the run rerun",
     "exit status 2 naming how many rows were added, removed or changed, with examples",
 )
 def test_a_changed_cohort_is_refused_naming_what_changed(tmp_path):
-    run = RunDirectory(tmp_path)
-    digest = {"/x/a.nii": "1", "/x/b.nii": "2", "/x/c.nii": "3"}.__getitem__
-    run.check_fingerprint(fingerprint_cohort(_frame(), digest))
+    run, digest = _fingerprinted(tmp_path)
     run.check_fingerprint(fingerprint_cohort(_frame(line=(0, 9), image=(0, "/x/a.nii")), digest))  # same data
     with pytest.raises(RunDirectoryError, match=r"1 row\(s\) changed \(b\)"):
         run.check_fingerprint(fingerprint_cohort(_frame(target=(1, 0)), digest))
@@ -203,3 +209,160 @@ def test_changed_model_arguments_are_refused(tmp_path):
         RunDirectoryError, match=r"'ad-film' would now be built differently .*init_std: 0.01 → 1.0"
     ):
         run.check_models({"ad-film": {"init_std": 1.0, "bottleneck": 7}})
+
+
+@fault(
+    "run directory",
+    "report (or run) killed with kill -9 while writing a file",
+    "the temporary file it left is removed when the run directory is next locked (it stayed for good)",
+)
+def test_a_killed_writers_temporary_file_is_swept(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.create()
+    code = (
+        "import sys, time; from hyperfusion.atomic import write_atomic\n"
+        "write_atomic(sys.argv[1], lambda h: (h.write('partial'), h.flush(), print('writing', flush=True),"
+        " time.sleep(60)))\n"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", code, str(run.root / "report.md")], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "writing"
+    writer.kill()  # SIGKILL: no cleanup runs
+    writer.wait()
+    (left,) = [p for p in run.root.iterdir() if p.name.endswith(".tmp")]
+    (run.root / "units" / "ad-imaging").mkdir(parents=True)
+    nested = run.root / "units" / "ad-imaging" / ".s0_v0_f0.json.abc123.tmp"
+    nested.write_text("{")
+    kept = run.root / "cache" / "ab" / ".x.npy.def456.tmp"  # the shared image cache is not the run's to sweep
+    kept.parent.mkdir(parents=True)
+    kept.write_text("")
+    with run.lock():
+        pass
+    assert not left.exists() and not nested.exists() and kept.exists()
+    assert not (run.root / "report.md").exists()
+
+
+# ---------------------------------------------------------------- sealed records and fingerprints
+def _records(run: RunDirectory) -> tuple[Unit, Unit]:
+    a, b = Unit("ad-imaging", 0, 0, 0), Unit("ad-hyperfusion", 0, 0, 0)
+    for unit, score in ((a, 0.4), (b, 0.9)):
+        run.write_record(unit, {"unit": {}, "history": [], "validation": {}, "test": {"score": score}})
+    return a, b
+
+
+@fault(
+    "run directory",
+    "two methods' unit records swapped on disk",
+    "exit status 2 naming the file and whose record it holds (report had credited one method with the other's scores)",
+)
+def test_swapped_records_are_named(tmp_path):
+    run = RunDirectory(tmp_path)
+    a, b = _records(run)
+    pa, pb = run.record_path(a), run.record_path(b)
+    text_a, text_b = pa.read_text(), pb.read_text()
+    pa.write_text(text_b)
+    pb.write_text(text_a)
+    with pytest.raises(
+        RunDirectoryError, match=r"s0_v0_f0\.json holds the unit record of method ad-hyperfusion"
+    ):
+        run.read_record(a)
+
+
+def test_an_edited_or_unsealed_record_is_refused(tmp_path):
+    run = RunDirectory(tmp_path)
+    a, _ = _records(run)
+    path = run.record_path(a)
+    record = json.loads(path.read_text())
+    record["test"]["score"] = 0.99
+    path.write_text(json.dumps(record))
+    with pytest.raises(RunDirectoryError, match="was changed after it was written"):
+        run.read_record(a)
+    del record["seal"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(RunDirectoryError, match="has no seal"):
+        run.read_record(a)
+
+
+@fault(
+    "run directory",
+    "a truncated cohort.json, then a rerun with a changed cohort",
+    "exit status 2 naming cohort.json as truncated; it is never rewritten from the changed cohort (it was)",
+)
+def test_a_truncated_cohort_fingerprint_fails_closed(tmp_path):
+    run, digest = _fingerprinted(tmp_path)
+    text = run.fingerprint_path.read_text()
+    run.fingerprint_path.write_text(text[: len(text) // 2])
+    with pytest.raises(RunDirectoryError, match=r"cohort\.json is truncated or not JSON"):
+        run.check_fingerprint(fingerprint_cohort(_frame(target=(1, 0)), digest))
+    assert run.fingerprint_path.read_text() == text[: len(text) // 2]  # not rewritten
+
+
+@fault(
+    "run directory",
+    "a truncated models.json, then a resume with changed model arguments",
+    "exit status 2 naming models.json as truncated; it is never rewritten from the new arguments (it was)",
+)
+def test_a_truncated_models_file_fails_closed(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.check_models({"ad-film": {"init_std": 0.01}})
+    run.models_path.write_text('{"methods": {"ad-fi')
+    with pytest.raises(RunDirectoryError, match=r"models\.json is truncated or not JSON"):
+        run.check_models({"ad-film": {"init_std": 1.0}})
+    assert run.models_path.read_text() == '{"methods": {"ad-fi'
+
+
+# ---------------------------------------------------------------- checkpoints vouched for by their records
+def _finished(run: RunDirectory, unit: Unit) -> None:
+    run.checkpoint(unit).parent.mkdir(parents=True, exist_ok=True)
+    run.checkpoint(unit).write_bytes(b"weights")
+    run.write_record(unit, {"unit": {}, "history": [], "validation": {}, "test": {}})
+
+
+@fault(
+    "run directory",
+    "a finished model's checkpoint deleted, then the run resumed",
+    "a warning naming the checkpoint; that model counts as unfinished and is trained again (it counted as finished)",
+)
+def test_a_deleted_checkpoint_makes_its_unit_unfinished(tmp_path, caplog):
+    run = RunDirectory(tmp_path)
+    unit = Unit("ad-imaging", 0, 0, 1)
+    _finished(run, unit)
+    assert run.is_finished(unit)
+    run.checkpoint(unit).unlink()
+    assert not run.is_finished(unit)
+    assert f"the checkpoint {run.checkpoint(unit)} of a finished model is missing" in caplog.text
+
+
+@fault(
+    "predict",
+    "a finished model's checkpoint deleted, then predict or explain",
+    "FileNotFoundError naming the checkpoint as deleted and how to retrain it (it said 'never trained')",
+)
+def test_a_deleted_checkpoint_is_named_when_loading(tmp_path):
+    run = RunDirectory(tmp_path)
+    unit = Unit("ad-imaging", 0, 0, 1)
+    _finished(run, unit)
+    assert run.verified_checkpoint(unit) == run.checkpoint(unit)
+    run.checkpoint(unit).write_bytes(b"other weights")
+    with pytest.raises(RunDirectoryError, match="is not the checkpoint its record"):
+        run.verified_checkpoint(unit)
+    run.checkpoint(unit).unlink()
+    with pytest.raises(
+        FileNotFoundError, match=r"s0_v0_f1\.pt is missing, although its record .* \(deleted\?\)"
+    ):
+        run.verified_checkpoint(unit)
+
+
+def test_a_record_deleted_from_a_made_run_is_not_remade(tmp_path):
+    run, digest = _fingerprinted(tmp_path)
+    run.check_models({"ad-film": {"init_std": 0.01}})
+    run.save_config(CONFIG, "spec")
+    for path in (run.fingerprint_path, run.models_path, run.plugins_path):
+        saved = path.read_bytes()
+        path.unlink()
+        with pytest.raises(RunDirectoryError, match=rf"{path.name} is missing although .* was made with it"):
+            run.check_fingerprint(fingerprint_cohort(_frame(), digest))
+            run.check_models({"ad-film": {"init_std": 0.01}})
+            run.recorded_plugins()
+        path.write_bytes(saved)

@@ -9,7 +9,6 @@ trains only the new models. Units run in this process (--executor local) or as R
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 
@@ -40,6 +39,9 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_overrides(config, args: argparse.Namespace):
+    """The config with the command line's training and protocol values, each checked as the YAML's would be."""
+    from hyperfusion.config import with_settings
+
     training = {
         key: getattr(args, key)
         for key in ("epochs", "device", "precision")
@@ -52,11 +54,7 @@ def apply_overrides(config, args: argparse.Namespace):
     protocol = {
         key: getattr(args, key) for key in ("executor", "address") if getattr(args, key, None) is not None
     }
-    if training:
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training, **training))
-    if protocol:
-        config = dataclasses.replace(config, protocol=dataclasses.replace(config.protocol, **protocol))
-    return config
+    return with_settings(with_settings(config, "training", training), "protocol", protocol)
 
 
 def prepare_and_run(config_name: str, out: Path, args: argparse.Namespace):

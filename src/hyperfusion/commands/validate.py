@@ -91,9 +91,11 @@ def settings_for_manifest(settings: str, manifest: Path) -> RunConfig:
 
 
 def _yaml_mapping(path: Path) -> dict | None:
+    from hyperfusion.yamlio import DuplicateKeyError, load_yaml
+
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError):
+        raw = load_yaml(path.read_text(), str(path))
+    except (yaml.YAMLError, UnicodeDecodeError, DuplicateKeyError):  # the loader that reads it says why
         return None
     return raw if isinstance(raw, dict) else None
 
@@ -266,6 +268,17 @@ def _images(found: Preflight, work: Path | None) -> str:
             lines.append(f"  ... and {len(failures) - SHOWN_FAILURES} more")
     else:
         lines.append(f"all {checked} images pass ({checks})")
+    if found.image_warnings:
+        warned = found.image_warnings
+        lines.append(
+            f"{len(warned)} image(s) do not look like T1s of this cohort (warnings: the run does not stop on them, "
+            "but check them):"
+        )
+        lines += [
+            f"  line {w.line}, subject {w.subject}: {w.path}: {w.message}" for w in warned[:SHOWN_FAILURES]
+        ]
+        if len(warned) > SHOWN_FAILURES:
+            lines.append(f"  ... and {len(warned) - SHOWN_FAILURES} more")
     took = duration(found.preprocessing_seconds)
     where = (
         f"cached in {work}/cache, which a run with --out {work} reuses"

@@ -144,18 +144,28 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unreadable or truncated file, a 4D image (a trailing axis of length 1 is accepted),
-            NaN or Inf voxels, an all-zero image — each naming the file.
+        ValueError: unreadable or truncated file, a colour (RGB) image, a 4D image (a trailing axis of length 1
+            is accepted), NaN or Inf voxels or values beyond float32, an all-zero image — each naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
+    unreadable = (ImageFileError, OSError, EOFError, ValueError, zlib.error)
     try:
         image = nib.load(str(path))
-        data = np.asarray(image.dataobj, dtype=np.float32)
-        affine = np.asarray(image.affine, dtype=np.float64)
-    except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as err:
+    except unreadable as err:
         raise ValueError(f"cannot read NIfTI {path} (unreadable or truncated): {err}") from None
+    stored = image.get_data_dtype()
+    if stored.fields is not None or stored.kind not in "biuf":  # RGB24 / RGBA32: a colour image
+        raise ValueError(
+            f"{path}: a colour image (stored as {stored}), not a grey-scale T1; convert it to one channel"
+        )
+    try:
+        values = np.asarray(image.dataobj)  # as stored and scaled, before any narrowing
+        affine = np.asarray(image.affine, dtype=np.float64)
+    except unreadable as err:
+        raise ValueError(f"cannot read NIfTI {path} (unreadable or truncated): {err}") from None
+    data = _float32(values, path)
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -164,12 +174,25 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise ValueError(f"{path}: the affine is singular or not finite:\n{affine}")
-    bad = ~np.isfinite(data)
-    if bad.any():
-        raise ValueError(f"{path}: {int(bad.sum())} voxel(s) are NaN or Inf")
     if not np.any(data):
         raise ValueError(f"{path}: every voxel is zero (empty image)")
     return data, affine
+
+
+def _float32(values: np.ndarray, path: Path) -> np.ndarray:
+    """The voxels as float32, refusing NaN/Inf and values beyond float32's range (they would become Inf)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(f"{path}: {int(bad.sum())} voxel(s) are NaN or Inf")
+        largest, limit = float(np.abs(values).max()) if values.size else 0.0, float(np.finfo(np.float32).max)
+        if largest > limit:
+            raise ValueError(
+                f"{path}: intensities up to {largest:.3g} exceed the float32 range (±{limit:.3g}) "
+                "the models compute in; rescale the image (or check its header's scl_slope)"
+            )
+    return values.astype(np.float32, copy=False)
 
 
 def grid_points(shape: Sequence[int], voxel_mm: float, center_mm: Sequence[float]) -> np.ndarray:

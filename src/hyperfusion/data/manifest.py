@@ -7,7 +7,6 @@ cohort fails with the file, line, column or value at fault, before any training 
 from __future__ import annotations
 
 import codecs
-import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,13 +22,14 @@ from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.duplicates import check_duplicate_paths
 from hyperfusion.data.presets import merge, preset
 from hyperfusion.data.ranges import Range, check_ranges, parse_ranges, usable_ranges
+from hyperfusion.data.tables import read_table
+from hyperfusion.text import shown
+from hyperfusion.yamlio import load_yaml
 
 log = logging.getLogger("hyperfusion")
 
 TASKS = ("classification", "regression")
 DEFAULT_NA_VALUES = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "None")
-#: Read when a table is not UTF-8 (and the manifest names no ``encoding``); every byte decodes, with a warning.
-FALLBACK_ENCODING = "latin-1"
 #: Columns the cohort frame reserves for itself.
 RESERVED = ("subject_id", "target", "label", "image", "line")
 
@@ -179,7 +179,7 @@ def read_spec(spec_path: str | Path) -> ManifestSpec:
     if not spec_path.is_file():
         raise FileNotFoundError(f"manifest spec {spec_path} does not exist")
     try:
-        raw = yaml.safe_load(spec_path.read_text())
+        raw = load_yaml(spec_path.read_text(), str(spec_path))
     except yaml.YAMLError as err:
         raise ValueError(f"{spec_path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
@@ -391,7 +391,7 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
     """Apply a validated `ManifestSpec` to the table at ``table_path``; see `load_manifest`."""
     table_path = Path(table_path).resolve()
     source = str(table_path)
-    table = _read_table(table_path, spec.na_values, spec.encoding)
+    table = read_table(table_path, spec.na_values, spec.encoding)
     if not require_target:
         if spec.target_column not in table.columns:
             table[spec.target_column] = np.nan
@@ -421,6 +421,12 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
             f"{source}: column {spec.subject!r} has no subject id on {_lines(table.index[missing_ids])}"
         )
     subjects = subjects.astype(str).str.strip()
+    blank = subjects == ""
+    if blank.any():
+        raise ValueError(
+            f"{source}: column {spec.subject!r} holds only spaces on {_lines(table.index[blank])}; every row "
+            "needs a subject id"
+        )
 
     target, labels, keep = _parse_target(spec, table, source)
     no_target = table[spec.target_column].isna()
@@ -507,58 +513,6 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
     )
 
 
-def _read_table(path: Path, na_values: Sequence[str], encoding: str | None = None) -> pd.DataFrame:
-    """The table as text cells, indexed by file line − 2 (blank lines kept out of the rows, not the count)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"cohort table {path} does not exist")
-    text = _decode(path, encoding)
-    lead = len(text) - len(text.lstrip("\r\n"))
-    skipped = text[:lead].count("\n")  # blank lines above the header
-    sep = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
-    try:
-        table = pd.read_csv(
-            io.StringIO(text[lead:]),
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            na_values=list(na_values),
-            skip_blank_lines=False,
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"cannot read cohort table {path}: {err}") from None
-    table.index = table.index + skipped
-    blank = table.fillna("").apply(lambda column: column.str.strip().eq("")).all(axis=1)
-    table = table[~blank.to_numpy(dtype=bool)]
-    if table.empty:
-        raise ValueError(f"cohort table {path} has no rows")
-    table.columns = [str(c).strip() for c in table.columns]
-    return table
-
-
-def _decode(path: Path, encoding: str | None) -> str:
-    """The file's text: in ``encoding`` if given (strictly), else UTF-8, else latin-1 with a warning."""
-    raw = path.read_bytes()
-    utf8 = encoding is None or codecs.lookup(encoding).name == "utf-8"  # then drop a leading byte-order mark
-    try:
-        return raw.decode("utf-8-sig" if utf8 else encoding)
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        where = f"line {line} has byte 0x{raw[err.start]:02x}"
-        if encoding is not None:
-            raise ValueError(
-                f"cohort table {path} is not valid {encoding} text ({where}); fix the file or the "
-                "manifest's 'encoding'"
-            ) from None
-    log.warning(
-        "%s: not UTF-8 text (%s); read as %s. Save it as UTF-8, or name its encoding in the manifest "
-        "(encoding: cp1252, ...) to silence this",
-        path,
-        where,
-        FALLBACK_ENCODING,
-    )
-    return raw.decode(FALLBACK_ENCODING)
-
-
 def _check_columns(spec: ManifestSpec, table: pd.DataFrame, source: str) -> None:
     roles = {
         spec.subject: "subject",
@@ -608,9 +562,10 @@ def _parse_target(
     unknown = labels.notna() & ~labels.isin(list(spec.classes))
     if unknown.any():
         first = table.index[unknown][0]
+        others = ", ".join(shown(v) for v in sorted(set(raw[unknown].astype(str)))[:10])
         raise ValueError(
-            f"{source}: unknown label {raw[first]!r} in column {spec.target_column!r} on {_lines([first])} "
-            f"({int(unknown.sum())} row(s) with labels {sorted(set(raw[unknown].astype(str)))}); classes are "
+            f"{source}: unknown label {shown(raw[first])} in column {spec.target_column!r} on {_lines([first])} "
+            f"({int(unknown.sum())} row(s) with labels {others}); classes are "
             f"{list(spec.classes)} with mapping {dict(spec.mapping)}"
         )
     target = labels.map(lambda v: index.get(v, -1)).astype(np.int64)
@@ -668,7 +623,7 @@ def _image_paths(spec: ManifestSpec, table: pd.DataFrame, subjects: pd.Series, t
                 raise ValueError(
                     f"{table_path}: image column {spec.image_column!r} is empty on {_lines([index])}"
                 )
-            path = (folder / str(raw).strip()).resolve()
+            path = _resolved(folder / str(raw).strip(), f"{table_path}: {_lines([index])}")
             if not path.is_file():
                 absent.append(f"{path} ({_lines([index])})")
         else:
@@ -679,7 +634,7 @@ def _image_paths(spec: ManifestSpec, table: pd.DataFrame, subjects: pd.Series, t
                 path = folder / pattern
             else:
                 several += len(found) > 1
-                path = found[0].resolve()
+                path = _resolved(found[0], f"{table_path}: subject {subject!r}, {_lines([index])}")
         paths.append(str(path))
     if absent:
         raise FileNotFoundError(
@@ -696,6 +651,16 @@ def _image_paths(spec: ManifestSpec, table: pd.DataFrame, subjects: pd.Series, t
             spec.image_glob,
         )
     return paths
+
+
+def _resolved(path: Path, where: str) -> Path:
+    """``path`` with its symbolic links followed; a link that loops is an error naming ``where`` and the link."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as err:  # Python < 3.13: RuntimeError("Symlink loop ..."); later: OSError
+        raise ValueError(
+            f"{where}: the image path {path} is a symbolic link that loops back on itself ({err})"
+        ) from None
 
 
 def _present(value: Any) -> bool:

@@ -1,20 +1,25 @@
 """Stratified, grouped, seeded partitions (paper §4.3.4, Fig. C.7) and the 80/10/10 regression split (§4.2.3).
 
 Rows are grouped (all rows of one subject together) and each group gets a stratum: the tuple of its
-stratification values, continuous columns cut into quantile bins. Groups are taken stratum by stratum,
-shuffled within a stratum (largest first when groups differ in size), and each goes to the partition with
+stratification values, continuous columns cut into quantile bins. The groups are then *dealt* like cards:
+strata are laid out one after another in a boustrophedon order (sorted by the label, then within each label by
+the next column in alternating directions, and so on), the groups of each stratum shuffled, and the i-th group
+of that sequence goes to partition ``cycle[i mod n]`` (``cycle`` a seeded permutation of the partitions).
 
-    the fewest rows of its stratum, then the fewest rows overall, then a seeded random priority.
+Any run of consecutive groups dealt this way holds each partition ⌊L/n⌋ or ⌈L/n⌉ times, and every stratum, every
+label × sex block and every label is such a run: their subject counts per partition differ by at most one, and
+so do the partition sizes. A value of the second column (e.g. one sex) forms two runs thanks to the alternating
+order, so its counts differ by at most two however many age bins there are; later columns' values by a few.
+When subjects have several rows, groups of the same stratum but of different sizes are then swapped between
+partitions while that evens out the row counts (partition sizes, labels, sexes); subject counts are unchanged
+by such a swap.
 
-With one row per group this is a round-robin: every stratum's counts and the partition sizes differ by at
-most one; ties between equally full partitions go to the one holding fewer of the coarser strata (the label
-alone, ...), then fewer of each other column's value (e.g. the same sex).
-
-Strata smaller than ``n_partitions`` are merged into coarser ones (their last stratification column
-dropped, down to one pool of leftovers), with a one-line log message saying how many subjects that concerns
-and what stays balanced; a value of the *first* column (the label) with fewer groups than partitions cannot
-be spread and raises. `check_stratifiable` makes that check up front, naming classes by their labels, and
-`default_age_bins` picks a number of age bins that keeps the strata large enough for the cohort's size.
+A stratum smaller than ``n_partitions`` cannot reach every partition: its groups are balanced only as part of
+the coarser group's run (its last stratification column dropped, down to the label alone), and a one-line log
+message says how many subjects that concerns and what stays balanced; a value of the *first* column (the
+label) with fewer groups than partitions cannot be spread and raises. `check_stratifiable` makes that check
+up front, naming classes by their labels, and `default_age_bins` picks a number of age bins that keeps the
+strata large enough for the cohort's size.
 """
 
 from __future__ import annotations
@@ -174,33 +179,18 @@ def make_partitions(
     binned = [c for c in binned if _is_binned(df[c], bins)]
     levels = [_levels(df[c], bins) if c in binned else _levels(df[c], None) for c in stratify]
     keys = [tuple(level[r] for level in levels) for r in first_rows]  # a group's stratum = its first row's
-    keys = _coarsen(keys, n_partitions, list(stratify), binned=binned, bins=bins, auto=auto)
+    _check_small_strata(keys, n_partitions, list(stratify), binned=binned, bins=bins, auto=auto)
     sizes = np.bincount(codes, minlength=n_groups)
 
     rng = np.random.default_rng(seed)
-    priority = rng.permutation(n_partitions)
+    cycle = rng.permutation(n_partitions)
     shuffle = rng.permutation(n_groups)
-    strata: dict[tuple, list[int]] = {}
-    for g in shuffle:
-        strata.setdefault(keys[g], []).append(int(g))
+    rank = {key: i for i, key in enumerate(_boustrophedon(list(dict.fromkeys(keys))))}
+    dealt = sorted(shuffle, key=lambda g: rank[keys[g]])  # stable: shuffled within each stratum
     assignment = np.empty(n_groups, dtype=np.int64)
-    totals = np.zeros(n_partitions, dtype=np.int64)
-    counts: dict[tuple, np.ndarray] = {}  # rows per partition of every stratum and of its coarser prefixes
-    for key in sorted(strata, key=_sort_key):
-        members = sorted(strata[key], key=lambda g: -sizes[g])  # stable: shuffled order among equal sizes
-        prefixes = [key[:length] for length in range(len(key), 0, -1)] or [()]
-        marginals = [("marginal", column, value) for column, value in enumerate(key)][1:]
-        tallies = [counts.setdefault(k, np.zeros(n_partitions, dtype=np.int64)) for k in prefixes + marginals]
-        in_stratum = tallies[0]
-        for g in members:
-            best = min(
-                range(n_partitions),
-                key=lambda p: (in_stratum[p], totals[p], *(t[p] for t in tallies[1:]), priority[p]),
-            )
-            assignment[g] = best
-            for tally in tallies:
-                tally[best] += sizes[g]
-            totals[best] += sizes[g]
+    assignment[dealt] = cycle[np.arange(n_groups) % n_partitions]
+    if sizes.min() != sizes.max():
+        _even_out_rows(assignment, keys, sizes, n_partitions)
     return pd.Series(assignment[codes], index=df.index, name="partition")
 
 
@@ -295,7 +285,7 @@ def _levels(values: pd.Series, bins: int | Sequence[float] | None) -> list:
     return ["<NA>" if pd.isna(v) else int(v) for v in cut]
 
 
-def _coarsen(
+def _check_small_strata(
     keys: list[tuple],
     n: int,
     columns: list[str],
@@ -304,7 +294,11 @@ def _coarsen(
     bins: int | Sequence[float] = 5,
     auto: int = 1,
 ) -> list[tuple]:
-    """Drop the last stratification value of groups in strata smaller than ``n`` until every stratum fits.
+    """Refuse a label too small to spread; log the groups in strata too small to reach every partition.
+
+    Such a stratum's groups are balanced only as part of a coarser group's run: its last stratification value
+    dropped until the group fits (or only the label is left), which is what the log line reports. Returns the
+    coarsened keys.
 
     Raises:
         ValueError: a value of the first column held by fewer than ``n`` groups.
@@ -326,7 +320,7 @@ def _coarsen(
         counts: dict[tuple, int] = {}
         for key in keys:
             counts[key] = counts.get(key, 0) + 1
-        small = {k for k, c in counts.items() if c < n and len(k) > 0}
+        small = {k for k, c in counts.items() if c < n and len(k) > 1}  # never below the label
         if not small:
             break
         for i, key in enumerate(keys):
@@ -350,13 +344,12 @@ def _report_coarsened(
 ) -> None:
     """One log line: how many subjects were stratified coarsely, what that means, and what to change.
 
-    Measured on simulated 3-class cohorts of 100–2,120 subjects in 5 partitions: partition sizes stay within
-    one subject and each class's and sex's count per partition within 1–3 subjects.
+    Measured on simulated 3-class cohorts of 300–1,200 subjects in 5 partitions: partition sizes stay within
+    one subject, each class's count within one and each sex's within 1–3 subjects.
     """
     names = " × ".join(f"{c} bin" if c in binned else c for c in columns)
-    kept = min(len(keys[i]) for i in changed)
-    # subjects pooled without any column still leave class and sex counts close through the tie-breaks
-    close = columns[:kept] if kept else [c for c in columns if c not in binned] or columns[:1]
+    # dealt within their label's run, merged subjects leave every column's counts close
+    close = [c for c in columns if c not in binned] or columns[:1]
     lost = sorted({c for i in changed for c in columns[len(keys[i]) : len(original[i])]}, key=columns.index)
     uneven = [c for c in lost if c not in close] or [c for c in lost if c != columns[0]] or lost
     n_bins = bins if isinstance(bins, (int, np.integer)) else len(bins) - 1
@@ -387,5 +380,68 @@ def _report_coarsened(
     )
 
 
-def _sort_key(key: tuple) -> tuple:
-    return (len(key), tuple(str(v) for v in key))
+def _boustrophedon(keys: list[tuple]) -> list[tuple]:
+    """Stratum keys in the order they are dealt: by the first value, then the rest in alternating directions.
+
+    With the second column's order flipped from one label to the next, each value of that column forms at most
+    two runs of the dealt sequence (F M | M F | F M ...), so its counts differ by at most two.
+    """
+
+    def order(suffixes: list[tuple], flip: bool) -> list[tuple]:
+        out = [k for k in suffixes if not k]
+        heads = sorted({k[0] for k in suffixes if k}, key=str, reverse=flip)
+        for i, head in enumerate(heads):
+            rest = [k[1:] for k in suffixes if k and k[0] == head]
+            out += [(head, *tail) for tail in order(rest, flip=i % 2 == 1)]
+        return out
+
+    return order(keys, flip=False)
+
+
+def _tallies(key: tuple) -> list[tuple]:
+    """The row counts a group of stratum ``key`` adds to: the total, each coarser stratum, each column's value."""
+    prefixes = [("stratum", key[:length]) for length in range(len(key), 0, -1)]
+    values = [("value", column, value) for column, value in enumerate(key) if column > 0]
+    return [("total",), *prefixes, *values]
+
+
+def _even_out_rows(assignment: np.ndarray, keys: list[tuple], sizes: np.ndarray, n: int) -> None:
+    """Swap same-stratum groups of different sizes between partitions while that evens out the row counts.
+
+    The objective is the sum of squared row counts per partition over every tally (`_tallies`); swapping groups
+    ``g`` (partition P, ``a`` rows) and ``h`` (Q, ``b`` rows) of one stratum moves ``d = a − b`` rows of each of
+    its tallies from P to Q and changes it by ``2d·Σ(T[Q] − T[P] + d)``. The best swap is made until none helps;
+    subject counts never change (both groups are of the same stratum).
+    """
+    rows: dict[tuple, np.ndarray] = {}
+    strata: dict[tuple, list[int]] = {}
+    for g, key in enumerate(keys):
+        strata.setdefault(key, []).append(g)
+        for tally in _tallies(key):
+            rows.setdefault(tally, np.zeros(n, dtype=np.int64))[assignment[g]] += sizes[g]
+    ordered = sorted(strata, key=lambda k: tuple(str(v) for v in k))
+    while True:
+        best: tuple | None = None
+        for key in ordered:
+            tallies = [rows[t] for t in _tallies(key)]
+            by_partition: dict[int, dict[int, int]] = {}
+            for g in strata[key]:  # one representative group per (partition, size)
+                by_partition.setdefault(int(assignment[g]), {}).setdefault(int(sizes[g]), g)
+            for p, mine in by_partition.items():
+                for q, theirs in by_partition.items():
+                    if p == q:
+                        continue
+                    gap = sum(int(t[q] - t[p]) for t in tallies)
+                    for a, g in mine.items():
+                        for b, h in theirs.items():
+                            d = a - b
+                            change = 2 * d * (gap + len(tallies) * d)
+                            if d > 0 and change < 0 and (best is None or change < best[0]):
+                                best = (change, g, h, p, q, d, key)
+        if best is None:
+            return
+        _, g, h, p, q, d, key = best
+        assignment[g], assignment[h] = q, p
+        for tally in _tallies(key):
+            rows[tally][p] -= d
+            rows[tally][q] += d

@@ -19,8 +19,8 @@ import pandas as pd
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, TabularPreprocessor, fold_roles, load_manifest, read_partitions
 from hyperfusion.training.inference import choose_ensemble, load_new_subjects
-from hyperfusion.training.reporting import load_run_config
-from hyperfusion.training.rundir import RunDirectory
+from hyperfusion.training.reporting import collect_records, load_run_config
+from hyperfusion.training.rundir import RunDirectory, fingerprint_cohort
 
 Kind = Literal["continuous", "binary", "categorical"]
 MISSING = "(missing)"
@@ -101,11 +101,11 @@ def roles_of(run: RunDirectory, config: RunConfig, cohort: Cohort, split_seed: i
 
     Raises:
         FileNotFoundError: the run has no partitions file for this split seed.
-        ValueError: a subject of the cohort that the partitions file does not list (another cohort).
+        ValueError: a subject of the cohort that the partitions file does not list (another cohort), or a partitions
+            file that is not the one the run's models were trained on.
     """
-    path = run.partitions(split_seed)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run never prepared split seed {split_seed}")
+    records = collect_records(config, cohort, run, [split_seed]).values()
+    path = run.verified_partitions(split_seed, list(records))  # the rows the models were trained on
     table = read_partitions(path)
     by_subject = dict(zip(table["subject_id"].astype(str), table["partition"]))
     ids = cohort.frame["subject_id"].astype(str)
@@ -165,7 +165,7 @@ def load_context(
     Raises:
         FileNotFoundError: not a run directory, or the run's cohort or partitions file is gone.
         ValueError: both ``subjects`` and ``manifest``, a method or split seed the run does not have, unknown
-            subject ids, no subject to explain.
+            subject ids, no subject to explain, a cohort whose rows differ from the run's.
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -180,6 +180,9 @@ def load_context(
         )
     run_cohort = load_manifest(cohort_path)
     run = RunDirectory(run_dir)
+    run.check_fingerprint(
+        fingerprint_cohort(run_cohort.frame), write=False
+    )  # the rows the models learnt from
     if manifest is not None:
         cohort = load_new_subjects(run_dir, manifest)
     else:

@@ -19,9 +19,9 @@ from torch import Tensor, nn
 from hyperfusion.data import ImageCache, TabularPreprocessor
 from hyperfusion.evaluation.aggregate import combine_folds
 from hyperfusion.explain.context import ExplainContext
-from hyperfusion.training.inference import check_device, ensemble_members
+from hyperfusion.training.inference import check_device, ensemble_members, trained_model, trained_preprocessor
 from hyperfusion.training.plan import Unit
-from hyperfusion.training.setup import build_model, image_spec, load_checkpoint
+from hyperfusion.training.setup import image_spec
 
 
 @dataclass
@@ -70,18 +70,8 @@ class Ensemble:
         for version in versions:
             for fold in range(context.folds):
                 unit = Unit(context.method, context.split_seed, version, fold)
-                if run.read_record(unit) is None:
-                    raise FileNotFoundError(
-                        f"{run.checkpoint(unit)}: this model was never trained to the end"
-                    )
-                preprocessor = context.preprocessor(fold)
-                model = build_model(
-                    config,
-                    context.method,
-                    n_tabular=len(preprocessor.feature_names_out),
-                    classes=context.classes,
-                )
-                load_checkpoint(model, run.checkpoint(unit))
+                preprocessor = trained_preprocessor(run, unit)
+                model = trained_model(run, config, unit, preprocessor, context.classes)
                 members.append(Member(unit, model, preprocessor))
         return cls(members, task=context.task, rule=config.protocol.ensemble, device=device)
 

@@ -13,19 +13,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
+from torch import nn
 from torch.utils.data import DataLoader
 
 from hyperfusion.atomic import write_text_atomic
-from hyperfusion.config import RunConfig
+from hyperfusion.config import RunConfig, check_device_name
 from hyperfusion.data import Cohort, CohortDataset, ImageCache, TabularPreprocessor, load_manifest, load_table
 from hyperfusion.data.manifest import spec_from_dict
 from hyperfusion.evaluation.aggregate import combine_folds, top_k_versions
+from hyperfusion.training.guards import check_out, warn_if_seen
 from hyperfusion.training.plan import Unit
 from hyperfusion.training.reporting import load_run_config
 from hyperfusion.training.rundir import RunDirectory
 from hyperfusion.training.setup import build_model, image_spec, load_checkpoint
 from hyperfusion.training.trainer import predict
+from hyperfusion.yamlio import load_yaml
 
 
 def load_new_subjects(run_dir: str | Path, manifest: str | Path) -> Cohort:
@@ -34,12 +36,13 @@ def load_new_subjects(run_dir: str | Path, manifest: str | Path) -> Cohort:
     if manifest.suffix in (".yaml", ".yml"):
         return load_manifest(manifest, require_target=False)
     saved = RunDirectory(run_dir).manifest
-    spec = spec_from_dict(yaml.safe_load(saved.read_text()), source=str(saved))
+    spec = spec_from_dict(load_yaml(saved.read_text(), str(saved)), source=str(saved))
     return load_table(spec, manifest, require_target=False)
 
 
 def check_device(device: str) -> str:
-    """A device this machine has, or a one-line error saying which it lacks."""
+    """A device this machine has, or a one-line error saying which it lacks (or that it names no device)."""
+    check_device_name(device, "--device")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -92,6 +95,48 @@ def ensemble_members(
     return [available[i] for i in chosen]
 
 
+def trained_preprocessor(run: RunDirectory, unit: Unit) -> TabularPreprocessor:
+    """The tabular preprocessing a finished unit was trained with (verified against its record).
+
+    Raises:
+        FileNotFoundError: never trained to the end, or the file is gone.
+        RunDirectoryError: the fold's file is not the one the unit's record names.
+    """
+    record = run.read_record(unit)
+    if record is None:
+        run.verified_checkpoint(unit)  # raises, naming the missing record
+    return TabularPreprocessor.load(run.verified_preprocessor(unit.split_seed, unit.fold, [record]))
+
+
+def trained_model(
+    run: RunDirectory,
+    config: RunConfig,
+    unit: Unit,
+    preprocessor: TabularPreprocessor,
+    classes: tuple[str, ...],
+) -> nn.Module:
+    """A finished unit's model rebuilt from its verified checkpoint, for subjects labelled with ``classes``.
+
+    The record says which classes, in which order, the model's outputs are; subjects whose manifest lists them in
+    another order would get each probability under another class's name, so that is refused.
+
+    Raises:
+        FileNotFoundError: never trained to the end, or its checkpoint deleted since (`verified_checkpoint`).
+        ValueError: classes other than the model's, or in another order; a checkpoint that is not the recorded one.
+    """
+    checkpoint = run.verified_checkpoint(unit)
+    trained = tuple((run.read_record(unit) or {}).get("classes", ()))
+    if trained != tuple(classes):
+        order = "in another order" if sorted(trained) == sorted(classes) else "other classes"
+        raise ValueError(
+            f"the run's model {unit.name} outputs the classes {list(trained)} in that order, but the subjects' "
+            f"manifest lists {list(classes)} ({order}); list target.classes as the run did, or every "
+            "probability would be reported under another class's name"
+        )
+    model = build_model(config, unit.method, n_tabular=len(preprocessor.feature_names_out), classes=trained)
+    return load_checkpoint(model, checkpoint)
+
+
 def score_subjects(
     run_dir: str | Path,
     cohort: Cohort,
@@ -136,13 +181,8 @@ def score_frames(
         per_frame_fold: list[list[np.ndarray]] = [[] for _ in frames]
         for fold in folds:
             unit = Unit(method, split_seed, v, fold)
-            if run.read_record(unit) is None:
-                raise FileNotFoundError(f"{run.checkpoint(unit)}: this model was never trained to the end")
-            preprocessor = TabularPreprocessor.load(run.preprocessor(split_seed, fold))
-            model = build_model(
-                config, method, n_tabular=len(preprocessor.feature_names_out), classes=tuple(cohort.classes)
-            )
-            load_checkpoint(model, run.checkpoint(unit))
+            preprocessor = trained_preprocessor(run, unit)
+            model = trained_model(run, config, unit, preprocessor, tuple(cohort.classes))
             for i, frame in enumerate(frames):
                 dataset = CohortDataset(
                     images,
@@ -173,13 +213,20 @@ def predict_new_subjects(
 ) -> pd.DataFrame:
     """Score the subjects of ``manifest`` with a run's models and write one CSV row per subject.
 
+    Subjects whose scans the models were trained on are named in a warning (`guards.warn_if_seen`).
+
     Raises:
-        ValueError: a method, seed or version the run does not have; a device this machine lacks.
-        FileNotFoundError: a model of the chosen ensemble was never trained.
+        ValueError: a method, seed or version the run does not have; a device this machine lacks; classes other
+            than the run's or in another order; an ``out`` that is an input or inside the run directory.
+        FileNotFoundError: a model of the chosen ensemble was never trained, or its checkpoint was deleted.
     """
+    run = RunDirectory(run_dir)
     config = load_run_config(run_dir)
-    method = method or config.reference_method
+    method, split_seed = choose_ensemble(config, method, split_seed)
     cohort = load_new_subjects(run_dir, manifest)
+    check_out(Path(out), run, {Path(manifest), cohort.table_path})
+    test = str(config.protocol.n_partitions - 1) if cohort.task == "classification" else "test"
+    warn_if_seen(run, cohort, split_seed, test)
     values = score_subjects(
         run_dir, cohort, method=method, split_seed=split_seed, version=version, device=device
     )

@@ -32,6 +32,7 @@ from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, load_manifest
 from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.duplicates import check_duplicate_images
+from hyperfusion.data.intensity import check_intensities, header_warnings
 from hyperfusion.training.estimate import Estimate, estimate_time
 from hyperfusion.training.plan import PlannedUnit, plan_units
 from hyperfusion.training.rundir import RunDirectory
@@ -116,6 +117,7 @@ class Preflight:
     problems: list[str] = field(default_factory=list)
     simulated_seconds: float | None = None
     labels: pd.DataFrame | None = None  # classification: class, subjects, raw labels
+    image_warnings: list[ImageFailure] = field(default_factory=list)  # unlike the cohort's T1s; not problems
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -165,6 +167,7 @@ def preflight(
             f"{len(failures)} of {len(cohort.frame)} image(s) fail the image checks; the first: {failures[0].message}"
         )
     _collect(problems, check_duplicate_images, cohort, cache)
+    warnings = image_warnings(cohort, spec, cache, failures)
 
     start = time.perf_counter()  # partitions and each fold's preprocessing, as the run prepares them
     folds = _prepare_folds(config, cohort, problems) if stratifiable else None
@@ -191,6 +194,7 @@ def preflight(
         problems=list(dict.fromkeys(problems)),
         simulated_seconds=simulated,
         labels=label_counts(cohort) if cohort.task == "classification" else None,
+        image_warnings=warnings,
     )
 
 
@@ -276,11 +280,11 @@ def raw_rows(cohort: Cohort) -> tuple[pd.DataFrame, pd.Series]:
     strings read as the cohort read them.
     """
     # the data layer's one table reader: the same encoding, NA strings and blank lines as the cohort's
-    from hyperfusion.data.manifest import _read_table
+    from hyperfusion.data.tables import read_table
 
     spec = cohort.spec
     with _quiet():
-        table = _read_table(cohort.table_path, spec.na_values, spec.encoding)
+        table = read_table(cohort.table_path, spec.na_values, spec.encoding)
     if spec.visit_column is not None:
         keep = (table[spec.visit_column].astype("string").str.strip() == spec.visit_keep).fillna(False)
     else:
@@ -429,6 +433,31 @@ def check_images(
         grids[key] = grids.get(key, 0) + 1
     groups = [GridGroup(shape, zooms, axes, n) for (shape, zooms, axes), n in grids.items()]
     return sorted(groups, key=lambda g: -g.count), failures
+
+
+def image_warnings(
+    cohort: Cohort, spec, cache: ImageCache, failures: list[ImageFailure]
+) -> list[ImageFailure]:
+    """Images that pass the checks but do not look like T1s of this cohort (`hyperfusion.data.intensity`).
+
+    Copies up to an intensity scaling are left out when the manifest allows duplicate images.
+    """
+    failed = {f.path for f in failures}
+    frame = cohort.frame.reset_index(drop=True)
+    rows = frame[~frame["image"].astype(str).isin(failed)]
+    paths = rows["image"].astype(str).tolist()
+    found = [(i, m) for i, path in zip(rows.index, paths) for m in header_warnings(path)]
+    inputs = [cache.get(path, spec) for path in paths]
+    allowed = cohort.spec.allow_duplicate_images
+    digests = None if allowed else [cache.digest(path) for path in paths]
+    checked = check_intensities(
+        inputs, rows["subject_id"].astype(str).tolist(), rows["line"].tolist(), digests
+    )
+    found += [(rows.index[w.index], w.message) for w in checked if not (allowed and w.kind == "copy")]
+    return [
+        ImageFailure(str(frame.at[i, "image"]), str(frame.at[i, "subject_id"]), int(frame.at[i, "line"]), m)
+        for i, m in sorted(found, key=lambda item: item[0])
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------

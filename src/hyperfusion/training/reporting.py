@@ -5,6 +5,7 @@ Used at the end of ``run`` and by ``report``; ``predict`` combines models throug
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,29 @@ from hyperfusion.models import model_info
 from hyperfusion.models.registry import CROP_READER_SUFFIX
 from hyperfusion.training.rundir import RunDirectory
 from hyperfusion.training.setup import group_column
+from hyperfusion.yamlio import load_yaml
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The resolved configuration a run directory was made with."""
-    path = RunDirectory(run_dir).config
+    """The resolved configuration a run directory was made with.
+
+    A run directory is data: its plugins are imported only as the files, with the contents, that the run itself
+    executed (its plugins.json), never looked up anew (see `hyperfusion.plugins`).
+
+    Raises:
+        FileNotFoundError: not a run directory.
+        ValueError: a corrupt config.yaml or plugins.json, or a plugin that is not what the run executed.
+    """
+    run = RunDirectory(run_dir)
+    path = run.config
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text(), str(path))
     except yaml.YAMLError as err:
         raise ValueError(f"{path} is corrupt: {err}") from None
-    return config_from_dict(raw or {}, source=str(path))
+    recorded = run.recorded_plugins() or {}
+    return config_from_dict(raw or {}, source=str(path), plugin_files=recorded, data_folder=run.root)
 
 
 def scoring_for(config: RunConfig, cohort: Cohort) -> Scoring:
@@ -51,10 +63,18 @@ def scoring_for(config: RunConfig, cohort: Cohort) -> Scoring:
 
 
 def no_skill_training_targets(
-    config: RunConfig, cohort: Cohort, run: RunDirectory, split_seed: int
+    config: RunConfig,
+    cohort: Cohort,
+    run: RunDirectory,
+    split_seed: int,
+    records: Sequence[Mapping[str, Any]] = (),
 ) -> np.ndarray:
-    """The rows a no-skill model learns from: every non-test row (classification), the training rows (regression)."""
-    table = read_partitions(run.partitions(split_seed))
+    """The rows a no-skill model learns from: every non-test row (classification), the training rows (regression).
+
+    Read from the partitions file the methods' ``records`` name (`RunDirectory.verified_partitions`), so the
+    baseline learns from the same rows as the models it is compared with.
+    """
+    table = read_partitions(run.verified_partitions(split_seed, records))
     by_subject = dict(zip(table["subject_id"].astype(str), table["partition"]))
     assignment = cohort.frame["subject_id"].astype(str).map(by_subject)
     if cohort.task == "classification":
@@ -64,13 +84,17 @@ def no_skill_training_targets(
     return cohort.targets[keep.to_numpy()]
 
 
-def collect_records(config: RunConfig, cohort: Cohort, run: RunDirectory) -> dict[tuple, dict[str, Any]]:
-    folds = config.protocol.folds if cohort.task == "classification" else 1
+def collect_records(
+    config: RunConfig, cohort: Cohort, run: RunDirectory, split_seeds: Sequence[int] | None = None
+) -> dict[tuple, dict[str, Any]]:
+    """(method, split seed, version, fold) → record, for every finished unit of the config's methods."""
     from hyperfusion.training.plan import Unit
 
+    folds = config.protocol.folds if cohort.task == "classification" else 1
+    seeds = config.protocol.split_seeds if split_seeds is None else split_seeds
     records = {}
     for method in config.methods:
-        for seed in config.protocol.split_seeds:
+        for seed in seeds:
             for version in range(config.protocol.versions):
                 for fold in range(folds):
                     record = run.read_record(Unit(method, seed, version, fold))
@@ -80,9 +104,21 @@ def collect_records(config: RunConfig, cohort: Cohort, run: RunDirectory) -> dic
 
 
 def aggregate_run(config: RunConfig, cohort: Cohort, run: RunDirectory) -> Aggregate:
+    """The run's results from its finished records; the no-skill rows from the partitions those records name.
+
+    Raises:
+        RuntimeError: no finished model.
+        RunDirectoryError: a partitions file that is not the one the records were trained on (checked first).
+    """
     records = collect_records(config, cohort, run)
     if not records:
         raise RuntimeError(f"{run.root}: no finished models to report")
+    of_seed = {
+        seed: [r for (_, s, _, _), r in records.items() if s == seed] for seed in config.protocol.split_seeds
+    }
+    for seed, mine in of_seed.items():
+        if mine:
+            run.verified_partitions(seed, mine)
     return aggregate(
         records,
         methods=config.methods,
@@ -90,7 +126,7 @@ def aggregate_run(config: RunConfig, cohort: Cohort, run: RunDirectory) -> Aggre
         versions=config.protocol.versions,
         folds=config.protocol.folds if cohort.task == "classification" else 1,
         scoring=scoring_for(config, cohort),
-        train_targets=lambda seed: no_skill_training_targets(config, cohort, run, seed),
+        train_targets=lambda seed: no_skill_training_targets(config, cohort, run, seed, of_seed[seed]),
     )
 
 

@@ -4,29 +4,35 @@ Layout (every file written atomically, readable as the umask allows)::
 
     config.yaml               the resolved configuration (what a resume is checked against)
     manifest.yaml             the cohort's spec, for ``predict``
+    plugins.json              each plugin file the run executed: its absolute path and sha256
+    models.json               every method's effective model arguments (the package's defaults included)
     cohort.json               fingerprint of the cohort: a digest per table row and per image content
     partitions_seed<S>.csv    subject → partition (classification) or train/val/test role (regression)
     preprocessing/s<S>_f<F>.json   each fold's tabular preprocessing, fitted on its training rows only
     checkpoints/<method>/<unit>.pt best-validation state_dicts (``torch.load(weights_only=True)``)
-    units/<method>/<unit>.json     one record per finished model: history, validation and test predictions
+    units/<method>/<unit>.json     one record per finished model: history, validation and test predictions, and
+                                   the sha256 of its checkpoint, partitions and preprocessing files
     results.csv, predictions.csv, skill.csv, report.md, *.png   rebuilt from the records by ``report``
-    .lock                     held by the one process writing the run
+    .lock                     held by the one process writing the run (`hyperfusion.training.lock`)
 
-A unit is finished exactly when its record exists and reads back whole; a record that does not (a truncated file)
-makes its unit unfinished again, with a warning.
+Everything read back (plugins, models, cohort fingerprint, unit records) is a sealed record
+(`hyperfusion.training.records`): it names what it belongs to and carries a digest of itself, and reads fail
+closed, naming the file; the checkpoint, partitions and preprocessing files are proven by the records that name
+their digests. A unit is finished exactly when its record reads back whole and belongs to it, and its
+checkpoint is there with the recorded size; a truncated record (a crash mid-write) or a missing checkpoint makes
+the unit unfinished again, with a warning; a record of another unit, or one edited since, is an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import json
 import logging
 import os
 import shutil
-import socket
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,9 +40,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from hyperfusion.atomic import write_text_atomic
+from hyperfusion.atomic import ownership, remove_temporaries, write_text_atomic
 from hyperfusion.config import section_defaults
+from hyperfusion.data.cache import file_digest
+from hyperfusion.training.lock import LockError, hold
 from hyperfusion.training.plan import Unit
+from hyperfusion.training.records import RecordError, TruncatedRecord, verified_json, write_sealed
+from hyperfusion.yamlio import load_yaml
 
 log = logging.getLogger("hyperfusion")
 
@@ -53,6 +63,8 @@ FREE_KEYS = (
 #: Keys that may grow (or shrink) a run: only the units they add are trained.
 SCOPE_KEYS = ("methods", "reference_method", "protocol.split_seeds", "protocol.versions", "protocol.folds")
 RECORD_KEYS = ("unit", "history", "validation", "test")
+#: The folders of a run's own files (the image cache and a simulated cohort are not among them).
+OWN_FOLDERS = ("units", "checkpoints", "preprocessing", "ensembles")
 
 
 class RunDirectoryError(ValueError):
@@ -69,6 +81,7 @@ class RunDirectory:
     manifest = property(lambda self: self.root / "manifest.yaml")
     fingerprint_path = property(lambda self: self.root / "cohort.json")
     models_path = property(lambda self: self.root / "models.json")
+    plugins_path = property(lambda self: self.root / "plugins.json")
     results = property(lambda self: self.root / "results.csv")
     predictions = property(lambda self: self.root / "predictions.csv")
     cache = property(lambda self: self.root / "cache")
@@ -97,14 +110,14 @@ class RunDirectory:
         except OSError as err:
             raise RunDirectoryError(f"cannot create the run directory {self.root}: {err.strerror}") from None
         if not os.access(self.root, os.W_OK | os.X_OK):
-            raise RunDirectoryError(f"the run directory {self.root} is not writable")
+            raise RunDirectoryError(f"the run directory {self.root} is not writable: {ownership(self.root)}")
 
     def is_run(self) -> bool:
         return self.config.is_file()
 
     def clear(self) -> None:
         """Start over: remove everything a run wrote except the image cache and a simulated cohort."""
-        for name in ("units", "checkpoints", "preprocessing", "ensembles"):
+        for name in OWN_FOLDERS:
             shutil.rmtree(self.root / name, ignore_errors=True)
         for path in self.root.glob("partitions_seed*.csv"):
             path.unlink()
@@ -113,6 +126,7 @@ class RunDirectory:
             self.manifest,
             self.fingerprint_path,
             self.models_path,
+            self.plugins_path,
             self.results,
             self.predictions,
         ):
@@ -122,43 +136,22 @@ class RunDirectory:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's lock; a second process exits at once naming the holder; a dead holder's lock is taken."""
-        self.create()
-        mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._lock_holder()
-                if holder is not None and _alive(holder):
-                    raise RunDirectoryError(
-                        f"{self.root} is being written by process {holder.get('pid')} on "
-                        f"{holder.get('host')} (since {holder.get('since')}); wait for it to finish, or use "
-                        "another --out"
-                    ) from None
-                log.warning(
-                    "taking over the lock of %s left by a process that is no longer running (%s)",
-                    self.root,
-                    holder or "unreadable lock file",
-                )
-                self.lock_path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(mine, handle)
-            break
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                if self._lock_holder() == mine:
-                    self.lock_path.unlink()
+        """Hold the run's lock (taken atomically; a dead holder's only when proven dead, see `lock.hold`).
 
-    def _lock_holder(self) -> dict[str, Any] | None:
+        While it is held nobody else writes the run's own files, so temporary files found there now were left by
+        a writer killed mid-write (``kill -9`` during ``report``) and are removed.
+
+        Raises:
+            RunDirectoryError: another live process holds it (named), or its holder cannot be proven gone.
+        """
+        self.create()
         try:
-            holder = json.loads(self.lock_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return holder if isinstance(holder, dict) else None
+            with hold(self.lock_path, str(self.root)):
+                remove_temporaries([self.root], recursive=False)
+                remove_temporaries([self.root / name for name in OWN_FOLDERS])
+                yield
+        except LockError as err:
+            raise RunDirectoryError(str(err)) from None
 
     # --- configuration -------------------------------------------------------------------------------------
 
@@ -166,7 +159,7 @@ class RunDirectory:
         if not self.config.is_file():
             return None
         try:
-            saved = yaml.safe_load(self.config.read_text())
+            saved = load_yaml(self.config.read_text(), str(self.config))
         except yaml.YAMLError as err:
             raise RunDirectoryError(f"{self.config} is corrupt ({err}); start over with --restart") from None
         if not isinstance(saved, dict):
@@ -198,9 +191,45 @@ class RunDirectory:
             )
         return [k for k in changed if k in SCOPE_KEYS]
 
-    def save_config(self, resolved: Mapping[str, Any], manifest_text: str) -> None:
+    def save_config(
+        self,
+        resolved: Mapping[str, Any],
+        manifest_text: str,
+        plugins: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """Write the resolved configuration, the cohort's spec, and the plugin files the run executes."""
         write_text_atomic(self.manifest, manifest_text)
         write_text_atomic(self.config, yaml.safe_dump(dict(resolved), sort_keys=False))
+        write_sealed(self.plugins_path, "plugin files", {}, {"plugins": dict(plugins or {})})
+
+    def recorded_plugins(self) -> dict[str, dict[str, str]] | None:
+        """The plugin files the run executed (entry → path and sha256), or None when it recorded none.
+
+        Raises:
+            RunDirectoryError: plugins.json truncated, unsealed, of another kind, or edited.
+        """
+        if not self.plugins_path.is_file():
+            self._absent_since_made(self.plugins_path)
+            return None
+        return dict(self._verified(self.plugins_path, "plugin files", {})["plugins"])
+
+    def check_plugins(self, plugins: Mapping[str, Mapping[str, str]]) -> None:
+        """Refuse a resume whose plugin files differ from those the finished models were built with.
+
+        Raises:
+            RunDirectoryError: naming the plugin, and its old and new path or content.
+        """
+        recorded = self.recorded_plugins()
+        if recorded is None or not self.config.is_file():
+            return
+        changed = sorted(k for k in set(recorded) & set(plugins) if recorded[k] != dict(plugins[k]))
+        if changed:
+            name = changed[0]
+            raise RunDirectoryError(
+                f"{self.root}: the plugin {name!r} is not the code its finished models were built with (then "
+                f"{recorded[name]['path']} with sha256 {recorded[name]['sha256'][:12]}…, now "
+                f"{plugins[name]['path']} with {plugins[name]['sha256'][:12]}…); use another --out, or --restart"
+            )
 
     def check_models(self, arguments: Mapping[str, Mapping[str, Any]]) -> None:
         """Refuse a method whose effective model arguments (the package's defaults included) changed since the run
@@ -212,10 +241,9 @@ class RunDirectory:
         current = {m: {k: repr(v) for k, v in sorted(a.items())} for m, a in arguments.items()}
         saved: dict[str, Any] = {}
         if self.models_path.is_file():
-            try:
-                saved = json.loads(self.models_path.read_text())
-            except ValueError:
-                log.warning("%s was unreadable; it is written again", self.models_path)
+            saved = self._verified(self.models_path, "model arguments", {})["methods"]
+        else:
+            self._absent_since_made(self.models_path)
         for method, args in current.items():
             old = saved.get(method)
             if old is None or old == args:
@@ -226,27 +254,33 @@ class RunDirectory:
                 f"{self.root}: the model {method!r} would now be built differently from its finished models "
                 f"({detail}); use another --out, or --restart to start over"
             )
-        write_text_atomic(self.models_path, json.dumps({**saved, **current}, indent=1, sort_keys=True))
+        write_sealed(self.models_path, "model arguments", {}, {"methods": {**saved, **current}})
 
     # --- the cohort's fingerprint --------------------------------------------------------------------------
 
-    def check_fingerprint(self, fingerprint: Mapping[str, Mapping[str, str]]) -> None:
+    def check_fingerprint(self, fingerprint: Mapping[str, Mapping[str, str]], *, write: bool = True) -> None:
         """Refuse a cohort that differs from the one the run was made with, naming what changed.
 
+        The first call of a run writes the fingerprint (unless ``write`` is off: ``report`` only reads). A
+        fingerprint without ``images`` compares the table's rows only (what ``report`` reads).
+
         Raises:
-            RunDirectoryError: rows added, removed or changed, or images whose content changed.
+            RunDirectoryError: rows added, removed or changed, or images whose content changed; a cohort.json
+                that is truncated, unsealed or edited (it is never rewritten from the cohort at hand); no
+                cohort.json where ``write`` is off.
         """
         if not self.fingerprint_path.is_file():
-            write_text_atomic(self.fingerprint_path, json.dumps(fingerprint, indent=0, sort_keys=True))
+            self._absent_since_made(self.fingerprint_path)
+            if not write:
+                raise RunDirectoryError(
+                    f"{self.fingerprint_path} does not exist: nothing proves which cohort {self.root} was made "
+                    "with; rerun `hyperfusion run` on it to finish it"
+                )
+            write_sealed(self.fingerprint_path, "cohort fingerprint", {}, fingerprint, indent=0)
             return
-        try:
-            saved = json.loads(self.fingerprint_path.read_text())
-            saved_rows, saved_images = dict(saved["rows"]), dict(saved["images"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("%s was unreadable; it is written again from this cohort", self.fingerprint_path)
-            write_text_atomic(self.fingerprint_path, json.dumps(fingerprint, indent=0, sort_keys=True))
-            return
-        rows, images = fingerprint["rows"], fingerprint["images"]
+        saved = self.cohort_fingerprint()
+        saved_rows, saved_images = dict(saved["rows"]), dict(saved["images"])
+        rows, images = fingerprint["rows"], fingerprint.get("images", {})
         added = sorted(set(rows) - set(saved_rows))
         removed = sorted(set(saved_rows) - set(rows))
         changed = sorted(k for k in set(rows) & set(saved_rows) if rows[k] != saved_rows[k])
@@ -267,6 +301,14 @@ class RunDirectory:
                 "models were trained and scored on the old one; use another --out, or --restart to start over"
             )
 
+    def cohort_fingerprint(self) -> dict[str, Any]:
+        """The cohort fingerprint the run was made with (``rows`` and ``images``: subject key → digest).
+
+        Raises:
+            RunDirectoryError: cohort.json truncated, unsealed or edited.
+        """
+        return self._verified(self.fingerprint_path, "cohort fingerprint", {})
+
     # --- partitions, preprocessing, records ----------------------------------------------------------------
 
     def write_once(self, path: Path, text: str, what: str) -> None:
@@ -281,38 +323,151 @@ class RunDirectory:
         write_text_atomic(path, text)
 
     def write_record(self, unit: Unit, record: Mapping[str, Any]) -> None:
-        write_text_atomic(self.record_path(unit), json.dumps(record, indent=1))
+        """Seal the unit's record, with the sha256 and size of its checkpoint (written before the record) and the
+        sha256 of the partitions file it was trained on."""
+        checkpoint = self.checkpoint(unit)
+        vouched = None
+        if checkpoint.is_file():
+            vouched = {"sha256": file_digest(checkpoint), "bytes": checkpoint.stat().st_size}
+        partitions, preprocessing = (
+            self.partitions(unit.split_seed),
+            self.preprocessor(unit.split_seed, unit.fold),
+        )
+        fields = {
+            **record,
+            "checkpoint": vouched,
+            "partitions_sha256": file_digest(partitions) if partitions.is_file() else None,
+            "preprocessing_sha256": file_digest(preprocessing) if preprocessing.is_file() else None,
+        }
+        write_sealed(self.record_path(unit), "unit record", dataclasses.asdict(unit), fields)
 
     def read_record(self, unit: Unit) -> dict[str, Any] | None:
-        """The unit's record, or None when it is unfinished (a corrupt record counts as unfinished, with a warning)."""
+        """The unit's record, or None when it is unfinished (a truncated record counts as unfinished, with a warning).
+
+        Raises:
+            RunDirectoryError: a record of another unit (swapped or copied), unsealed, or edited since written.
+        """
         path = self.record_path(unit)
         if not path.is_file():
             return None
         try:
-            record = json.loads(path.read_text())
-            if not isinstance(record, dict) or any(k not in record for k in RECORD_KEYS):
-                raise ValueError("fields missing")
-        except (ValueError, OSError) as err:
+            record = verified_json(path, "unit record", dataclasses.asdict(unit))
+            if any(k not in record for k in RECORD_KEYS):
+                raise TruncatedRecord(path, f"fields missing: {[k for k in RECORD_KEYS if k not in record]}")
+        except TruncatedRecord as err:
             log.warning(
                 "the record %s is corrupt (%s); that model counts as unfinished and is trained again",
                 path,
-                err,
+                err.reason,
             )
             quarantine = path.with_suffix(".json.corrupt")
             with contextlib.suppress(OSError):
                 os.replace(path, quarantine)
             return None
+        except RecordError as err:
+            raise RunDirectoryError(str(err)) from None
         return record
 
     def is_finished(self, unit: Unit) -> bool:
-        return self.read_record(unit) is not None
+        """A whole record of this unit, and the checkpoint it vouches for present at its recorded size."""
+        record = self.read_record(unit)
+        if record is None:
+            return False
+        vouched = record.get("checkpoint")
+        checkpoint = self.checkpoint(unit)
+        if vouched is not None and not (
+            checkpoint.is_file() and checkpoint.stat().st_size == vouched["bytes"]
+        ):
+            what = "is missing" if not checkpoint.is_file() else "has another size than recorded"
+            log.warning(
+                "the checkpoint %s of a finished model %s; that model is trained again", checkpoint, what
+            )
+            return False
+        return True
+
+    def verified_checkpoint(self, unit: Unit) -> Path:
+        """The unit's checkpoint, proven to be the one its record was written with (sha256).
+
+        Raises:
+            FileNotFoundError: no record (never trained to the end), or a recorded checkpoint that is missing.
+            RunDirectoryError: a checkpoint that is not the recorded one (replaced, swapped), or a bad record.
+        """
+        record = self.read_record(unit)
+        checkpoint = self.checkpoint(unit)
+        if record is None:
+            raise FileNotFoundError(
+                f"{self.record_path(unit)} does not exist: the model {unit.name} was never trained to the end; "
+                f"rerun `hyperfusion run` with --out {self.root} to train it"
+            )
+        vouched = record.get("checkpoint")
+        if vouched is None or not checkpoint.is_file():
+            raise FileNotFoundError(
+                f"{checkpoint} is missing, although its record {self.record_path(unit)} says the model finished "
+                f"(deleted?); rerun `hyperfusion run` with --out {self.root} to train it again"
+            )
+        if file_digest(checkpoint) != vouched["sha256"]:
+            raise RunDirectoryError(
+                f"{checkpoint} is not the checkpoint its record {self.record_path(unit)} was written with "
+                "(replaced or swapped?); put the right one back, or delete both to train the model again"
+            )
+        return checkpoint
+
+    def verified_partitions(self, split_seed: int, records: Sequence[Mapping[str, Any]]) -> Path:
+        """The partitions file of ``split_seed``, proven to be the one the finished ``records`` were trained on.
+
+        What is computed from it beside the records (the no-skill baseline's training rows, explain's training
+        rows) then comes from the same rows as the models.
+
+        Raises:
+            FileNotFoundError: no partitions file.
+            RunDirectoryError: a file whose sha256 is not the one the records name (edited, or of another run).
+        """
+        return self._vouched(self.partitions(split_seed), "partitions", records)
+
+    def verified_preprocessor(self, split_seed: int, fold: int, records: Sequence[Mapping[str, Any]]) -> Path:
+        """The fold's tabular preprocessing file, proven to be the one its finished ``records`` were trained with
+        (one fold's swapped for another's would feed every model features scaled for other rows).
+
+        Raises:
+            FileNotFoundError, RunDirectoryError: as `verified_partitions`.
+        """
+        return self._vouched(self.preprocessor(split_seed, fold), "preprocessing", records)
+
+    def _vouched(self, path: Path, what: str, records: Sequence[Mapping[str, Any]]) -> Path:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: the run never prepared it")
+        named = {r.get(f"{what}_sha256") for r in records} - {None}
+        if named and named != {file_digest(path)}:
+            raise RunDirectoryError(
+                f"{path} is not the {what} file the finished models were trained with (edited, swapped, or copied "
+                "from another run?); restore it, or start over with --restart"
+            )
+        return path
+
+    def _absent_since_made(self, path: Path) -> None:
+        """Refuse a record missing from a run that was made (its config.yaml written after it): never remade."""
+        if self.config.is_file():
+            raise RunDirectoryError(
+                f"{path} is missing although {self.root} was made with it (deleted?): nothing proves what the "
+                "finished models were made with; restore it, or start over with --restart"
+            )
+
+    def _verified(self, path: Path, kind: str, of: Mapping[str, Any]) -> dict[str, Any]:
+        """`verified_json` for a run-level file; every failure is a RunDirectoryError naming it."""
+        try:
+            return verified_json(path, kind, of)
+        except RecordError as err:
+            raise RunDirectoryError(
+                f"{err}; it is not rewritten from the cohort or settings at hand"
+            ) from None
 
 
-def fingerprint_cohort(frame: pd.DataFrame, image_digest) -> dict[str, dict[str, str]]:
+def fingerprint_cohort(frame: pd.DataFrame, image_digest=None) -> dict[str, dict[str, str]]:
     """A digest per table row (its values as read, file line and image path left out) and per image content.
 
     Rows are keyed by subject id (``id#k`` for the k-th row of a subject with several); ``image_digest`` maps an
-    image path to the sha256 of its bytes (the image cache's).
+    image path to the sha256 of its bytes (the image cache's). Without it only the rows are fingerprinted (what
+    ``report`` and ``explain`` read; `RunDirectory.check_fingerprint` then compares the rows only).
     """
     values = frame.drop(columns=[c for c in ("line", "image") if c in frame.columns])
     counts: dict[str, int] = {}
@@ -324,8 +479,9 @@ def fingerprint_cohort(frame: pd.DataFrame, image_digest) -> dict[str, dict[str,
         key = subject if k == 0 else f"{subject}#{k}"
         text = json.dumps({c: _plain(v) for c, v in row.items()}, sort_keys=True, default=str)
         rows[key] = hashlib.sha256(text.encode()).hexdigest()[:16]
-        images[key] = image_digest(image)
-    return {"rows": rows, "images": images}
+        if image_digest is not None:
+            images[key] = image_digest(image)
+    return {"rows": rows, "images": images} if image_digest is not None else {"rows": rows}
 
 
 def resolved_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -362,16 +518,3 @@ def _plain(value: Any) -> Any:
 def _examples(items: Sequence[str], n: int = 3) -> str:
     shown = ", ".join(items[:n])
     return shown + (", ..." if len(items) > n else "")
-
-
-def _alive(holder: Mapping[str, Any]) -> bool:
-    """Whether the lock's holder still runs (only decidable on this host; another host's lock is respected)."""
-    if holder.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except (ProcessLookupError, ValueError, KeyError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    return True

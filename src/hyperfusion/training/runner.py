@@ -144,7 +144,9 @@ class Run:
         resolved = self.config.to_dict()
         if restart:
             self.run.clear()
+        self._check_plugins_outside()
         grown = self.run.check_config(resolved)
+        self.run.check_plugins(self.config.plugin_files)
         if grown:
             self.echo(f"the run grows in place: {', '.join(grown)} changed; only new models will be trained")
         self.echo(f"preprocessing {len(self.cohort.frame)} images into {self.run.cache} ...")
@@ -156,7 +158,7 @@ class Run:
         self.run.check_fingerprint(fingerprint_cohort(self.cohort.frame, self.cache.digest))
         methods = dict.fromkeys(p.unit.method for p in planned)
         self.run.check_models({m: effective_model_arguments(self.config, m) for m in methods})
-        self.run.save_config(resolved, Path(self.config.cohort).read_text())
+        self.run.save_config(resolved, Path(self.config.cohort).read_text(), self.config.plugin_files)
         for split_seed in dict.fromkeys(p.unit.split_seed for p in planned):
             partitions = partitions_of(self.config, self.cohort, split_seed)
             table = pd.DataFrame(
@@ -164,9 +166,24 @@ class Run:
             )
             self.run.write_once(self.run.partitions(split_seed), table.to_csv(index=False), "partitions")
             for fold in range(self.folds):
-                self._prepare_preprocessor(split_seed, fold, partitions)
+                finished = [p.unit for p in planned if (p.unit.split_seed, p.unit.fold) == (split_seed, fold)]
+                self._prepare_preprocessor(split_seed, fold, partitions, finished)
 
-    def _prepare_preprocessor(self, split_seed: int, fold: int, partitions: pd.Series) -> None:
+    def _check_plugins_outside(self) -> None:
+        """A plugin inside the run directory is refused: a run directory is data, nothing in it is executed later."""
+        root = self.run.root.resolve()
+        for name, file in self.config.plugin_files.items():
+            if Path(file["path"]).is_relative_to(root):
+                raise RunDirectoryError(
+                    f"plugins: {name!r} is the file {file['path']}, inside the run directory {self.run.root}; "
+                    "report, predict and explain never execute code from a run directory, so keep plugins "
+                    "outside --out"
+                )
+
+    def _prepare_preprocessor(
+        self, split_seed: int, fold: int, partitions: pd.Series, units: list[Unit]
+    ) -> None:
+        """Fit and save a fold's preprocessing once; on a resume, load it as the fold's finished ``units`` name it."""
         path = self.run.preprocessor(split_seed, fold)
         roles = fold_roles_of(self.config, self.task, partitions, fold).to_numpy()
         frame = self.cohort.frame
@@ -176,7 +193,8 @@ class Run:
         else:
             from hyperfusion.data import TabularPreprocessor
 
-            preprocessor = TabularPreprocessor.load(path)
+            records = [r for r in map(self.run.read_record, units) if r is not None]
+            preprocessor = TabularPreprocessor.load(self.run.verified_preprocessor(split_seed, fold, records))
         check_known = getattr(preprocessor, "check_known", None)
         if check_known is not None:  # every category of the other rows was seen in training (or has a rule)
             check_known(frame[roles != "train"], source=str(self.cohort.table_path))
@@ -285,11 +303,22 @@ def run_protocol(
 
 
 def report_run(run_dir: str | Path, *, echo: Echo = print) -> pd.DataFrame:
-    """Rebuild results, predictions, report and plots of a run directory from its finished units."""
+    """Rebuild results, predictions, report and plots of a run directory from its finished units.
+
+    Under the run's lock (one writer; what a killed writer left is swept), and only for the cohort the run was
+    made with: its table's rows must match the run's fingerprint, as for a resume — the no-skill baseline is
+    computed from those rows while the methods' scores come from the records.
+
+    Raises:
+        RunDirectoryError: another process writes the run, or the cohort's rows differ from the run's.
+    """
     from hyperfusion.training.reporting import load_run_config
 
     config = load_run_config(run_dir)
-    return Run(config, run_dir, echo=echo).report()
+    run = Run(config, run_dir, echo=echo)
+    with run.run.lock():
+        run.run.check_fingerprint(fingerprint_cohort(run.cohort.frame), write=False)
+        return run.report()
 
 
 def unit_roles(config: RunConfig, cohort: Cohort, unit: Unit) -> pd.Series:

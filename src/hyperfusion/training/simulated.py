@@ -22,6 +22,7 @@ import yaml
 
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import ConfigError, RunConfig
+from hyperfusion.yamlio import load_yaml
 
 SIMULATORS = ("ad", "brain-age")
 AD_CLASSES = ("CN", "MCI", "AD")
@@ -60,7 +61,7 @@ def _derived_manifest(spec_path: Path, task: str, classes: object, record: objec
     if task != "ad":
         key = "classes" if classes is not None else "record"
         raise ConfigError(f"simulate.{key}: only the ad cohort has it")
-    spec = yaml.safe_load(spec_path.read_text())
+    spec = load_yaml(spec_path.read_text(), str(spec_path))
     parts = []
     if classes is not None:
         if not isinstance(classes, list) or len(classes) < 2 or any(c not in AD_CLASSES for c in classes):

@@ -70,7 +70,11 @@ class UnitOutcome:
 def run_unit(job: UnitJob) -> UnitOutcome:
     """Train or compose the job's unit and write its checkpoint and record; returns a one-line summary."""
     start = time.perf_counter()
-    config = config_from_dict(job.config, source=str(Path(job.run_dir) / "config.yaml"))
+    config = config_from_dict(
+        job.config,
+        source=str(Path(job.run_dir) / "config.yaml"),
+        plugin_files=RunDirectory(job.run_dir).recorded_plugins() or {},
+    )
     context = _context(job.run_dir, config)
     planned = job.planned
     make = {"compose": _compose_late_fusion, "fit": _fit_closed_form, "train": _train}[planned.kind]
@@ -152,8 +156,8 @@ class RunContext:
 def _cached_context(run_dir: str, config_text: str) -> RunContext:
     import json
 
-    config = config_from_dict(json.loads(config_text))
     run = RunDirectory(run_dir)
+    config = config_from_dict(json.loads(config_text), plugin_files=run.recorded_plugins() or {})
     return RunContext(config, run, load_manifest(config.cohort), ImageCache(run.cache))
 
 
@@ -255,6 +259,7 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
     result = train_model(model, train_loader, val_loader, settings, context.run.checkpoint(unit))
     record = {
         "unit": dataclasses.asdict(unit),
+        "classes": list(context.cohort.classes),  # the order of the model's outputs
         "kind": "train",
         "parameters": parameter_count(model),
         "warm_start": _warm_label(planned),
@@ -297,6 +302,7 @@ def _fit_closed_form(context: RunContext, planned: PlannedUnit) -> dict[str, Any
     selection = dict(model.selection)
     record = {
         "unit": dataclasses.asdict(unit),
+        "classes": list(context.cohort.classes),  # the order of the model's outputs
         "kind": "fit",
         "parameters": int(selection["parameters"]),
         "warm_start": None,
@@ -371,7 +377,7 @@ def _load_trained(context: RunContext, unit: Unit, preprocessor: TabularPreproce
         n_tabular=len(preprocessor.feature_names_out),
         classes=context.cohort.classes,
     )
-    return load_checkpoint(model, context.run.checkpoint(unit))
+    return load_checkpoint(model, context.run.verified_checkpoint(unit))
 
 
 def _tabular_encoder_of(tabular_model: nn.Module) -> nn.Module:
@@ -443,6 +449,7 @@ def _compose_late_fusion(context: RunContext, planned: PlannedUnit) -> dict[str,
     metric = balanced_accuracy(values, y) if context.task == "classification" else mae(values, y)
     record = {
         "unit": dataclasses.asdict(unit),
+        "classes": list(context.cohort.classes),
         "kind": "compose",
         "parameters": parameter_count(composed),
         "warm_start": None,
