@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hyperfusion.study.oracle import has_oracle, headroom_share, interaction_oracles
+from hyperfusion.study.oracle import has_oracle, headroom_share, headroom_shares, interaction_oracles
 
 
 def write_cohort(folder, n: int = 900, seed: int = 0, gated: bool = True):
@@ -71,3 +71,16 @@ def test_the_oracles_read_the_record_the_methods_read(tmp_path):
     assert short["interaction"] > short["additive"] + 0.05  # sex alone is enough to gate
     ungated = interaction_oracles(tmp_path, partitions, test_partition=4, continuous=("AGE",), gate=None)
     assert ungated["headroom"] == 0.0  # without sex in the record nothing can gate
+
+
+def test_headroom_shares_per_run_use_their_split_seeds_oracles():
+    results = pd.DataFrame(
+        [("m", 0, "0", "ensemble", "BA", 0.70), ("m", 1, "0", "ensemble", "BA", 0.62),
+         ("m", 0, "0", "0", "BA", 0.99), ("no-skill", 0, "0", "ensemble", "BA", 1 / 3),
+         ("m", 0, "0", "ensemble", "AUC", 0.9)],
+        columns=["method", "split_seed", "version", "fold", "metric", "value"],
+    )  # fmt: skip
+    oracles = pd.DataFrame({"split_seed": [0, 1], "additive": [0.60, 0.60], "interaction": [0.80, 0.70]})
+    shares = headroom_shares(results, oracles)
+    assert list(shares["method"]) == ["m", "m"]  # ensembles only, no-skill left out
+    np.testing.assert_allclose(shares["share"], [0.5, 0.2])

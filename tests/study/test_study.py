@@ -72,6 +72,14 @@ def test_study_runs_every_cell_and_summarises(tmp_path, capsys):
     assert list(contrasts["method"]) == ["ad-imaging", "ad-crop-reader"]
     assert "Does the gap to ad-hyperfusion change" in text
     assert len(list((out / "cohorts").iterdir())) == 2  # one simulated cohort per interaction level
+    # simulated cohorts know their truth: oracles per cell and split seed, and each method's share of the headroom
+    oracles = pd.read_csv(out / "oracles.csv")
+    assert len(oracles) == 2 and (oracles["headroom"] == oracles["interaction"] - oracles["additive"]).all()
+    shares = pd.read_csv(out / "headroom.csv")
+    assert set(shares["method"]) == {"ad-imaging", "ad-crop-reader", "ad-hyperfusion"}
+    assert (shares["runs"] == 3).all() and "interaction" in shares.columns
+    assert "How much of the interaction headroom does each method capture?" in text
+    assert (out / "headroom.png").is_file()
     # a rerun resumes: every cell is finished, nothing trains again
     before = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/units/*/*.json")}
     assert main(["study", str(path), "--out", str(out)]) == 0

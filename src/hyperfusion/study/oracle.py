@@ -129,3 +129,53 @@ def headroom_share(method_ba: float, additive: float, interaction: float) -> flo
     """``(method − additive) / (interaction − additive)``; NaN when the split has no headroom (gap ≤ 0)."""
     gap = interaction - additive
     return float((method_ba - additive) / gap) if gap > 0 else float("nan")
+
+
+def cell_oracles(config, run_dir: str | Path) -> pd.DataFrame:
+    """The oracles of one study cell, per split seed: ``split_seed, additive, interaction, headroom``.
+
+    Empty when the cell's cohort is not a simulated AD cohort with latents (a user's cohort has no truth to
+    read). The oracles read the record the run's manifest reads and the partitions the run wrote.
+    """
+    from hyperfusion.data import load_manifest, read_partitions
+    from hyperfusion.training.rundir import RunDirectory
+
+    cohort = load_manifest(config.cohort)
+    folder = cohort.table_path.parent
+    columns = ["split_seed", "additive", "interaction", "headroom"]
+    if cohort.task != "classification" or not has_oracle(folder) or tuple(cohort.classes) != CLASSES:
+        return pd.DataFrame(columns=columns)
+    gate = GATE if GATE in (*cohort.categorical, *cohort.binary) else None
+    run = RunDirectory(run_dir)
+    rows = []
+    for seed in config.protocol.split_seeds:
+        partitions = read_partitions(run.partitions(seed))
+        found = interaction_oracles(
+            folder, partitions, config.protocol.n_partitions - 1, continuous=cohort.continuous, gate=gate
+        )
+        rows.append({"split_seed": seed, **found})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def headroom_shares(results: pd.DataFrame, oracles: pd.DataFrame, *, fold: str = "ensemble") -> pd.DataFrame:
+    """Every method's share of the interaction headroom per run (split seed, version) of one cell.
+
+    Columns ``method, split_seed, version, BA, additive, interaction, share``; the share is NaN where the split has
+    no headroom. The no-skill rows are left out.
+    """
+    columns = ["method", "split_seed", "version", "BA", "additive", "interaction", "share"]
+    if oracles.empty:
+        return pd.DataFrame(columns=columns)
+    by_seed = oracles.set_index("split_seed")
+    runs = results[(results["fold"].astype(str) == fold) & (results["metric"] == "BA")]
+    rows = []
+    for r in runs.itertuples(index=False):
+        if r.method == "no-skill" or int(r.split_seed) not in by_seed.index:
+            continue
+        oracle = by_seed.loc[int(r.split_seed)]
+        rows.append(
+            {"method": r.method, "split_seed": int(r.split_seed), "version": str(r.version), "BA": float(r.value),
+             "additive": float(oracle["additive"]), "interaction": float(oracle["interaction"]),
+             "share": headroom_share(float(r.value), float(oracle["additive"]), float(oracle["interaction"]))}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)

@@ -17,7 +17,8 @@ import pandas as pd
 
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.study.grid import Study
-from hyperfusion.study.summary import cell_summary, interaction_contrasts, write_summary
+from hyperfusion.study.oracle import cell_oracles, headroom_shares
+from hyperfusion.study.summary import cell_summary, interaction_contrasts, share_summary, write_summary
 from hyperfusion.training.executors import LocalExecutor, RayExecutor
 from hyperfusion.training.reporting import test_train_ratio
 from hyperfusion.training.runner import run_protocol
@@ -45,6 +46,8 @@ def run_study(
     values: dict[str, dict] = {}
     timings: dict[str, float] = {}
     cell_results: list[tuple[str, dict, pd.DataFrame]] = []
+    shares: dict[str, pd.DataFrame] = {}
+    oracles: list[pd.DataFrame] = []
     started = time.perf_counter()
     for number, cell in enumerate(study.cells, start=1):
         echo(f"== cell {number}/{len(study.cells)}: {cell.name}")
@@ -64,6 +67,13 @@ def run_study(
         )
         values[cell.name] = dict(cell.values)
         cell_results.append((cell.name, dict(cell.values), results))
+        if (
+            task == "classification"
+        ):  # a simulated cohort knows how much reading the image through the record gains
+            found = cell_oracles(config, out / "cells" / cell.name)
+            if not found.empty:
+                oracles.append(found.assign(cell=cell.name))
+                shares[cell.name] = headroom_shares(results, found, fold=fold)
     total = time.perf_counter() - started
     header = (
         f"{len(study.cells)} cells; wall-clock {total / 60:.1f} min for this invocation "
@@ -86,6 +96,9 @@ def run_study(
             fold=fold,
             test_train_ratio=ratio,
         ),
+        shares=share_summary(shares) if shares else None,
     )
+    if oracles:
+        write_text_atomic(out / "oracles.csv", pd.concat(oracles, ignore_index=True).to_csv(index=False))
     write_text_atomic(out / "study.json", json.dumps({"source": study.source, "seconds": total}, indent=1))
     return table
