@@ -133,11 +133,11 @@ def test_the_readme_preset_table_matches_the_presets():
 GOOD_ROWS = [
     [
         "`ad-demo`",
-        "simulated AD cohort: 240 subjects, interaction 2",
+        "simulated AD cohort: 600 subjects, location mode, interaction 1",
         "two hippocampus crops 16×24×16 at 4 mm",
         "8 (every AD method and the crop reader)",
-        "1 split seed × 3 versions × 4 folds of 5 partitions",
-        "10 epochs, batch 32, CPU",
+        "1 split seed × 2 versions × 2 folds of 5 partitions",
+        "40 epochs, batch 32, CPU",
     ],
     [
         "`brain-age-paper`",
@@ -158,9 +158,9 @@ GOOD = "\n".join(
 @pytest.mark.parametrize(
     ("wrong", "right", "message"),
     [
-        ("240 subjects", "300 subjects", "ad-demo: the README says subjects 300, the preset has 240"),
+        ("600 subjects", "300 subjects", "ad-demo: the README says subjects 300, the preset has 600"),
         ("16×24×16 at 4 mm", "16×24×16 at 2 mm", "ad-demo: the README says '16×24×16 at 2 mm'"),
-        ("3 versions ×", "5 versions ×", "ad-demo: the README says versions 5, the preset has 3"),
+        ("2 versions ×", "5 versions ×", "ad-demo: the README says versions 5, the preset has 2"),
         ("8 (every", "6 (every", "the README says the number of methods 6, the preset has 8"),
         ("top-5", "top-3", "brain-age-paper: the README says the top-k ensemble 3, the preset has 5"),
         ("batch 64, bf16", "batch 64", "brain-age-paper: the training cell does not say 'bf16'"),

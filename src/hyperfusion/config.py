@@ -87,8 +87,9 @@ class TrainingSettings:
     compile: bool = False
     num_workers: int = 0
     progress: bool = True
-    # every method with a tabular encoder starts it from the trained tabular-only model (§4.3.6), or none does
-    warm_start: str = "tabular"  # tabular | both (and the image network from imaging only) | none
+    # every method with a tabular encoder starts it from the trained tabular-only model (§4.3.6), or none does;
+    # both: the image network from the trained imaging-only model too
+    warm_start: str = "tabular"  # tabular | both | none
     deterministic: bool = False  # deterministic GPU kernels (a CPU run is repeatable anyway)
     devices: int = 1  # >1: one model on several devices with DDP
     # training-time augmentation, drawn per item and epoch (the same for every method): a random shift of up to

@@ -47,6 +47,10 @@ AD_CLASSES = 3
 TABULAR_ENCODERS = ("mlp", "none")
 #: FiLM/DAFT generator scale at initialisation: the library's default (measured, docs/fairness.md).
 FUSION_INIT_STD = DEFAULT_INIT_STD
+#: HyperFusion's generated layer starts as the trunk's own layer plus a record-dependent correction this size
+#: (relative spread; docs/conditioning.md). The paper's eqs. 1-2 (``residual_scale=None``) start it as a different
+#: random layer for every record.
+RESIDUAL_SCALE = 0.1
 
 
 def ad_trunk(
@@ -235,7 +239,7 @@ def ad_hyperfusion(
     hyper_layers: Sequence[str] | None = None,
     embedding_variance: float | None = None,
     bias_std: float = 1.0,
-    residual_scale: float | None = None,
+    residual_scale: float | None = RESIDUAL_SCALE,
 ) -> ConditionedModel:
     """HyperFusion: the trunk with its last block's shortcut conv generated from the encoded tabular record.
 
@@ -245,7 +249,8 @@ def ad_hyperfusion(
     rows). ``bias_std`` is the standard deviation of the generated bias at initialisation (paper: 1).
     ``residual_scale``: the residual initialisation of :func:`hyperfusion.nn.hyperize` (the generated layer starts
     as the trunk's own layer plus a record-dependent correction of this relative size; ``bias_std`` then does not
-    apply); ``None``: the paper's eqs. 1–2.
+    apply); ``None``: the paper's eqs. 1–2, under which the record controls almost all of the features the head
+    reads at initialisation (measured: docs/conditioning.md).
     """
     layers = list(hyper_layers) if hyper_layers is not None else [f"{network.last_block_name}.shortcut.conv"]
     encoder = ad_encoders(tabular_encoder, layers, n_tabular, embedding_dim, shared=shared_encoder)
