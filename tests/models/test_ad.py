@@ -74,17 +74,30 @@ def test_fused_model_with_a_neutral_condition_is_the_trunk(name: str, extra: dic
 
 
 def test_hyperfusion_with_a_zero_embedding_drops_its_shortcut() -> None:
-    """c_W = c_B = 0 at the principled initialisation: e = 0 generates a zero shortcut convolution."""
+    """c_W = c_B = 0 at the paper's initialisation: e = 0 generates a zero shortcut convolution."""
     torch.manual_seed(0)
     trunk = create_model("ad-imaging", **TINY).eval()
     torch.manual_seed(0)
-    fused = create_model("ad-hyperfusion", **TINY, tabular_encoder="none").eval()
+    fused = create_model("ad-hyperfusion", **TINY, tabular_encoder="none", residual_scale=None).eval()
     with torch.no_grad():
         trunk.block4.shortcut.conv.weight.zero_()
         trunk.block4.shortcut.conv.bias.zero_()
         image, _ = _batch()
         zero = torch.zeros(3, 5)
         torch.testing.assert_close(fused(image, zero), trunk(image, zero), rtol=1e-6, atol=1e-7)
+
+
+def test_default_hyperfusion_with_a_zero_embedding_is_its_imaging_trunk() -> None:
+    """The residual default: c_W, c_B are the trunk's own shortcut, so e = 0 reproduces the imaging model."""
+    torch.manual_seed(0)
+    trunk = create_model("ad-imaging", **TINY).eval()
+    torch.manual_seed(0)
+    fused = create_model("ad-hyperfusion", **TINY, tabular_encoder="none").eval()
+    image, tabular = _batch()
+    with torch.no_grad():
+        zero = torch.zeros(3, 5)
+        torch.testing.assert_close(fused(image, zero), trunk(image, zero), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(fused(image, tabular), trunk(image, tabular))
 
 
 def test_every_fusion_reads_the_tabular_models_hidden_layer_by_default() -> None:
@@ -142,7 +155,7 @@ def test_other_layers_and_shared_encoders() -> None:
 
 def test_bias_std_sets_the_generated_bias_scale() -> None:
     torch.manual_seed(0)
-    model = create_model("ad-hyperfusion", **TINY, bias_std=0.1, tabular_encoder="none")
+    model = create_model("ad-hyperfusion", **TINY, bias_std=0.1, tabular_encoder="none", residual_scale=None)
     _, bias = model.hyper_layers["block4.shortcut.conv"].generate(torch.randn(512, 5))
     assert float(bias.detach().std()) == pytest.approx(0.1, rel=0.1)
     assert model.hyper_layers["block4.shortcut.conv"].init_bias_variance == pytest.approx(0.01)

@@ -365,7 +365,7 @@ def test_warm_start_both_starts_the_image_network_from_the_imaging_only_model(
 
 
 def test_principled_init_reads_the_training_tabular_rows():
-    """Eqs. (1)-(2) with V = E[e²] of the embedding over the fold's training rows."""
+    """Eqs. (1)-(2) with V = E[e²] of the embedding over the fold's training rows (and the layer's own gain)."""
     from hyperfusion.models import create_model
     from hyperfusion.nn import estimate_embedding_variance, principled_init_from_data_, tabular_encoders
 
@@ -377,6 +377,6 @@ def test_principled_init_reads_the_training_tabular_rows():
     principled_init_from_data_(model, chunks)
     layer = model.hyper_layers["block4.shortcut.conv"]
     variance = estimate_embedding_variance(tabular_encoders(model)[0], chunks)
-    bound = (3.0 / (layer.fan_in * layer.embedding_dim * variance)) ** 0.5
+    bound = (3.0 * layer.init_gain / (layer.fan_in * layer.embedding_dim * variance)) ** 0.5
     assert float(layer.weight_head[1:].detach().abs().max()) == pytest.approx(bound, rel=0.05)
     assert float(layer.weight_head[1:].detach().abs().max()) <= bound
