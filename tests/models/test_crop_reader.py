@@ -125,6 +125,30 @@ def test_a_fitted_reader_survives_a_state_dict_round_trip():
     torch.testing.assert_close(copy(image), reader(image))
 
 
+def test_the_fit_runs_on_one_blas_thread_so_any_host_gets_the_same_reader(monkeypatch):
+    """A Ray worker with one core and a laptop with many must fit bit-identical readers from the same rows."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import hyperfusion.models.crop_reader as module
+
+    seen: list[int] = []
+    original = module.PCA.fit
+
+    def recording_fit(self, x, y=None):
+        seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return original(self, x, y)
+
+    monkeypatch.setattr(module.PCA, "fit", recording_fit)
+    train, y_train = cohort(40, seed=3)
+    val = batches(*cohort(20, seed=4))
+    reader = CropReader(SHAPE, 3).fit(batches(train, y_train), val)
+    assert seen and set(seen) == {1}
+    with threadpool_limits(limits=1):
+        again = CropReader(SHAPE, 3).fit(batches(train, y_train), val)
+    for key, value in reader.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+
+
 def test_a_class_without_training_samples_is_refused():
     train, y_train = cohort(12, seed=9)
     y_train[:] = np.where(y_train == 2, 1, y_train)

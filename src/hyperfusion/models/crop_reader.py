@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from hyperfusion.evaluation.metrics import balanced_accuracy
@@ -121,9 +122,16 @@ class CropReader(nn.Module):
         Both are iterables of batches ``(image, tabular, target, ...)`` in evaluation layout (images
         ``[B, S, 1, D, H, W]`` with S views, or ``[B, 1, D, H, W]``), e.g. the run's evaluation DataLoaders.
 
+        The fit runs with one BLAS thread: a multi-threaded reduction sums in an order that depends on the host's
+        cores, and the same rows must give the same reader on a laptop, a Ray worker and CI.
+
         Raises:
             ValueError: when a class has no training sample or there are fewer than two training samples.
         """
+        with threadpool_limits(limits=1):
+            return self._fit(train, val)
+
+    def _fit(self, train: Iterable[Sequence[object]], val: Iterable[Sequence[object]]) -> CropReader:
         x_train, y_train = self._views(train)
         x_val, y_val = self._views(val)
         n_samples, voxels = x_train.shape[0] * x_train.shape[1], x_train.shape[2]
