@@ -341,3 +341,18 @@ def test_duplicated_result_row(tmp_path: Path) -> None:
         ValueError, match=re.escape("duplicate rows for {'method': 'Imaging', 'split_seed': 0")
     ):
         report.write_report(pd.concat([df, df.iloc[:1]]), tmp_path)
+
+
+def test_the_crop_reader_is_not_flagged_for_ignoring_the_record(tmp_path: Path) -> None:
+    """The reader reads the image only, as imaging only does: its input use is shown, not checked."""
+    results = _full_inputs(n_runs=2)["results"]
+    reader = results[results["method"] == "Imaging"].assign(method="Reader")
+    paths = report.write_report(
+        pd.concat([results, reader], ignore_index=True), tmp_path, reader_method="Reader", title="Reader"
+    )
+    section = _section(paths["report"].read_text(), "## Does each method use both inputs?")
+    line = next(line for line in section.splitlines() if line.startswith("| Reader |"))
+    assert line.endswith("(not checked) |")
+    assert [line.split(" |")[0] for line in section.splitlines() if "does not use the tabular" in line] == [
+        "| Concat"
+    ]

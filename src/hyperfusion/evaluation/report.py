@@ -477,7 +477,7 @@ def write_report(
         fold=fold,
         tabular_method=tabular_method,
         image_method=image_method,
-        exclude=untested,
+        exclude=(*untested, *([reader_method] if reader_method else [])),  # the reader reads the image only
         fraction=sensitivity_fraction,
         floor=sensitivity_floor,
     )
