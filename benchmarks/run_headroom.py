@@ -1,0 +1,102 @@
+"""Each method's share of the interaction headroom in one finished run on a simulated cohort, with intervals.
+
+A study computes headroom shares per cell from run-level BAs (``hyperfusion.study.oracle``). For a single run
+(e.g. a held-out cohort run with ``hyperfusion run``) this benchmark refits the additive and interaction oracles
+on the split's non-test rows, reads every method's test-set ensemble predictions from ``predictions.csv``, and
+bootstraps the share ``(method − additive) / (interaction − additive)`` over the test subjects (all three
+resampled together), per version::
+
+    python benchmarks/run_headroom.py runs/heldout --columns AGE PTEDUCAT APOE4 --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+
+from hyperfusion.study import oracle
+
+
+def oracle_predictions(run: Path, columns: list[str], split_seed: int, test_partition: int) -> pd.DataFrame:
+    """Test-subject predictions (class names) of the additive and interaction oracles, indexed by subject."""
+    parts = pd.read_csv(run / f"partitions_seed{split_seed}.csv", dtype={"subject_id": str})
+    by_subject = dict(zip(parts["subject_id"], parts["partition"].astype(int)))
+    ids, tabular, volumes, labels = oracle._inputs(run / "cohort", columns, oracle.GATE)
+    test = np.array([by_subject[s] == test_partition for s in ids])
+    train = ~test
+    out = {}
+    for name, gate in (("additive", None), ("interaction", len(columns))):
+        x = oracle._design(tabular, volumes, train, gate)
+        model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(x[train], labels[train])
+        out[name] = np.asarray(oracle.CLASSES)[model.predict(x[test])]
+    return pd.DataFrame(out, index=np.asarray(ids)[test])
+
+
+def share(truth, predicted, additive, interaction, rows: np.ndarray) -> float:
+    """``(method − additive) / (interaction − additive)`` in balanced accuracy on the subjects ``rows``."""
+    a = balanced_accuracy_score(truth[rows], additive[rows])
+    b = balanced_accuracy_score(truth[rows], interaction[rows])
+    return (balanced_accuracy_score(truth[rows], predicted[rows]) - a) / (b - a)
+
+
+def shares(run: Path, oracles: pd.DataFrame, resamples: int, seed: int) -> list[dict]:
+    """Per method and version: test BA, the share of the headroom and its bootstrap 95 % interval."""
+    predictions = pd.read_csv(run / "predictions.csv", dtype={"subject_id": str, "version": str})
+    columns = [c for c in predictions.columns if c.startswith("p_")]
+    names = np.array([c.removeprefix("p_") for c in columns])
+    rng = np.random.default_rng(seed)
+    additive, interaction = oracles["additive"].to_numpy(), oracles["interaction"].to_numpy()
+    rows = []
+    for (method, version), group in predictions.groupby(["method", "version"], sort=False):
+        if method == "no-skill":
+            continue
+        frame = group.set_index("subject_id").loc[oracles.index]
+        truth = frame["target"].astype(str).to_numpy()
+        predicted = names[frame[columns].to_numpy().argmax(1)]
+        labels = (truth, predicted, additive, interaction)
+        every = np.arange(len(truth))
+        boot = [share(*labels, rng.integers(0, len(truth), len(truth))) for _ in range(resamples)]
+        low, high = np.percentile(boot, [2.5, 97.5])
+        rows.append(
+            {
+                "method": method,
+                "version": version,
+                "BA": float(balanced_accuracy_score(truth, predicted)),
+                "share": float(share(*labels, every)),
+                "low": float(low),
+                "high": float(high),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", help="a finished run directory on a simulated location-mode cohort")
+    parser.add_argument(
+        "--columns", nargs="+", default=["AGE", "PTEDUCAT", "APOE4"], help="the record's numbers"
+    )
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--test-partition", type=int, default=4)
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--out", default="benchmarks/results/run_headroom.json")
+    args = parser.parse_args()
+    run = Path(args.run)
+    oracles = oracle_predictions(run, args.columns, args.split_seed, args.test_partition)
+    rows = shares(run, oracles, args.resamples, seed=0)
+    for row in rows:
+        print(f"{row['method']} v{row['version']}: BA {row['BA']:.3f}, share {row['share']:+.2f} "
+              f"[{row['low']:+.2f}, {row['high']:+.2f}]")  # fmt: skip
+    Path(args.out).write_text(json.dumps({"run": str(run), "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
