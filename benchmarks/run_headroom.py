@@ -4,7 +4,7 @@ A study computes headroom shares per cell from run-level BAs (``hyperfusion.stud
 (e.g. a held-out cohort run with ``hyperfusion run``) this benchmark refits the additive and interaction oracles
 on the split's non-test rows, reads every method's test-set ensemble predictions from ``predictions.csv``, and
 bootstraps the share ``(method − additive) / (interaction − additive)`` over the test subjects (all three
-resampled together), per version::
+resampled together), per version, and the paired BA difference of a reference method to others::
 
     python benchmarks/run_headroom.py runs/heldout --columns AGE PTEDUCAT APOE4 --out results.json
 """
@@ -76,6 +76,36 @@ def shares(run: Path, oracles: pd.DataFrame, resamples: int, seed: int) -> list[
     return rows
 
 
+def paired_differences(run: Path, reference: str, others: list[str], resamples: int, seed: int) -> list[dict]:
+    """Per version: BA of ``reference`` − each other method on the same test subjects, bootstrap 95 % interval."""
+    predictions = pd.read_csv(run / "predictions.csv", dtype={"subject_id": str, "version": str})
+    columns = [c for c in predictions.columns if c.startswith("p_")]
+    names = np.array([c.removeprefix("p_") for c in columns])
+    rng = np.random.default_rng(seed)
+
+    def labels(method: str, version: str) -> tuple[np.ndarray, np.ndarray]:
+        frame = predictions[(predictions["method"] == method) & (predictions["version"] == version)]
+        frame = frame.sort_values("subject_id")
+        return frame["target"].astype(str).to_numpy(), names[frame[columns].to_numpy().argmax(1)]
+
+    rows = []
+    for other in others:
+        for version in sorted(predictions["version"].unique()):
+            truth, mine = labels(reference, version)
+            _, theirs = labels(other, version)
+            boot = []
+            for _ in range(resamples):
+                i = rng.integers(0, len(truth), len(truth))
+                boot.append(
+                    balanced_accuracy_score(truth[i], mine[i]) - balanced_accuracy_score(truth[i], theirs[i])
+                )
+            low, high = np.percentile(boot, [2.5, 97.5])
+            difference = balanced_accuracy_score(truth, mine) - balanced_accuracy_score(truth, theirs)
+            rows.append({"reference": reference, "method": other, "version": version,
+                         "difference": float(difference), "low": float(low), "high": float(high)})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,6 +117,10 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--test-partition", type=int, default=4)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--reference", default="ad-hyperfusion")
+    parser.add_argument(
+        "--versus", nargs="*", default=["ad-concat", "ad-imaging"], help="paired BA differences"
+    )
     parser.add_argument("--out", default="benchmarks/results/run_headroom.json")
     args = parser.parse_args()
     run = Path(args.run)
@@ -95,7 +129,11 @@ def main() -> None:
     for row in rows:
         print(f"{row['method']} v{row['version']}: BA {row['BA']:.3f}, share {row['share']:+.2f} "
               f"[{row['low']:+.2f}, {row['high']:+.2f}]")  # fmt: skip
-    Path(args.out).write_text(json.dumps({"run": str(run), "rows": rows}, indent=1) + "\n")
+    paired = paired_differences(run, args.reference, args.versus, args.resamples, seed=0)
+    for row in paired:
+        print(f"{row['reference']} − {row['method']} v{row['version']}: {row['difference']:+.3f} "
+              f"[{row['low']:+.3f}, {row['high']:+.3f}]")  # fmt: skip
+    Path(args.out).write_text(json.dumps({"run": str(run), "rows": rows, "paired": paired}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
