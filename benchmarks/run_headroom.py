@@ -38,6 +38,13 @@ def oracle_predictions(run: Path, columns: list[str], split_seed: int, test_part
     return pd.DataFrame(out, index=np.asarray(ids)[test])
 
 
+def read_predictions(run: Path) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """The run's test-set ensemble predictions, their probability columns and the class names they stand for."""
+    predictions = pd.read_csv(run / "predictions.csv", dtype={"subject_id": str, "version": str})
+    columns = [c for c in predictions.columns if c.startswith("p_")]
+    return predictions, columns, np.array([c.removeprefix("p_") for c in columns])
+
+
 def share(truth, predicted, additive, interaction, rows: np.ndarray) -> float:
     """``(method − additive) / (interaction − additive)`` in balanced accuracy on the subjects ``rows``."""
     a = balanced_accuracy_score(truth[rows], additive[rows])
@@ -47,9 +54,7 @@ def share(truth, predicted, additive, interaction, rows: np.ndarray) -> float:
 
 def shares(run: Path, oracles: pd.DataFrame, resamples: int, seed: int) -> list[dict]:
     """Per method and version: test BA, the share of the headroom and its bootstrap 95 % interval."""
-    predictions = pd.read_csv(run / "predictions.csv", dtype={"subject_id": str, "version": str})
-    columns = [c for c in predictions.columns if c.startswith("p_")]
-    names = np.array([c.removeprefix("p_") for c in columns])
+    predictions, columns, names = read_predictions(run)
     rng = np.random.default_rng(seed)
     additive, interaction = oracles["additive"].to_numpy(), oracles["interaction"].to_numpy()
     rows = []
@@ -78,9 +83,7 @@ def shares(run: Path, oracles: pd.DataFrame, resamples: int, seed: int) -> list[
 
 def paired_differences(run: Path, reference: str, others: list[str], resamples: int, seed: int) -> list[dict]:
     """Per version: BA of ``reference`` − each other method on the same test subjects, bootstrap 95 % interval."""
-    predictions = pd.read_csv(run / "predictions.csv", dtype={"subject_id": str, "version": str})
-    columns = [c for c in predictions.columns if c.startswith("p_")]
-    names = np.array([c.removeprefix("p_") for c in columns])
+    predictions, columns, names = read_predictions(run)
     rng = np.random.default_rng(seed)
 
     def labels(method: str, version: str) -> tuple[np.ndarray, np.ndarray]:
