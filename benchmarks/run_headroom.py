@@ -17,25 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 
 from hyperfusion.study import oracle
 
 
-def oracle_predictions(run: Path, columns: list[str], split_seed: int, test_partition: int) -> pd.DataFrame:
-    """Test-subject predictions (class names) of the additive and interaction oracles, indexed by subject."""
+def split_oracles(run: Path, columns: list[str], split_seed: int, test_partition: int) -> pd.DataFrame:
+    """The oracles' test-subject predictions for one split of a run (:func:`oracle.oracle_predictions`)."""
     parts = pd.read_csv(run / f"partitions_seed{split_seed}.csv", dtype={"subject_id": str})
-    by_subject = dict(zip(parts["subject_id"], parts["partition"].astype(int)))
-    ids, tabular, volumes, labels = oracle._inputs(run / "cohort", columns, oracle.GATE)
-    test = np.array([by_subject[s] == test_partition for s in ids])
-    train = ~test
-    out = {}
-    for name, gate in (("additive", None), ("interaction", len(columns))):
-        x = oracle._design(tabular, volumes, train, gate)
-        model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(x[train], labels[train])
-        out[name] = np.asarray(oracle.CLASSES)[model.predict(x[test])]
-    return pd.DataFrame(out, index=np.asarray(ids)[test])
+    return oracle.oracle_predictions(run / "cohort", parts, test_partition, continuous=columns)
 
 
 def read_predictions(run: Path) -> tuple[pd.DataFrame, list[str], np.ndarray]:
@@ -127,7 +117,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/run_headroom.json")
     args = parser.parse_args()
     run = Path(args.run)
-    oracles = oracle_predictions(run, args.columns, args.split_seed, args.test_partition)
+    oracles = split_oracles(run, args.columns, args.split_seed, args.test_partition)
     rows = shares(run, oracles, args.resamples, seed=0)
     for row in rows:
         print(f"{row['method']} v{row['version']}: BA {row['BA']:.3f}, share {row['share']:+.2f} "

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hyperfusion.study.oracle import has_oracle, headroom_share, headroom_shares, interaction_oracles
+from hyperfusion.study.oracle import (
+    has_oracle,
+    headroom_share,
+    headroom_shares,
+    interaction_oracles,
+    oracle_predictions,
+)
 
 
 def write_cohort(folder, n: int = 900, seed: int = 0, gated: bool = True):
@@ -42,6 +48,21 @@ def test_the_interaction_oracle_finds_the_gated_signal(tmp_path):
     out = interaction_oracles(tmp_path, partitions, test_partition=4)
     assert out["interaction"] > out["additive"] + 0.05
     assert out["headroom"] == pytest.approx(out["interaction"] - out["additive"])
+
+
+def test_the_oracles_predictions_are_the_test_subjects_classes(tmp_path):
+    """Per test subject: its true class and each oracle's, in class names; every other row is left out."""
+    partitions = write_cohort(tmp_path)
+    predicted = oracle_predictions(tmp_path, partitions, test_partition=4)
+    test_ids = partitions.loc[partitions["partition"] == 4, "subject_id"]
+    assert list(predicted.index) == list(test_ids)
+    diagnosis = pd.read_csv(tmp_path / "latents.csv").set_index("PTID")["diagnosis"]
+    assert list(predicted["target"]) == list(diagnosis.loc[test_ids])
+    assert set(predicted["additive"]) | set(predicted["interaction"]) <= {"CN", "MCI", "AD"}
+    # the interaction oracle reads the gated signal: right more often than the additive one
+    assert (predicted["interaction"] == predicted["target"]).mean() > (
+        predicted["additive"] == predicted["target"]
+    ).mean()
 
 
 def test_without_gating_there_is_no_headroom(tmp_path):

@@ -83,6 +83,40 @@ def _design(tabular: np.ndarray, volumes: np.ndarray, train: np.ndarray, gate: i
     return np.hstack(columns)
 
 
+def oracle_predictions(
+    cohort_dir: str | Path,
+    partitions: pd.DataFrame,
+    test_partition: int,
+    *,
+    continuous: Sequence[str] = TABLE_COLUMNS,
+    gate: str | None = GATE,
+) -> pd.DataFrame:
+    """The additive and interaction oracles' predicted classes for one split seed's test subjects.
+
+    Indexed by subject id, with columns ``target``, ``additive`` and ``interaction`` (class names). The arguments
+    are those of :func:`interaction_oracles`, which scores these predictions.
+
+    Raises:
+        ValueError: a partitions table that does not cover the cohort's subjects.
+    """
+    cohort_dir = Path(cohort_dir)
+    by_subject = dict(zip(partitions["subject_id"].astype(str), partitions["partition"].astype(int)))
+    ids, tabular, volumes, labels = _inputs(cohort_dir, continuous, gate)
+    missing = [s for s in ids if s not in by_subject]
+    if missing:
+        raise ValueError(f"the partitions do not cover subject {missing[0]!r} of {cohort_dir}")
+    test = np.array([by_subject[s] == test_partition for s in ids])
+    train = ~test
+    classes = np.asarray(CLASSES)
+    out = {"target": classes[labels[test]]}
+    gate_column = len(continuous) if gate is not None else None
+    for name, gated in (("additive", None), ("interaction", gate_column)):
+        x = _design(tabular, volumes, train, gated)
+        model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(x[train], labels[train])
+        out[name] = classes[model.predict(x[test])]
+    return pd.DataFrame(out, index=pd.Index(np.asarray(ids)[test], name="subject_id"))
+
+
 def interaction_oracles(
     cohort_dir: str | Path,
     partitions: pd.DataFrame,
@@ -107,20 +141,11 @@ def interaction_oracles(
     Raises:
         ValueError: a partitions table that does not cover the cohort's subjects.
     """
-    cohort_dir = Path(cohort_dir)
-    by_subject = dict(zip(partitions["subject_id"].astype(str), partitions["partition"].astype(int)))
-    ids, tabular, volumes, labels = _inputs(cohort_dir, continuous, gate)
-    missing = [s for s in ids if s not in by_subject]
-    if missing:
-        raise ValueError(f"the partitions do not cover subject {missing[0]!r} of {cohort_dir}")
-    test = np.array([by_subject[s] == test_partition for s in ids])
-    train = ~test
-    out = {}
-    gate_column = len(continuous) if gate is not None else None
-    for name, gated in (("additive", None), ("interaction", gate_column)):
-        x = _design(tabular, volumes, train, gated)
-        model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(x[train], labels[train])
-        out[name] = float(balanced_accuracy_score(labels[test], model.predict(x[test])))
+    predicted = oracle_predictions(cohort_dir, partitions, test_partition, continuous=continuous, gate=gate)
+    out = {
+        name: float(balanced_accuracy_score(predicted["target"], predicted[name]))
+        for name in ("additive", "interaction")
+    }
     out["headroom"] = out["interaction"] - out["additive"]
     return out
 
