@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from hyperfusion.simulate import kernels
 from hyperfusion.simulate.grid import Grid
 from hyperfusion.simulate.template import CSF_MAX, LOBES, STRUCTURES, WM_MIN, Template, load_template
 from hyperfusion.simulate.volume import CellMask, Volume, block_mean, one_torch_thread
@@ -54,6 +55,9 @@ class Anatomy:
         structure_distance: on a grid of half ``WORK_MM`` spacing, the distance (mm) to the structure cells
             (:func:`structure_cell_distance`); a point farther than it can travel reads zero occupancy.
         distance_origin: world position of ``structure_distance``'s node (0, 0, 0).
+        basis_voxels: ``basis`` channels-last in voxels per unit time, (structure, X, Y, Z, xyz), what the
+            compiled flow reads (:func:`velocity_voxels`).
+        occupied: the occupancy grid's cells where some structure's occupancy may be non-zero.
     """
 
     template: Template
@@ -67,6 +71,8 @@ class Anatomy:
     moving: CellMask
     structure_distance: np.ndarray
     distance_origin: np.ndarray
+    basis_voxels: np.ndarray
+    occupied: CellMask
 
     def k_for(self, name: str, log_f: np.ndarray | float) -> np.ndarray:
         """Basis coefficient realising the log-volume factor ``log_f`` (clipped to the calibrated range)."""
@@ -78,6 +84,22 @@ class Anatomy:
         dlog = self.calibration[name][0]
         return float(dlog[0]), float(dlog[-1])
 
+    def reach(self, velocity_voxels: np.ndarray, on_nodes: bool = False) -> float:
+        """How far (mm) from the structure cells a point may start and still read non-zero occupancy after the
+        flow of a channels-last velocity in voxels per unit time (see :meth:`near_structures`)."""
+        speed = float(np.sqrt(np.einsum("...c,...c->...", velocity_voxels, velocity_voxels).max()))
+        slack = (1.0 if on_nodes else 2.0) * np.sqrt(3) / 2 * (self.occupancy.voxel_mm / 2) + 1e-3
+        return speed * self.basis.voxel_mm + slack
+
+    def start_distance(self, points_mm: np.ndarray) -> np.ndarray:
+        """Per world point (3, N): the structure distance at its nearest node of the half-spaced distance grid,
+        or, off that grid, the margin between the structure cells and the grid's edge (float32, (N,))."""
+        d = self.structure_distance
+        margin = min(float(f.min()) for f in (d[0], d[-1], d[:, 0], d[:, -1], d[:, :, 0], d[:, :, -1]))
+        return kernels.nearest_distance(
+            np.asarray(points_mm), d, self.distance_origin, self.occupancy.voxel_mm / 2, margin
+        )
+
     def near_structures(self, points_mm: np.ndarray, velocity: Volume, on_nodes: bool = False) -> np.ndarray:
         """Boolean (N,): the world points (3, N) that may read non-zero occupancy after the flow of ``velocity``.
 
@@ -87,19 +109,10 @@ class Anatomy:
         corner).  It is kept when its nearest node of the half-spaced distance grid lies within that travel of
         the structure cells, plus the slack of the rounding (half a fine diagonal for the structure cells,
         another for points that are not ``WORK_MM`` nodes).  Points off the distance grid are kept only when
-        the travel reaches the margin between the structure cells and the grid's edge.
+        the travel reaches the margin between the structure cells and the grid's edge.  The compiled
+        measurement (:func:`~hyperfusion.simulate.kernels.flowed_occupancy`) applies the same test per point.
         """
-        v = velocity.data.numpy()
-        travel = float(np.sqrt((v[0] ** 2 + v[1] ** 2 + v[2] ** 2).max()))
-        fine = self.occupancy.voxel_mm / 2
-        slack = (1.0 if on_nodes else 2.0) * np.sqrt(3) / 2 * fine + 1e-3
-        d = self.structure_distance
-        idx = np.rint((np.asarray(points_mm) - self.distance_origin[:, None]) / fine).astype(np.int64)
-        ok = np.all((idx >= 0) & (idx < np.asarray(d.shape)[:, None]), axis=0)
-        margin = min(float(f.min()) for f in (d[0], d[-1], d[:, 0], d[:, -1], d[:, :, 0], d[:, :, -1]))
-        out = np.full(idx.shape[1], travel + slack >= margin)
-        out[ok] = d[idx[0, ok], idx[1, ok], idx[2, ok]] <= travel + slack
-        return out
+        return self.start_distance(points_mm) <= self.reach(voxels_of(velocity), on_nodes)
 
 
 def structure_cell_distance(any_node: np.ndarray, work_mm: float) -> np.ndarray:
@@ -156,25 +169,33 @@ def flow(
     A composition of small displacements stays invertible where one large displacement ``x + v(x)`` would
     fold, so ventricles can triple and hippocampi halve with a positive Jacobian everywhere.  Only points that can
     move take the steps: those in a cell of ``moving`` (where the field may be non-zero; a point elsewhere reads
-    zero velocity and stays exactly where it is), or without it those inside the velocity box.  The steps run in
-    ``grid_sample`` coordinates, so each is one call without a round trip through world millimetres.
+    zero velocity and stays exactly where it is), or without it those inside the velocity box.  Compiled
+    (:func:`~hyperfusion.simulate.kernels.flow_points`): each point stays in registers through the steps.
     """
-    pts = np.asarray(points_mm, dtype=np.float32)
-    out = pts.copy()
-    if moving is not None:
-        sel = moving.contains(pts)
-    else:
-        lo = velocity.origin[:, None] - velocity.voxel_mm
-        hi = lo + velocity.voxel_mm * (np.asarray(velocity.shape)[:, None] + 1)
-        sel = np.all((pts >= lo) & (pts <= hi), axis=0)
-    if not sel.any():
-        return out
-    g = velocity.to_grid(pts[:, sel])
-    field = _grid_velocity(velocity)
-    for _ in range(steps):
-        g.add_(field.sample_grid(g).T, alpha=1.0 / steps)
-    out[:, sel] = velocity.from_grid(g)
-    return out
+    if moving is None:
+        moving = CellMask.of_nodes(np.ones(velocity.shape, bool), velocity.origin, velocity.voxel_mm)
+    return flow_voxels(points_mm, voxels_of(velocity), velocity.origin, velocity.voxel_mm, steps, moving)
+
+
+def flow_voxels(
+    points_mm: np.ndarray,
+    velocity: np.ndarray,
+    origin: np.ndarray,
+    voxel_mm: float,
+    steps: int,
+    moving: CellMask,
+) -> np.ndarray:
+    """:func:`flow` of a channels-last velocity (X, Y, Z, 3) in voxels per unit time, node (0, 0, 0) at
+    ``origin``."""
+    return kernels.flow_points(
+        np.ascontiguousarray(points_mm, dtype=np.float32), velocity, np.asarray(origin, np.float64),
+        float(voxel_mm), int(steps), moving.table, moving.origin, moving.voxel_mm,
+    )  # fmt: skip
+
+
+def voxels_of(velocity: Volume) -> np.ndarray:
+    """A velocity Volume (3, X, Y, Z) in mm as the compiled kernels read it: channels-last, in voxels."""
+    return np.ascontiguousarray(np.moveaxis(velocity.data.numpy(), 0, -1) / np.float32(velocity.voxel_mm))
 
 
 def _grid_velocity(velocity: Volume) -> Volume:
@@ -193,6 +214,11 @@ def jacobian_determinant(mapped: np.ndarray, shape: tuple[int, int, int], spacin
         - j[0, 1] * (j[1, 0] * j[2, 2] - j[1, 2] * j[2, 0])
         + j[0, 2] * (j[1, 0] * j[2, 1] - j[1, 1] * j[2, 0])
     )
+
+
+def velocity_voxels(anatomy: Anatomy, k: np.ndarray) -> np.ndarray:
+    """:func:`velocity_field` channels-last in voxels per unit time, (X, Y, Z, 3), for the compiled kernels."""
+    return np.tensordot(np.asarray(k, np.float32), anatomy.basis_voxels, axes=1)
 
 
 def velocity_field(anatomy: Anatomy, k: np.ndarray) -> Volume:
@@ -244,6 +270,10 @@ def _build_anatomy(template: str, phantom_mm: float) -> Anatomy:
     )
     basis = Volume.from_numpy(fields, f_origin, work_mm)
     moving = CellMask.of_nodes((fields != 0).any(0), f_origin, work_mm)
+    basis_voxels = np.ascontiguousarray(
+        np.moveaxis(fields.reshape(len(STRUCTURE_NAMES), 3, *fields.shape[1:]), 1, -1) / np.float32(work_mm)
+    )
+    occupied = CellMask.of_nodes((occupancy.data.numpy() > 0).any(0), occupancy.origin, work_mm)
 
     # measurement grid: working-grid voxels in a box around every structure (+ 10 mm)
     sub = _sub_box(any_structure, margin=int(np.ceil(10 / work_mm)))
@@ -289,5 +319,5 @@ def _build_anatomy(template: str, phantom_mm: float) -> Anatomy:
         calibration[name] = (logs_a[lo_i : hi + 1][::-1].copy(), ks[lo_i : hi + 1][::-1].copy())
     return Anatomy(
         t, channels, occupancy, basis, measure_grid, baseline, calibration, mu,  # type: ignore[arg-type]
-        moving, structure_distance, work_origin,
+        moving, structure_distance, work_origin, basis_voxels, occupied,
     )  # fmt: skip

@@ -21,14 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hyperfusion.simulate import kernels
 from hyperfusion.simulate.anatomy import (
     CHANNELS,
+    FLOW_STEPS,
     LOBE_NAMES,
     STRUCTURE_NAMES,
     Anatomy,
     build_anatomy,
-    flow,
-    velocity_field,
+    flow_voxels,
+    velocity_voxels,
 )
 from hyperfusion.simulate.grid import WHOLE_BRAIN_CENTER_MM, Grid, separable_field, spline_matrix
 from hyperfusion.simulate.volume import CellMask, Volume, antialias, one_torch_thread
@@ -100,8 +102,10 @@ class Renderer:
     """An :class:`Anatomy` prepared for one output grid: source channels at the grid's resolution, the grid's
     points and the spline matrices of the smooth random fields.
 
-    ``mixed`` is a work buffer (the subject's combined intensity, and the brain mask), so one renderer renders one
-    subject at a time; the process pool gives each worker its own.
+    ``mixed`` is a work buffer, channels-last (X, Y, Z, 2) on the source grid: the subject's combined intensity,
+    and the brain mask; so one renderer renders one subject at a time (the process pool gives each worker its
+    own).  ``occupancy_voxels`` is the anatomy's occupancy channels-last, as the compiled measurement reads it;
+    ``measure_distance`` the measurement points' distance to the structures (:meth:`Anatomy.start_distance`).
     """
 
     anatomy: Anatomy
@@ -111,9 +115,11 @@ class Renderer:
     anatomy_splines: tuple[np.ndarray, np.ndarray, np.ndarray]
     bias_splines: tuple[np.ndarray, np.ndarray, np.ndarray]
     measure_splines: tuple[np.ndarray, np.ndarray, np.ndarray]
-    mixed: Volume
+    mixed: np.ndarray
     brain: CellMask
     measure_points: np.ndarray
+    occupancy_voxels: np.ndarray
+    measure_distance: np.ndarray
 
     def k(self, log_f: np.ndarray) -> np.ndarray:
         """Basis coefficients realising target log-volume factors one structure at a time (clipped to the
@@ -132,7 +138,8 @@ class Renderer:
         target_k = self.k(self.clip(log_f))
         k = target_k.copy()
         for _ in range(iterations):
-            vol = self.measure(self.measure_points, k, on_nodes=True)
+            velocity = velocity_voxels(self.anatomy, k)
+            vol = self._measure(self.measure_points, velocity, True, self.measure_distance)
             k = k + target_k - self.k(np.log(np.maximum(vol, 1e-9) / self.anatomy.baseline_ml))
         return k
 
@@ -143,11 +150,21 @@ class Renderer:
         Only points within reach of a structure are flowed and read (:meth:`Anatomy.near_structures`); the rest
         read exactly zero.
         """
+        return self._measure(points_mm, velocity_voxels(self.anatomy, k), on_nodes)
+
+    def _measure(
+        self, points_mm: np.ndarray, velocity: np.ndarray, on_nodes: bool, start: np.ndarray | None = None
+    ) -> np.ndarray:
         a = self.anatomy
-        velocity = velocity_field(a, k)
-        band = a.near_structures(points_mm, velocity, on_nodes=on_nodes)
-        mapped = flow(points_mm[:, band], velocity, moving=a.moving)
-        return a.occupancy.sample(mapped).sum(1).astype(np.float64) * a.measure_grid.voxel_mm**3 / 1000
+        points_mm = np.ascontiguousarray(points_mm, dtype=np.float32)
+        start = a.start_distance(points_mm) if start is None else start
+        total = kernels.flowed_occupancy(
+            points_mm, start, a.reach(velocity, on_nodes),
+            velocity, a.basis.origin, a.basis.voxel_mm, FLOW_STEPS, a.moving.table, a.moving.origin, a.moving.voxel_mm,
+            self.occupancy_voxels, a.occupancy.origin, a.occupancy.voxel_mm,
+            a.occupied.table, a.occupied.origin, a.occupied.voxel_mm,
+        )  # fmt: skip
+        return total * a.measure_grid.voxel_mm**3 / 1000
 
     def render(
         self, effects: SubjectEffects, rng: np.random.Generator, nuisance: Nuisance = Nuisance()
@@ -171,7 +188,8 @@ class Renderer:
         shift = rng.normal(0.0, nuisance.translation_mm, 3)
         scale = 1.0 + rng.normal(0.0, nuisance.scale_sd)
         k = self.solve_k(effects.log_f)
-        velocity = velocity_field(self.anatomy, k)
+        a = self.anatomy
+        velocity = velocity_voxels(a, k)
         c0 = np.asarray(WHOLE_BRAIN_CENTER_MM)[:, None]
         r_inv = _rotation(theta).T
 
@@ -180,26 +198,35 @@ class Renderer:
             p = points + separable_field(u_ctrl, *splines).reshape(3, -1)
             return (c0 + r_inv @ (p - c0 - shift[:, None]) / scale).astype(np.float32)
 
-        z = flow(nuisance_map(self.points, self.anatomy_splines), velocity, moving=self.anatomy.moving)
-        inside = self.brain.contains(z)
+        z = flow_voxels(
+            nuisance_map(self.points, self.anatomy_splines), velocity, a.basis.origin, a.basis.voxel_mm,
+            FLOW_STEPS, a.moving,
+        )  # fmt: skip
         weights = np.zeros(len(CHANNELS), np.float32)
         weights[0] = 1.0
         weights[2 : 2 + len(LOBE_NAMES)] = -np.asarray(effects.cortical)
         weights[-1] = -effects.wm_contrast
         source = self.source.data.reshape(len(CHANNELS), -1)
-        torch.matmul(torch.from_numpy(weights)[None], source, out=self.mixed.data[0].reshape(1, -1))
-        ch = self.mixed.sample(z[:, inside]).astype(np.float64)
+        mixed = torch.matmul(torch.from_numpy(weights)[None], source).numpy()
+        self.mixed[..., 0] = mixed.reshape(self.source.shape)
 
         bias = np.exp(separable_field(b_ctrl, *self.bias_splines).ravel())
         sigma = nuisance.noise * self.anatomy.tissue_means[2]
-        eps = rng.standard_normal((2, self.points.shape[1]), dtype=np.float32)[:, inside]
-        value = np.maximum(ch[0], 0.0) * bias[inside]
-        value = np.sqrt((value + sigma * eps[0]) ** 2 + (sigma * eps[1]) ** 2)
-        # inside the brain strictly positive, outside exactly zero: the data layer's non-zero mask is the brain
-        image = np.zeros(self.points.shape[1], np.float32)
-        image[inside] = np.where(ch[1] > 0.5, np.maximum(value, 1e-3), 0.0)
-
-        volumes = self.measure(nuisance_map(self.measure_points, self.measure_splines), k)
+        noise = rng.standard_normal((2, self.points.shape[1]), dtype=np.float32)
+        src, brain = self.source, self.brain
+        image = kernels.image_values(
+            self.mixed,
+            src.origin,
+            src.voxel_mm,
+            brain.table,
+            brain.origin,
+            brain.voxel_mm,
+            z,
+            bias,
+            noise,
+            sigma,
+        )
+        volumes = self._measure(nuisance_map(self.measure_points, self.measure_splines), velocity, False)
         return image.reshape(self.grid.shape), volumes
 
 
@@ -249,9 +276,10 @@ def build_renderer(grid: Grid, template: str = "auto", *, phantom_mm: float = 1.
     with one_torch_thread():
         source = _source_channels(anatomy, grid)
     mask = source.data[1]
-    mixed = Volume(torch.stack([torch.zeros_like(mask), mask]), source.origin, source.voxel_mm)
+    mixed = np.ascontiguousarray(np.stack([np.zeros_like(mask.numpy()), mask.numpy()], axis=-1))
     # a sampled mask exceeds 0.5 only in a cell with a corner above 0.5 (trilinear weights are convex)
     brain = CellMask.of_nodes(mask.numpy() > 0.5 - 1e-4, source.origin, source.voxel_mm)
+    measure_points = anatomy.measure_grid.points_mm()
     return Renderer(
         anatomy=anatomy,
         grid=grid,
@@ -262,5 +290,7 @@ def build_renderer(grid: Grid, template: str = "auto", *, phantom_mm: float = 1.
         measure_splines=_splines(anatomy.measure_grid, ANATOMY_KNOTS),
         mixed=mixed,
         brain=brain,
-        measure_points=anatomy.measure_grid.points_mm(),
+        measure_points=measure_points,
+        measure_distance=anatomy.start_distance(measure_points),
+        occupancy_voxels=np.ascontiguousarray(np.moveaxis(anatomy.occupancy.data.numpy(), 0, -1)),
     )

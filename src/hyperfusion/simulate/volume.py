@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from hyperfusion.simulate import kernels
+
 
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
@@ -105,12 +107,7 @@ class CellMask:
 
     def contains(self, points_mm: np.ndarray) -> np.ndarray:
         """Boolean (N,): which world points (3, N) lie in a flagged cell."""
-        idx = np.floor((np.asarray(points_mm) - self.origin[:, None]) / self.voxel_mm).astype(np.int64) + 1
-        shape = np.asarray(self.table.shape)[:, None]
-        ok = np.all((idx >= 0) & (idx < shape), axis=0)
-        out = np.zeros(idx.shape[1], bool)
-        out[ok] = self.table[idx[0, ok], idx[1, ok], idx[2, ok]]
-        return out
+        return kernels.in_cells(self.table, self.origin, self.voxel_mm, np.asarray(points_mm))
 
 
 def block_mean(arr: np.ndarray, factor: int) -> np.ndarray:
