@@ -48,21 +48,28 @@ def _trilinear(flat, nx, ny, nz, nc, x, y, z, out):  # pragma: no cover - compil
                 out[c] += w * flat[base + c]
 
 
+@numba.njit(**_JIT)
+def _velocity_at_edge(f, nx, ny, nz, x, y, z):  # pragma: no cover - compiled
+    """:func:`_velocity` of a point with a cell corner off the grid (those corners read zero)."""
+    i, j, k = math.floor(x), math.floor(y), math.floor(z)
+    if i < -1 or j < -1 or k < -1 or i >= nx or j >= ny or k >= nz:
+        return 0.0, 0.0, 0.0
+    r0 = r1 = r2 = 0.0
+    for q in range(8):
+        node, w = _corner(i, j, k, x - i, y - j, z - k, q, nx, ny, nz)
+        if node >= 0:
+            r0 += w * f[3 * node]
+            r1 += w * f[3 * node + 1]
+            r2 += w * f[3 * node + 2]
+    return r0, r1, r2
+
+
 @numba.njit(inline="always", **_JIT)
 def _velocity(f, nx, ny, nz, x, y, z):  # pragma: no cover - compiled
     """Trilinear value of a flat 3-channel field, in registers: the flow's hot path, written out by hand."""
     i, j, k = math.floor(x), math.floor(y), math.floor(z)
     if i < 0 or j < 0 or k < 0 or i + 1 >= nx or j + 1 >= ny or k + 1 >= nz:  # a corner off the grid
-        if i < -1 or j < -1 or k < -1 or i >= nx or j >= ny or k >= nz:
-            return 0.0, 0.0, 0.0
-        r0 = r1 = r2 = 0.0
-        for q in range(8):
-            node, w = _corner(i, j, k, x - i, y - j, z - k, q, nx, ny, nz)
-            if node >= 0:
-                r0 += w * f[3 * node]
-                r1 += w * f[3 * node + 1]
-                r2 += w * f[3 * node + 2]
-        return r0, r1, r2
+        return _velocity_at_edge(f, nx, ny, nz, x, y, z)
     fx, fy, fz = x - i, y - j, z - k
     gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
     sy = nz * 3
@@ -128,7 +135,7 @@ def in_cells(table, origin, voxel, points):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(**_JIT)
+@numba.njit(inline="always", **_JIT)
 def _flow_one(x, y, z, f, nx, ny, nz, origin, voxel, steps):  # pragma: no cover - compiled
     """One world point after ``steps`` Euler steps of a flat velocity field (nx, ny, nz, 3), voxels per unit time."""
     i = (x - origin[0]) / voxel
@@ -174,6 +181,20 @@ def sample_points(field, origin, voxel, points):  # pragma: no cover - compiled
         _trilinear(flat, nx, ny, nz, nc, x, y, z, buf)
         for c in range(nc):
             out[c, t] = buf[c]
+    return out
+
+
+@numba.njit(**_JIT)
+def displaced_affine(points, displacement, matrix, center, shift, scale):  # pragma: no cover - compiled
+    """``center + matrix @ (p + u − center − shift) / scale`` per world point p (3, N) with displacement u (3, N),
+    as float32 (3, N): the nuisance map of a subject, without numpy's float64 temporaries."""
+    out = np.empty(points.shape, np.float32)
+    for t in range(points.shape[1]):
+        a = np.float64(points[0, t]) + displacement[0, t] - center[0] - shift[0]
+        b = np.float64(points[1, t]) + displacement[1, t] - center[1] - shift[1]
+        c = np.float64(points[2, t]) + displacement[2, t] - center[2] - shift[2]
+        for d in range(3):
+            out[d, t] = center[d] + (matrix[d, 0] * a + matrix[d, 1] * b + matrix[d, 2] * c) / scale
     return out
 
 

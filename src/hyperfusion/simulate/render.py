@@ -190,13 +190,14 @@ class Renderer:
         k = self.solve_k(effects.log_f)
         a = self.anatomy
         velocity = velocity_voxels(a, k)
-        c0 = np.asarray(WHOLE_BRAIN_CENTER_MM)[:, None]
+        c0 = np.asarray(WHOLE_BRAIN_CENTER_MM, dtype=np.float64)
         r_inv = _rotation(theta).T
+        u_ctrl = u_ctrl.astype(np.float32)
 
         def nuisance_map(points: np.ndarray, splines) -> np.ndarray:
             # nuisance first (into template space); the disease/ageing flow acts on the template anatomy after it
-            p = points + separable_field(u_ctrl, *splines).reshape(3, -1)
-            return (c0 + r_inv @ (p - c0 - shift[:, None]) / scale).astype(np.float32)
+            u = separable_field(u_ctrl, *splines).reshape(3, -1)
+            return kernels.displaced_affine(points, u, r_inv, c0, shift, float(scale))
 
         z = flow_voxels(
             nuisance_map(self.points, self.anatomy_splines), velocity, a.basis.origin, a.basis.voxel_mm,
@@ -280,7 +281,7 @@ def build_renderer(grid: Grid, template: str = "auto", *, phantom_mm: float = 1.
     # a sampled mask exceeds 0.5 only in a cell with a corner above 0.5 (trilinear weights are convex)
     brain = CellMask.of_nodes(mask.numpy() > 0.5 - 1e-4, source.origin, source.voxel_mm)
     measure_points = anatomy.measure_grid.points_mm()
-    return Renderer(
+    renderer = Renderer(
         anatomy=anatomy,
         grid=grid,
         source=source,
@@ -294,3 +295,7 @@ def build_renderer(grid: Grid, template: str = "auto", *, phantom_mm: float = 1.
         measure_distance=anatomy.start_distance(measure_points),
         occupancy_voxels=np.ascontiguousarray(np.moveaxis(anatomy.occupancy.data.numpy(), 0, -1)),
     )
+    # compile (or load) the kernels here, before a process pool forks, so its workers do not each compile
+    blank = SubjectEffects(np.zeros(len(STRUCTURE_NAMES)), np.zeros(len(LOBE_NAMES)), 0.0)
+    renderer.render(blank, np.random.default_rng(0), NO_NUISANCE)
+    return renderer
