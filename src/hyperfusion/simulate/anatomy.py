@@ -25,7 +25,7 @@ from scipy import ndimage
 from hyperfusion.simulate import kernels
 from hyperfusion.simulate.grid import Grid
 from hyperfusion.simulate.template import CSF_MAX, LOBES, STRUCTURES, WM_MIN, Template, load_template
-from hyperfusion.simulate.volume import CellMask, Volume, block_mean, one_torch_thread
+from hyperfusion.simulate.volume import CellMask, Volume, block_mean, one_thread
 
 STRUCTURE_NAMES: tuple[str, ...] = tuple(STRUCTURES)
 LOBE_NAMES: tuple[str, ...] = tuple(LOBES)
@@ -235,7 +235,7 @@ def _sub_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
 @functools.lru_cache(maxsize=4)
 def build_anatomy(template: str = "auto", *, phantom_mm: float = 1.0) -> Anatomy:
     """Precompute (cached per process) the :class:`Anatomy` of a template; see the module docstring."""
-    with one_torch_thread():
+    with one_thread():
         return _build_anatomy(template, phantom_mm)
 
 

@@ -33,7 +33,7 @@ from hyperfusion.simulate.anatomy import (
     velocity_voxels,
 )
 from hyperfusion.simulate.grid import WHOLE_BRAIN_CENTER_MM, Grid, separable_field, spline_matrix
-from hyperfusion.simulate.volume import CellMask, Volume, antialias, one_torch_thread
+from hyperfusion.simulate.volume import CellMask, Volume, antialias, one_thread
 
 # coarse control grids for smooth random fields span the ICBM152 brain box (x -72..72, y -107..73, z -72..82)
 _CONTROL_BOX = ((-72.0, 72.0), (-107.0, 73.0), (-72.0, 82.0))
@@ -174,9 +174,9 @@ class Renderer:
         Only what can be non-zero is computed: points move only where the velocity can be non-zero, the
         intensity is sampled only where the mapped point lies in a brain cell, and the intensity channels are
         combined on the source grid first (sampling is linear), so two channels are sampled instead of eight.
-        Runs torch on one thread (:func:`~hyperfusion.simulate.volume.one_torch_thread`).
+        Runs torch and BLAS on one thread (:func:`~hyperfusion.simulate.volume.one_thread`).
         """
-        with one_torch_thread():
+        with one_thread():
             return self._render(effects, rng, nuisance)
 
     def _render(
@@ -274,7 +274,7 @@ def _source_channels(anatomy: Anatomy, grid: Grid) -> Volume:
 def build_renderer(grid: Grid, template: str = "auto", *, phantom_mm: float = 1.0) -> Renderer:
     """Prepare (cached per process) the renderer of a template on an output grid."""
     anatomy = build_anatomy(template, phantom_mm=phantom_mm)
-    with one_torch_thread():
+    with one_thread():
         source = _source_channels(anatomy, grid)
     mask = source.data[1]
     mixed = np.ascontiguousarray(np.stack([np.zeros_like(mask.numpy()), mask.numpy()], axis=-1))

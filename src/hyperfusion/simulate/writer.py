@@ -32,7 +32,7 @@ from hyperfusion.simulate.anatomy import STRUCTURE_NAMES
 from hyperfusion.simulate.effects import Cohort, subject_rng
 from hyperfusion.simulate.files import nifti_gz_bytes
 from hyperfusion.simulate.render import Nuisance, Renderer, SubjectEffects
-from hyperfusion.simulate.volume import one_torch_thread
+from hyperfusion.simulate.volume import one_thread
 
 PROGRESS_FILE = ".progress.tsv"
 SETTINGS_FILE = "simulation.json"
@@ -127,7 +127,7 @@ def _render_all(
     if workers <= 1 or len(jobs) <= 1:
         saved, _WORKER = _WORKER, (renderer, nuisance)
         try:
-            with one_torch_thread():
+            with one_thread():
                 yield from map(_render_subject, jobs)
         finally:
             _WORKER = saved
