@@ -35,3 +35,18 @@ def test_antialias_identity_when_not_downsampling():
     a = np.random.default_rng(0).normal(size=(4, 4, 4))
     assert antialias(a, 2.0, 2.0) is a
     assert antialias(a, 1.0, 4.0).std() < a.std()
+
+
+def test_one_thread_limits_torch_and_blas_and_restores_them():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from hyperfusion.simulate.volume import one_thread
+
+    torch_before = torch.get_num_threads()
+    pools_before = [p["num_threads"] for p in threadpool_info()]
+    with one_thread():
+        assert torch.get_num_threads() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert torch.get_num_threads() == torch_before
+    assert [p["num_threads"] for p in threadpool_info()] == pools_before
