@@ -22,29 +22,37 @@ from sklearn.metrics import balanced_accuracy_score
 from hyperfusion.study import oracle
 
 
-def split_oracles(run: Path, columns: list[str], split_seed: int, test_partition: int) -> pd.DataFrame:
-    """The oracles' test-subject predictions for one split of a run (:func:`oracle.oracle_predictions`)."""
+def split_oracles(
+    run: Path, columns: list[str], split_seed: int, test_partition: int, cohort: Path | None = None
+) -> pd.DataFrame:
+    """The oracles' test-subject predictions for one split of a run (:func:`oracle.oracle_predictions`);
+    ``cohort``: the simulated cohort's folder when it is not ``run/cohort`` (a study cell's)."""
     parts = pd.read_csv(run / f"partitions_seed{split_seed}.csv", dtype={"subject_id": str})
-    return oracle.oracle_predictions(run / "cohort", parts, test_partition, continuous=columns)
+    return oracle.oracle_predictions(cohort or run / "cohort", parts, test_partition, continuous=columns)
 
 
-def read_predictions(run: Path) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    """The run's test-set ensemble predictions, their probability columns and the class names they stand for."""
+def read_predictions(run: Path, split_seed: int = 0) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """One split's test-set ensemble predictions, their probability columns and the class names they stand for."""
     predictions = pd.read_csv(run / "predictions.csv", dtype={"subject_id": str, "version": str})
+    if "split_seed" in predictions:  # a run with several split seeds: their test subjects differ
+        predictions = predictions[predictions["split_seed"] == split_seed]
     columns = [c for c in predictions.columns if c.startswith("p_")]
     return predictions, columns, np.array([c.removeprefix("p_") for c in columns])
 
 
 def share(truth, predicted, additive, interaction, rows: np.ndarray) -> float:
-    """``(method − additive) / (interaction − additive)`` in balanced accuracy on the subjects ``rows``."""
+    """``(method − additive) / (interaction − additive)`` in balanced accuracy on the subjects ``rows``; NaN
+    without headroom (the oracles agree, as at interaction 0)."""
     a = balanced_accuracy_score(truth[rows], additive[rows])
     b = balanced_accuracy_score(truth[rows], interaction[rows])
+    if b == a:
+        return float("nan")
     return (balanced_accuracy_score(truth[rows], predicted[rows]) - a) / (b - a)
 
 
-def shares(run: Path, oracles: pd.DataFrame, resamples: int, seed: int) -> list[dict]:
+def shares(run: Path, oracles: pd.DataFrame, resamples: int, seed: int, split_seed: int = 0) -> list[dict]:
     """Per method and version: test BA, the share of the headroom and its bootstrap 95 % interval."""
-    predictions, columns, names = read_predictions(run)
+    predictions, columns, names = read_predictions(run, split_seed)
     rng = np.random.default_rng(seed)
     additive, interaction = oracles["additive"].to_numpy(), oracles["interaction"].to_numpy()
     rows = []
@@ -57,7 +65,7 @@ def shares(run: Path, oracles: pd.DataFrame, resamples: int, seed: int) -> list[
         labels = (truth, predicted, additive, interaction)
         every = np.arange(len(truth))
         boot = [share(*labels, rng.integers(0, len(truth), len(truth))) for _ in range(resamples)]
-        low, high = np.percentile(boot, [2.5, 97.5])
+        low, high = np.nanpercentile(boot, [2.5, 97.5]) if not np.isnan(boot).all() else (np.nan, np.nan)
         rows.append(
             {
                 "method": method,
@@ -71,9 +79,11 @@ def shares(run: Path, oracles: pd.DataFrame, resamples: int, seed: int) -> list[
     return rows
 
 
-def paired_differences(run: Path, reference: str, others: list[str], resamples: int, seed: int) -> list[dict]:
+def paired_differences(
+    run: Path, reference: str, others: list[str], resamples: int, seed: int, split_seed: int = 0
+) -> list[dict]:
     """Per version: BA of ``reference`` − each other method on the same test subjects, bootstrap 95 % interval."""
-    predictions, columns, names = read_predictions(run)
+    predictions, columns, names = read_predictions(run, split_seed)
     rng = np.random.default_rng(seed)
 
     def labels(method: str, version: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +118,7 @@ def main() -> None:
         "--columns", nargs="+", default=["AGE", "PTEDUCAT", "APOE4"], help="the record's numbers"
     )
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--cohort", type=Path, default=None, help="the cohort folder, if not RUN/cohort")
     parser.add_argument("--test-partition", type=int, default=4)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--reference", default="ad-hyperfusion")
@@ -117,12 +128,14 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/run_headroom.json")
     args = parser.parse_args()
     run = Path(args.run)
-    oracles = split_oracles(run, args.columns, args.split_seed, args.test_partition)
-    rows = shares(run, oracles, args.resamples, seed=0)
+    oracles = split_oracles(run, args.columns, args.split_seed, args.test_partition, args.cohort)
+    rows = shares(run, oracles, args.resamples, seed=0, split_seed=args.split_seed)
     for row in rows:
         print(f"{row['method']} v{row['version']}: BA {row['BA']:.3f}, share {row['share']:+.2f} "
               f"[{row['low']:+.2f}, {row['high']:+.2f}]")  # fmt: skip
-    paired = paired_differences(run, args.reference, args.versus, args.resamples, seed=0)
+    paired = paired_differences(
+        run, args.reference, args.versus, args.resamples, seed=0, split_seed=args.split_seed
+    )
     for row in paired:
         print(f"{row['reference']} − {row['method']} v{row['version']}: {row['difference']:+.3f} "
               f"[{row['low']:+.3f}, {row['high']:+.3f}]")  # fmt: skip
