@@ -198,13 +198,6 @@ def voxels_of(velocity: Volume) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(velocity.data.numpy(), 0, -1) / np.float32(velocity.voxel_mm))
 
 
-def _grid_velocity(velocity: Volume) -> Volume:
-    """The velocity in ``grid_sample`` units per unit time (channels z, y, x, scaled to the normalised grid)."""
-    scale = (2.0 / (velocity.voxel_mm * np.maximum(np.asarray(velocity.shape) - 1, 1))).astype(np.float32)
-    data = velocity.data.numpy()[::-1] * scale[::-1, None, None, None]
-    return Volume(torch.from_numpy(data), velocity.origin, velocity.voxel_mm)
-
-
 def jacobian_determinant(mapped: np.ndarray, shape: tuple[int, int, int], spacing_mm: float) -> np.ndarray:
     """det ∂z/∂x of a map sampled on a regular grid (``mapped`` of shape (3, N), N = prod(shape))."""
     z = mapped.reshape(3, *shape)

@@ -76,12 +76,6 @@ class Volume:
         ].astype(np.float32) - np.float32(1.0)
         return torch.from_numpy(np.ascontiguousarray(norm[::-1].T))
 
-    def from_grid(self, grid: torch.Tensor) -> np.ndarray:
-        """Inverse of :meth:`to_grid`: (N, 3) grid coordinates back to world points (3, N) float32."""
-        scale = (self.voxel_mm * np.maximum(np.asarray(self.shape) - 1, 1) / 2.0).astype(np.float32)
-        norm = grid.numpy().T[::-1]
-        return (norm + np.float32(1.0)) * scale[:, None] + self.origin[:, None].astype(np.float32)
-
     def sample_grid(self, grid: torch.Tensor) -> torch.Tensor:
         """Trilinear values at ``grid_sample`` coordinates (N, 3) -> (C, N); zero outside the grid."""
         out = F.grid_sample(
