@@ -49,8 +49,9 @@ def _trilinear(flat, nx, ny, nz, nc, x, y, z, out):  # pragma: no cover - compil
 
 
 @numba.njit(**_JIT)
-def _velocity_at_edge(f, nx, ny, nz, x, y, z):  # pragma: no cover - compiled
-    """:func:`_velocity` of a point with a cell corner off the grid (those corners read zero)."""
+def _at_edge(f, nc, nx, ny, nz, x, y, z):  # pragma: no cover - compiled
+    """The first ``nc`` (2 or 3) channels of a flat field at a point with a cell corner off the grid (those
+    corners read zero): the slow path of :func:`_velocity` and :func:`_pair`."""
     i, j, k = math.floor(x), math.floor(y), math.floor(z)
     if i < -1 or j < -1 or k < -1 or i >= nx or j >= ny or k >= nz:
         return 0.0, 0.0, 0.0
@@ -58,9 +59,10 @@ def _velocity_at_edge(f, nx, ny, nz, x, y, z):  # pragma: no cover - compiled
     for q in range(8):
         node, w = _corner(i, j, k, x - i, y - j, z - k, q, nx, ny, nz)
         if node >= 0:
-            r0 += w * f[3 * node]
-            r1 += w * f[3 * node + 1]
-            r2 += w * f[3 * node + 2]
+            r0 += w * f[nc * node]
+            r1 += w * f[nc * node + 1]
+            if nc == 3:
+                r2 += w * f[nc * node + 2]
     return r0, r1, r2
 
 
@@ -69,7 +71,7 @@ def _velocity(f, nx, ny, nz, x, y, z):  # pragma: no cover - compiled
     """Trilinear value of a flat 3-channel field, in registers: the flow's hot path, written out by hand."""
     i, j, k = math.floor(x), math.floor(y), math.floor(z)
     if i < 0 or j < 0 or k < 0 or i + 1 >= nx or j + 1 >= ny or k + 1 >= nz:  # a corner off the grid
-        return _velocity_at_edge(f, nx, ny, nz, x, y, z)
+        return _at_edge(f, 3, nx, ny, nz, x, y, z)
     fx, fy, fz = x - i, y - j, z - k
     gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
     sy = nz * 3
@@ -91,14 +93,7 @@ def _pair(f, nx, ny, nz, x, y, z):  # pragma: no cover - compiled
     """Trilinear value of a flat 2-channel field (intensity, mask), in registers: the image's hot path."""
     i, j, k = math.floor(x), math.floor(y), math.floor(z)
     if i < 0 or j < 0 or k < 0 or i + 1 >= nx or j + 1 >= ny or k + 1 >= nz:  # a corner off the grid
-        if i < -1 or j < -1 or k < -1 or i >= nx or j >= ny or k >= nz:
-            return 0.0, 0.0
-        r0 = r1 = 0.0
-        for q in range(8):
-            node, w = _corner(i, j, k, x - i, y - j, z - k, q, nx, ny, nz)
-            if node >= 0:
-                r0 += w * f[2 * node]
-                r1 += w * f[2 * node + 1]
+        r0, r1, _ = _at_edge(f, 2, nx, ny, nz, x, y, z)
         return r0, r1
     fx, fy, fz = x - i, y - j, z - k
     gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
