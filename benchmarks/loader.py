@@ -9,9 +9,11 @@ worker processes, with and without pinned memory and persistent workers, over tw
 
 The same run measures the machine's memory-copy bandwidth (``np.copyto`` of a 256 MB float32 array, best of
 five) and reports each rate as a fraction of the copy limit, the items per second a loader that copies each item
-exactly once would reach.  ``old`` rows time the item path as it was before issue 21 (each item copied out of the
-memory map, then again by the collation), for comparison in the same run; ``augmented`` rows use the training
-augmentation (shift 2, mirror), which copies once.
+exactly once would reach.  ``new`` rows read each image with one ``preadv`` into a reused batch buffer
+(``CohortDataset.__getitems__`` + ``collate_items``); for comparison in the same run, ``stacked`` rows time the
+previous path (each item a memory map, stacked into a fresh batch by ``default_collate``) and ``old`` rows the path
+before issue 21 (each item copied out of the map, then again by the collation); ``augmented`` rows use the training
+augmentation (shift 2, mirror) written into the batch slot.
 
     python benchmarks/loader.py [--subjects 256] [--batch 32] [--workers 0,2,4,8] [--scale 1]
                                 [--out benchmarks/results/loader_cpu.json]
@@ -35,13 +37,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from hyperfusion.data import CohortDataset
+from hyperfusion.data import CohortDataset, collate_items
 from hyperfusion.data.dataset import Augment
 
 SHAPES = {"ad (2 × 64×96×64, one side per item)": (2, 64, 96, 64), "brain age (90×120×99)": (90, 120, 99)}
 
 
-class OldItems(CohortDataset):
+class StackedItems(CohortDataset):
+    """The item path before the batched read: each item a copy-on-write map, stacked by ``default_collate``."""
+
+    __getitems__ = None  # the DataLoader then fetches item by item
+
+
+class OldItems(StackedItems):
     """The item path before issue 21: the map read-only, every item copied out of it (``np.array``)."""
 
     def _array(self, index: int) -> np.ndarray:
@@ -86,11 +94,11 @@ def measure(
     workers: int,
     pin: bool,
     persistent: bool,
-    old: bool = False,
+    variant: str = "new",
     augment: Augment | None = None,
 ) -> float:
     n = len(paths)
-    dataset = (OldItems if old else CohortDataset)(
+    dataset = {"old": OldItems, "stacked": StackedItems}.get(variant, CohortDataset)(
         paths,
         np.zeros((n, 16), np.float32),
         np.zeros(n, np.int64),
@@ -107,6 +115,7 @@ def measure(
         pin_memory=pin,
         persistent_workers=persistent and workers > 0,
         drop_last=True,
+        collate_fn=collate_items,
     )
     collections.deque(loader, maxlen=0)  # warm-up epoch, discarded: page cache, worker start-up
     start = time.perf_counter()
@@ -141,16 +150,16 @@ def main() -> None:
             paths = write_cache(folder, shape, args.subjects)
             two_sides = len(shape) == 4
             limit = bandwidth / (4 * np.prod(shape[-3:]))  # items/s of a loader copying each item once
-            variants = [("new", False, None), ("old", True, None), ("augmented", False, Augment(2, True))]
+            variants = [("new", None), ("stacked", None), ("old", None), ("augmented", Augment(2, True))]
             for count in workers:
                 for pin, persistent in ((False, False), (True, False), (True, True)):
                     if count == 0 and persistent:
                         continue
-                    for variant, old, augment in variants:
+                    for variant, augment in variants:
                         if variant != "new" and (pin, persistent) != (True, count > 0):
                             continue  # old and augmented: the configuration a run uses only
                         rate = measure(paths, two_sides=two_sides, batch=args.batch, workers=count, pin=pin,
-                                       persistent=persistent, old=old, augment=augment)  # fmt: skip
+                                       persistent=persistent, variant=variant, augment=augment)  # fmt: skip
                         row = {"data": name, "path": variant, "workers": count, "pin_memory": pin,
                                "persistent": persistent, "samples_per_s": round(rate, 1),
                                "copy_limit_per_s": round(limit, 1),

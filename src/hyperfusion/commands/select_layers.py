@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hyperfusion.atomic import write_text_atomic
     from hyperfusion.config import load_config
-    from hyperfusion.data import ImageCache, build_dataset, load_manifest
+    from hyperfusion.data import ImageCache, build_dataset, collate_items, load_manifest
     from hyperfusion.models import create_model
     from hyperfusion.training.layer_selection import loss_entropy
     from hyperfusion.training.plan import Unit
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     cache = ImageCache(Path(work) / "cache")
     dataset = build_dataset(cohort, train, preprocessor, image_spec(config), cache, train=False)
     chosen = np.random.default_rng(args.seed).permutation(len(dataset))[: args.subjects]
-    batches = list(DataLoader(Subset(dataset, chosen.tolist()), batch_size=32))
+    batches = list(DataLoader(Subset(dataset, chosen.tolist()), batch_size=32, collate_fn=collate_items))
     torch.manual_seed(args.seed)
     kwargs = model_kwargs(
         config, method, n_tabular=len(preprocessor.feature_names_out), n_classes=len(cohort.classes)

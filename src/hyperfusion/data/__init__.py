@@ -16,6 +16,7 @@ Typical use (the protocol's view)::
 Warnings go to the ``hyperfusion`` logger, one line each.
 """
 
+from hyperfusion.data.batches import collate_items
 from hyperfusion.data.cache import ImageCache, cache_key, file_digest
 from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.dataset import Augment, CohortDataset, build_dataset
@@ -65,6 +66,7 @@ __all__ = [
     "check_brain_extent",
     "check_duplicate_images",
     "check_stratifiable",
+    "collate_items",
     "default_age_bins",
     "file_digest",
     "fold_roles",

@@ -20,6 +20,8 @@ are the usual remedy for brain-age CNNs (e.g. Peng et al. 2021). Draws come from
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from hyperfusion.data.batches import BufferPool, ItemBatch, MappedFiles, ReadThreads
 from hyperfusion.data.cache import ImageCache
 from hyperfusion.data.images import ImageSpec
 from hyperfusion.data.manifest import Cohort
@@ -52,29 +55,45 @@ class Augment:
     def __bool__(self) -> bool:
         return self.shift > 0 or self.flip_lr
 
-    def __call__(self, volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(
+        self, volume: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """The augmented volume, contiguous, copied at most once (the mirror is a view the shift copies from;
-        with neither drawn, ``volume`` itself)."""
-        out = np.asarray(volume)
+        with neither drawn, ``volume`` itself), written into ``out`` when given (a batch slot)."""
+        moved = np.asarray(volume)
         if self.flip_lr and rng.integers(2):
-            out = out[::-1]
+            moved = moved[::-1]
         if self.shift > 0:
-            return shift_volume(out, rng.integers(-self.shift, self.shift + 1, size=3))
-        return np.ascontiguousarray(out)
+            return shift_volume(moved, rng.integers(-self.shift, self.shift + 1, size=3), out=out)
+        if out is None:
+            return np.ascontiguousarray(moved)
+        np.copyto(out, moved)
+        return out
 
 
-def shift_volume(volume: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
-    """``volume`` moved by ``offsets`` voxels per axis; voxels moved in from outside are 0 (not wrapped)."""
-    out = np.zeros_like(volume)
+def shift_volume(volume: np.ndarray, offsets: Sequence[int], out: np.ndarray | None = None) -> np.ndarray:
+    """``volume`` moved by ``offsets`` voxels per axis; voxels moved in from outside are 0 (not wrapped).
+    Written into ``out`` when given (same shape, not ``volume``'s memory)."""
+    out = np.zeros_like(volume) if out is None else out
     source, target = [], []
     for size, offset in zip(volume.shape, offsets):
         offset = int(offset)
         if abs(offset) >= size:
+            out[...] = 0
             return out
         source.append(slice(max(0, -offset), size - max(0, offset)))
         target.append(slice(max(0, offset), size - max(0, -offset)))
+    _zero_outside(out, target)
     out[tuple(target)] = volume[tuple(source)]
     return out
+
+
+def _zero_outside(out: np.ndarray, inside: list[slice]) -> None:
+    """Zero the voxels of ``out`` outside the box ``inside`` (the faces a shift vacates), leaving the box as it is."""
+    for axis, part in enumerate(inside):
+        before = (slice(None),) * axis
+        out[(*before, slice(0, part.start))] = 0
+        out[(*before, slice(part.stop, None))] = 0
 
 
 class CohortDataset(Dataset):
@@ -161,6 +180,81 @@ class CohortDataset(Dataset):
             array = self.augment(array, np.random.default_rng([self.seed, self.epoch, index, 1]))
         return self._item(array[:, None] if self.two_sides and not self.train else array[None], index)
 
+    def __getitems__(self, indices: Sequence[int]) -> ItemBatch:
+        """The items ``indices``, their images read straight into one batch tensor (`hyperfusion.data.batches`):
+        the same values as ``[self[i] for i in indices]``, with one copy per image instead of two."""
+        indices = [int(i) for i in indices]
+        shape = self._item_shape(indices[0]) if indices else (0,)
+        images = self._pool.take((len(indices), *shape))
+        self._threads.map(self._fill, indices, list(images.numpy()))
+        items = [
+            (images[j], self.tabular[i], self._targets[i], self.subject_ids[i]) for j, i in enumerate(indices)
+        ]
+        return ItemBatch(items, images, self.tabular[indices], self._targets[indices])
+
+    def _item_shape(self, index: int) -> tuple[int, ...]:
+        """The shape of item ``index``'s image (from the file's header: its mapping is made here)."""
+        source = self.images[index]
+        array = None
+        if not isinstance(source, np.ndarray):
+            array = self._mapped.array(source, functools.partial(self._check_shape, index))
+        volume = (array if array is not None else self._array(index)).shape[-3:]
+        return (2, 1, *volume) if self.two_sides and not self.train else (1, *volume)
+
+    def _fill(self, index: int, slot: np.ndarray) -> None:
+        """Write item ``index``'s image into ``slot`` (the shape `__getitem__`'s image has), reading it once."""
+        side = self.side(index) if self.two_sides and self.train else None
+        if self.augment is not None:
+            volume = self._read(index, side, self._scratch(slot.shape[-3:]))
+            self.augment(volume, np.random.default_rng([self.seed, self.epoch, index, 1]), out=slot[0])
+        else:
+            self._read(
+                index, side, slot.reshape(slot.shape[0], *slot.shape[2:]) if slot.ndim == 5 else slot[0]
+            )
+
+    def _read(self, index: int, side: int | None, out: np.ndarray) -> np.ndarray:
+        """Item ``index``'s array (side ``side`` of it), copied into ``out`` from the file's mapping; through
+        ``np.load`` where the file is not raw float32, or from the array itself."""
+        source = self.images[index]
+        array = None
+        if not isinstance(source, np.ndarray):
+            array = self._mapped.array(source, functools.partial(self._check_shape, index))
+        if array is None:
+            array = self._array(index)
+        if array.shape[-3:] != out.shape[-3:]:
+            raise ValueError(
+                f"item {index} ({_name(source)}): image shape {array.shape}, but the batch's first item has "
+                f"{tuple(out.shape[-3:])} (every image of a cohort is preprocessed to one shape)"
+            )
+        np.copyto(out, array[side] if side is not None else array)
+        return out
+
+    def _scratch(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A reused volume private to the calling thread, to read an item into before augmenting it into its slot."""
+        local = self.__dict__.setdefault("_scratch_volumes", threading.local())
+        if getattr(local, "volume", None) is None or local.volume.shape != tuple(shape):
+            local.volume = np.empty(shape, np.float32)
+        return local.volume
+
+    @property
+    def _pool(self) -> BufferPool:
+        return self.__dict__.setdefault("_buffers", BufferPool())
+
+    @property
+    def _mapped(self) -> MappedFiles:
+        return self.__dict__.setdefault("_mapped_files", MappedFiles())
+
+    @property
+    def _threads(self) -> ReadThreads:
+        return self.__dict__.setdefault("_read_threads", ReadThreads())
+
+    def __getstate__(self) -> dict:
+        """Without the batch buffers (a worker or a pickle gets its own)."""
+        state = dict(self.__dict__)
+        for private in ("_buffers", "_scratch_volumes", "_read_threads", "_mapped_files"):
+            state.pop(private, None)
+        return state
+
     def _item(self, image: np.ndarray, index: int) -> Item:
         return (
             _tensor(image),
@@ -173,12 +267,20 @@ class CohortDataset(Dataset):
         source = self.images[index]
         # copy-on-write map: read in place (torch can wrap it), and nothing an item's user writes reaches the file
         array = source if isinstance(source, np.ndarray) else np.load(source, mmap_mode="c")
-        expected = 4 if self.two_sides else 3
-        if array.ndim != expected or (self.two_sides and array.shape[0] != 2):
-            want = "[2, D, H, W] (left, right)" if self.two_sides else "[D, H, W]"
-            name = "array" if isinstance(source, np.ndarray) else str(source)
-            raise ValueError(f"item {index} ({name}): image shape {array.shape}, expected {want}")
+        self._check_shape(index, array.shape)
         return array
+
+    def _check_shape(self, index: int, shape: tuple[int, ...]) -> None:
+        expected = 4 if self.two_sides else 3
+        if len(shape) != expected or (self.two_sides and shape[0] != 2):
+            want = "[2, D, H, W] (left, right)" if self.two_sides else "[D, H, W]"
+            raise ValueError(
+                f"item {index} ({_name(self.images[index])}): image shape {shape}, expected {want}"
+            )
+
+
+def _name(source: object) -> str:
+    return "array" if isinstance(source, np.ndarray) else str(source)
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hyperfusion.config import RunConfig
-from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, build_dataset
+from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, build_dataset, collate_items
 from hyperfusion.training.module import balanced_class_weights
 from hyperfusion.training.plan import PlannedUnit
 from hyperfusion.training.rundir import RunDirectory
@@ -243,6 +243,7 @@ def _batches(dataset, batch_size: int, count: int, *, workers: int) -> tuple[lis
         shuffle=True,
         generator=torch.Generator().manual_seed(0),
         num_workers=0,
+        collate_fn=collate_items,
     )
     batches, seconds = [], []
     iterator = iter(loader)
@@ -380,7 +381,12 @@ def time_overhead(
     batch = config.training.batch_size
     n_train, n_val = (min(len(datasets[r]), n) for r, n in (("train", 2 * batch), ("val", batch)))
     loaders = [
-        DataLoader(Subset(datasets[role], range(n)), batch_size=batch, shuffle=role == "train")
+        DataLoader(
+            Subset(datasets[role], range(n)),
+            batch_size=batch,
+            shuffle=role == "train",
+            collate_fn=collate_items,
+        )
         for role, n in (("train", n_train), ("val", n_val))
     ]
     settings = settings_for(config, cohort.task, len(cohort.classes), Unit(method, 0, 0, 0))

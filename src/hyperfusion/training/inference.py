@@ -18,7 +18,15 @@ from torch.utils.data import DataLoader
 
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig, check_device_name
-from hyperfusion.data import Cohort, CohortDataset, ImageCache, TabularPreprocessor, load_manifest, load_table
+from hyperfusion.data import (
+    Cohort,
+    CohortDataset,
+    ImageCache,
+    TabularPreprocessor,
+    collate_items,
+    load_manifest,
+    load_table,
+)
 from hyperfusion.data.manifest import spec_from_dict
 from hyperfusion.evaluation.aggregate import combine_folds, top_k_versions
 from hyperfusion.training.guards import check_out, warn_if_seen
@@ -192,7 +200,9 @@ def score_frames(
                     two_sides=spec.mode == "hippocampus",
                     train=False,
                 )
-                loader = DataLoader(dataset, batch_size=config.training.batch_size, shuffle=False)
+                loader = DataLoader(
+                    dataset, batch_size=config.training.batch_size, shuffle=False, collate_fn=collate_items
+                )
                 per_frame_fold[i].append(predict(model, loader, task=cohort.task, device=device).values)  # type: ignore[arg-type]
         for i in range(len(frames)):
             stack = np.stack(per_frame_fold[i])

@@ -34,6 +34,7 @@ from hyperfusion.data import (
     CohortDataset,
     ImageCache,
     TabularPreprocessor,
+    collate_items,
     load_manifest,
     read_partitions,
 )
@@ -208,6 +209,7 @@ def _loader(dataset, batch_size: int, *, shuffle: bool, seed: int, workers: int)
         generator=torch.Generator().manual_seed(seed),
         num_workers=workers,
         persistent_workers=workers > 0,
+        collate_fn=collate_items,
     )
 
 
