@@ -10,10 +10,9 @@ from hyperfusion.evaluation.aggregate import (
     NO_SKILL,
     Scoring,
     aggregate,
-    combine_folds,
     sensitivities,
 )
-from hyperfusion.evaluation.ensemble import inverse_entropy_ensemble
+from hyperfusion.evaluation.ensemble import combine_folds, inverse_entropy_ensemble
 from hyperfusion.evaluation.metrics import balanced_accuracy, mae
 
 CLASSES = ("CN", "MCI", "AD")

@@ -66,11 +66,12 @@ def load_target(target: str, settings: str | None = None) -> RunConfig:
     """
     from hyperfusion.config import ConfigError, load_config
     from hyperfusion.data import read_spec
+    from hyperfusion.tasks import get_task
 
     path = Path(target)
     if path.is_file() and is_manifest(path):
         spec = read_spec(path)
-        base = settings or ("ad-paper" if spec.task == "classification" else "brain-age-paper")
+        base = settings or get_task(spec.task).default_preset
         return settings_for_manifest(base, path.resolve())
     if settings is not None:
         raise ConfigError(f"--settings applies to a manifest; {target} is a run config")
@@ -134,10 +135,12 @@ def run(args: argparse.Namespace) -> int:
 
 def render(found: Preflight, *, target: str, work: Path | None = None) -> str:
     """The preflight as readable text: one section per question, aligned tables."""
+    from hyperfusion.tasks import get_task
+
     sections = [
         _cohort(found, target, work),
         _rows(found),
-        _classes(found) if found.cohort.task == "classification" else _target(found),
+        _classes(found) if get_task(found.cohort.task).has_classes else _target(found),
         _columns(found),
         _images(found, work),
         _partitions(found),
@@ -298,24 +301,15 @@ def _mm(values: Sequence[float]) -> str:
 
 
 def _partitions(found: Preflight) -> str:
+    from hyperfusion.tasks import get_task
+
     if found.balance is None:
         return _section("Partitions", ["not made: the cohort cannot be partitioned (see Problems)"])
     protocol = found.config.protocol
-    seed = protocol.split_seeds[0]
-    if found.cohort.task == "classification":
-        test = protocol.n_partitions - 1
-        note = (
-            f"split seed {seed}: subjects per partition; partition {test} is the test set, "
-            f"partitions 0–{protocol.folds - 1} take turns as validation ({protocol.folds} folds)"
-        )
-    else:
-        train = round(100 * (1 - protocol.val_fraction - protocol.test_fraction))
-        note = (
-            f"split seed {seed}: subjects per role "
-            f"({train}/{100 * protocol.val_fraction:.0f}/{100 * protocol.test_fraction:.0f})"
-        )
+    task = get_task(found.cohort.task)
+    note = f"split seed {protocol.split_seeds[0]}: {task.describe_split(protocol)}"
     balance = found.balance
-    header = ["partition" if found.cohort.task == "classification" else "role", *balance.columns]
+    header = [task.partition_label, *balance.columns]
     body = [[index, *row] for index, row in zip(balance.index, balance.itertuples(index=False))]
     return _section("Partitions", [note, *table(header, body, right=list(range(1, len(header))))])
 

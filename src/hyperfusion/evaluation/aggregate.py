@@ -26,14 +26,10 @@ import numpy as np
 import pandas as pd
 
 from hyperfusion.evaluation.bootstrap import bootstrap_differences
-from hyperfusion.evaluation.calibration import calibration_metrics
-from hyperfusion.evaluation.ensemble import inverse_entropy_ensemble, mean_probabilities, top_k_indices
 from hyperfusion.evaluation.frames import HISTORY_COLUMNS
-from hyperfusion.evaluation.metrics import classification_metrics, regression_metrics
-from hyperfusion.evaluation.noskill import NO_SKILL, noskill_predictions, noskill_probabilities
+from hyperfusion.evaluation.noskill import NO_SKILL
+from hyperfusion.tasks import ENSEMBLE, Task, get_task
 
-ENSEMBLE = "ensemble"
-SKILL_METRICS = {"classification": ("BA", "AUC", "F1", "PRC"), "regression": ("MAE",)}
 VARIANTS = ("test", "test_tabular_permuted", "test_image_permuted")
 SENSITIVITY = {"test_tabular_permuted": "tabular_sensitivity", "test_image_permuted": "image_sensitivity"}
 RESULT_COLUMNS = ["method", "split_seed", "version", "fold", "metric", "value"]
@@ -49,14 +45,16 @@ class Scoring:
     top_k: int = 5  # regression
     groups: Mapping[str, str] | None = None  # subject id -> group (e.g. sex) for MAE by group
 
+    @property
+    def kind(self) -> Task:
+        """The `Task` this scoring's task name stands for."""
+        return get_task(self.task)
+
     def metrics(
         self, values: np.ndarray, targets: np.ndarray, subject_ids: Sequence[str]
     ) -> dict[str, float]:
         """Every metric of the results table (classification: with ECE and Brier)."""
-        if self.task == "classification":
-            y = np.asarray(targets).astype(np.int64)
-            return classification_metrics(values, y, self.classes) | calibration_metrics(values, y)
-        return regression_metrics(values, targets, self.group_values(subject_ids))
+        return self.kind.metrics(values, targets, classes=self.classes, groups=self.group_values(subject_ids))
 
     def group_values(self, subject_ids: Sequence[str]) -> list[str] | None:
         return None if self.groups is None else [self.groups[s] for s in subject_ids]
@@ -64,21 +62,6 @@ class Scoring:
 
 # ----------------------------------------------------------------------------------------------------------
 # ensembles
-
-
-def combine_folds(stack: np.ndarray, rule: str) -> np.ndarray:
-    """Fold models' probabilities ``[M, N, C]`` → the ensemble ``[N, C]`` (inverse entropy or mean)."""
-    if rule == "inverse_entropy":
-        return inverse_entropy_ensemble(stack)
-    if rule == "mean":
-        return mean_probabilities(stack)
-    raise ValueError(f"ensemble rule must be 'inverse_entropy' or 'mean', got {rule!r}")
-
-
-def top_k_versions(validation_mae: Sequence[float], k: int) -> list[int]:
-    """Positions of the ``min(k, n)`` models with the lowest validation MAE (eq. 6's ensemble members)."""
-    values = np.asarray(validation_mae, dtype=np.float64)
-    return [int(i) for i in top_k_indices(values, min(k, values.size))]
 
 
 def _stack(
@@ -107,18 +90,14 @@ def ensemble(
     """
     if not records:
         raise ValueError(f"{what}: no finished models to combine")
-    members = list(range(len(records)))
-    if scoring.task == "regression":
-        members = top_k_versions([r["best_metric"] for r in records], scoring.top_k)
+    members = scoring.kind.members([r["best_metric"] for r in records], scoring.top_k)
     chosen = [records[i] for i in members]
     out: dict[str, Any] = {"members": members}
     for variant in VARIANTS:
         if variant not in chosen[0]:
             continue
         stack, ids, targets = _stack(chosen, variant, what)
-        values = (
-            combine_folds(stack, scoring.ensemble) if scoring.task == "classification" else stack.mean(axis=0)
-        )
+        values = scoring.kind.combine(stack, scoring.ensemble)
         out[variant] = {"subject_ids": ids, "values": values, "targets": targets}
     return out
 
@@ -139,9 +118,7 @@ def sensitivities(scored: Mapping[str, Any]) -> dict[str, float]:
 
 def no_skill_values(train_targets: np.ndarray, n_test: int, scoring: Scoring) -> np.ndarray:
     """The prediction of a model that knows nothing: the training class prior, or the training mean."""
-    if scoring.task == "classification":
-        return noskill_probabilities(np.asarray(train_targets).astype(np.int64), n_test, len(scoring.classes))
-    return noskill_predictions(train_targets, n_test)
+    return scoring.kind.no_skill_values(train_targets, n_test, scoring.classes)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -211,19 +188,21 @@ def aggregate(
                     )
                     add(method, seed, version, fold, {**metrics, **sensitivities(record)})
                     histories += _history_rows(method, seed, version, fold, record)
-                if scoring.task == "classification" and len(fold_records) == folds:
+                if scoring.kind.ensembles_folds and len(fold_records) == folds:
                     label = str(version)
                     scored = ensemble(fold_records, scoring, f"{method} split seed {seed} version {version}")
                     _add_ensemble(add, prediction_frames, ensembles, scoring, method, seed, label, scored)
                 if len(fold_records) == folds:
                     per_version.append(fold_records[0])
-            if scoring.task == "regression" and len(per_version) == versions:
+            if not scoring.kind.ensembles_folds and len(per_version) == versions:
                 label = f"top{min(scoring.top_k, versions)}"
                 scored = ensemble(per_version, scoring, f"{method} split seed {seed}")
                 _add_ensemble(add, prediction_frames, ensembles, scoring, method, seed, label, scored)
 
     _add_no_skill(add, prediction_frames, ensembles, scoring, targets_of)
-    if scoring.task == "regression":  # single models are the main table's runs: no skill beside each version
+    if (
+        scoring.kind.reported_fold != ENSEMBLE
+    ):  # single models are the main table's runs: no skill beside each
         _add_no_skill_per_version(add, rows, scoring, targets_of)
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     predictions = pd.concat(prediction_frames, ignore_index=True) if prediction_frames else pd.DataFrame()
@@ -300,7 +279,7 @@ def difference_table(
                 np.asarray(test["values"]),
                 np.asarray(baseline["test"]["values"]),
                 np.asarray(test["targets"]),
-                SKILL_METRICS[scoring.task],
+                scoring.kind.skill_metrics,
                 groups=scoring.group_values(test["subject_ids"]),
                 n_resamples=n_resamples,
                 seed=seed,
@@ -323,16 +302,11 @@ def prediction_frame(
     frame = pd.DataFrame(
         {"method": method, "split_seed": seed, "version": label, "subject_id": test["subject_ids"]}
     )
-    values = np.asarray(test["values"])
-    targets = np.asarray(test["targets"])
-    if scoring.task == "classification":
-        for i, name in enumerate(scoring.classes):
-            frame[f"p_{name}"] = values[:, i]
-        frame["predicted"] = [scoring.classes[i] for i in values.argmax(1)]
-        frame["target"] = [scoring.classes[int(t)] for t in targets]
-    else:
-        frame["predicted"] = values
-        frame["target"] = targets
+    columns = scoring.kind.prediction_columns(
+        np.asarray(test["values"]), np.asarray(test["targets"]), scoring.classes
+    )
+    for name, column in columns.items():
+        frame[name] = column
     return frame
 
 

@@ -19,17 +19,21 @@ one-hot outputs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.special import xlogy
 
 __all__ = [
     "ENTROPY_EPSILON",
+    "combine_folds",
     "inverse_entropy_ensemble",
     "inverse_entropy_weights",
     "mean_probabilities",
     "predictive_entropy",
     "top_k_indices",
     "top_k_mean",
+    "top_k_versions",
 ]
 
 ENTROPY_EPSILON = 1e-8
@@ -107,3 +111,18 @@ def top_k_mean(predictions: np.ndarray, validation_mae: np.ndarray, k: int) -> n
         m, n = bad[0]
         raise ValueError(f"model {m}, subject {n}: prediction is not finite: {q[m, n]}")
     return q[top_k_indices(v, k)].mean(axis=0)
+
+
+def combine_folds(stack: np.ndarray, rule: str) -> np.ndarray:
+    """Fold models' probabilities ``[M, N, C]`` → the ensemble ``[N, C]`` (inverse entropy or mean)."""
+    if rule == "inverse_entropy":
+        return inverse_entropy_ensemble(stack)
+    if rule == "mean":
+        return mean_probabilities(stack)
+    raise ValueError(f"ensemble rule must be 'inverse_entropy' or 'mean', got {rule!r}")
+
+
+def top_k_versions(validation_mae: Sequence[float], k: int) -> list[int]:
+    """Positions of the ``min(k, n)`` models with the lowest validation MAE (eq. 6's ensemble members)."""
+    values = np.asarray(validation_mae, dtype=np.float64)
+    return [int(i) for i in top_k_indices(values, min(k, values.size))]

@@ -13,36 +13,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from hyperfusion.evaluation.metrics import balanced_accuracy, mae
 from hyperfusion.explain.context import ExplainContext, column_attributes
 from hyperfusion.explain.ensemble import Ensemble, Member, batches, load_views
 from hyperfusion.explain.gradients import DEFAULT_STEPS, completeness_gap, integrated_gradients
+from hyperfusion.tasks import Metric, get_task
 
 Scorer = Callable[[list[pd.DataFrame]], list[np.ndarray]]
 DEFAULT_REPEATS = 5
 
 
-@dataclass(frozen=True)
-class Headline:
-    """The run's headline metric: its name, how to compute it, and whether higher is better."""
-
-    name: str
-    compute: Callable[[np.ndarray, np.ndarray], float]
-    higher_is_better: bool
+#: the run's headline metric: its name, how to compute it, and whether higher is better
+Headline = Metric
 
 
 def headline(task: str) -> Headline:
-    """Balanced accuracy for classification, MAE for regression."""
-    if task == "classification":
-        return Headline("BA", balanced_accuracy, True)
-    return Headline("MAE", mae, False)
+    """The task's selection metric: balanced accuracy for classification, MAE for regression."""
+    return get_task(task).selection
 
 
 def permutation_importance(
@@ -119,7 +111,7 @@ def explained_output(task: str, values: Tensor, classes: Tensor | None) -> Tenso
     """The scalar explained per sample from per-view outputs ``[B, S(, C)]``: the chosen class's probability
     (classification) or the prediction, averaged over the views as the run averages them."""
     mean = values.mean(dim=1)
-    if task == "classification":
+    if get_task(task).has_classes:
         assert classes is not None
         return mean.gather(1, classes.view(-1, 1).to(mean.device))[:, 0]
     return mean

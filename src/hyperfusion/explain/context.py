@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from hyperfusion.config import RunConfig
-from hyperfusion.data import Cohort, TabularPreprocessor, fold_roles, load_manifest, read_partitions
+from hyperfusion.data import Cohort, TabularPreprocessor, load_manifest, read_partitions
+from hyperfusion.tasks import get_task
 from hyperfusion.training.inference import choose_ensemble, load_new_subjects
 from hyperfusion.training.reporting import collect_records, load_run_config
 from hyperfusion.training.rundir import RunDirectory, fingerprint_cohort
@@ -70,7 +71,7 @@ class ExplainContext:
 
     @property
     def folds(self) -> int:
-        return self.config.protocol.folds if self.task == "classification" else 1
+        return get_task(self.task).folds(self.config.protocol)
 
     @property
     def subject_ids(self) -> list[str]:
@@ -115,10 +116,7 @@ def roles_of(run: RunDirectory, config: RunConfig, cohort: Cohort, split_seed: i
             f"{path} does not list {len(unknown)} subject(s) of the run's cohort (e.g. {unknown[:3]}); the "
             "cohort changed since the run"
         )
-    partitions = ids.map(by_subject)
-    if cohort.task == "regression":
-        return partitions.astype(str).rename("role")
-    return fold_roles(partitions.astype(int), test=config.protocol.n_partitions - 1, val=fold)
+    return get_task(cohort.task).roles(ids.map(by_subject), config.protocol, fold)
 
 
 def attributes_of(cohort: Cohort, preprocessor: TabularPreprocessor) -> list[Attribute]:
@@ -217,6 +215,4 @@ def load_context(
 def labelled(cohort: Cohort) -> np.ndarray:
     """Which rows carry a target (new subjects may come without one: class ``-1`` or NaN)."""
     targets = cohort.frame["target"].to_numpy(dtype=np.float64)
-    if cohort.task == "classification":
-        return targets >= 0
-    return np.isfinite(targets)
+    return get_task(cohort.task).labelled(targets)

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from hyperfusion.data import ImageCache, TabularPreprocessor
-from hyperfusion.evaluation.aggregate import combine_folds
 from hyperfusion.explain.context import ExplainContext
+from hyperfusion.tasks import get_task
 from hyperfusion.training.inference import check_device, ensemble_members, trained_model, trained_preprocessor
 from hyperfusion.training.plan import Unit
 from hyperfusion.training.setup import image_spec
@@ -48,6 +48,7 @@ class Ensemble:
             raise ValueError("an ensemble needs at least one member")
         self.members = members
         self.task = task
+        self.kind = get_task(task)
         self.rule = rule
         self.device = torch.device(device)
         for member in members:
@@ -64,8 +65,9 @@ class Ensemble:
         """
         device = check_device(device)
         config, run = context.config, context.run
-        classification = context.task == "classification"
-        versions = ensemble_members(run, config, context.method, context.split_seed, None, classification)
+        versions = ensemble_members(
+            run, config, context.method, context.split_seed, None, get_task(context.task)
+        )
         members = []
         for version in versions:
             for fold in range(context.folds):
@@ -90,10 +92,7 @@ class Ensemble:
             outputs = []
             for s in range(views.shape[1]):
                 out = member.model(views[:, s].to(self.device), tabular.to(self.device))
-                if self.task == "classification":
-                    outputs.append(out.float().softmax(dim=1))
-                else:
-                    outputs.append((out[:, 0] if out.dim() == 2 else out).float())
+                outputs.append(self.kind.view_values(self.kind.output(out, views.shape[0]).float()))
             return torch.stack(outputs, dim=1)
 
     def combine(self, per_member: np.ndarray) -> np.ndarray:
@@ -102,7 +101,7 @@ class Ensemble:
         by_version = []
         for version in self.versions:
             stack = np.stack([per_model[i] for i, m in enumerate(self.members) if m.unit.version == version])
-            by_version.append(combine_folds(stack, self.rule) if self.task == "classification" else stack[0])
+            by_version.append(self.kind.combine(stack, self.rule))
         return np.mean(by_version, axis=0)
 
     def score(self, views: Tensor, tabular: list[Tensor], batch_size: int = 16) -> np.ndarray:

@@ -68,6 +68,7 @@ from hyperfusion.explain.summary import (
     markdown,
     separation_summary,
 )
+from hyperfusion.tasks import get_task
 from hyperfusion.training.inference import score_frames
 from hyperfusion.training.setup import image_spec
 
@@ -181,7 +182,7 @@ def explain_run(
     out.mkdir(parents=True, exist_ok=True)
     result = ExplainResult(out)
     writer = _Writer(out, result)
-    classes = context.classes if context.task == "classification" else ()
+    classes = context.classes if get_task(context.task).has_classes else ()
     echo(
         f"explaining {context.method} (split seed {context.split_seed}) on {len(context.cohort.frame)} subjects; "
         f"parts: {', '.join(settings.parts)}"
@@ -234,7 +235,7 @@ def _counterfactual(context: ExplainContext, settings, score, writer: _Writer, c
     writer.csv("counterfactual.csv", table)
     if settings.plots:
         plots.plot_counterfactual(table, context.attributes, classes, writer.path("counterfactual.png"))
-    if context.task == "regression":
+    if not get_task(context.task).has_classes:  # a value's shift when a two-level attribute flips
         for attribute in context.attributes:
             if attribute.kind != "continuous" and len(attribute.levels) == 2:
                 flip = level_table(table, context.cohort.frame, attribute)

@@ -163,12 +163,13 @@ def cell_oracles(config, run_dir: str | Path) -> pd.DataFrame:
     read). The oracles read the record the run's manifest reads and the partitions the run wrote.
     """
     from hyperfusion.data import load_manifest, read_partitions
+    from hyperfusion.tasks import get_task
     from hyperfusion.training.rundir import RunDirectory
 
     cohort = load_manifest(config.cohort)
     folder = cohort.table_path.parent
     columns = ["split_seed", "additive", "interaction", "headroom"]
-    if cohort.task != "classification" or not has_oracle(folder) or tuple(cohort.classes) != CLASSES:
+    if not get_task(cohort.task).has_classes or not has_oracle(folder) or tuple(cohort.classes) != CLASSES:
         return pd.DataFrame(columns=columns)
     gate = GATE if GATE in (*cohort.categorical, *cohort.binary) else None
     run = RunDirectory(run_dir)

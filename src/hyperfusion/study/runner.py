@@ -16,9 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from hyperfusion.atomic import write_text_atomic
+from hyperfusion.models import model_info
 from hyperfusion.study.grid import Study
 from hyperfusion.study.oracle import cell_oracles, headroom_shares
 from hyperfusion.study.summary import cell_summary, interaction_contrasts, share_summary, write_summary
+from hyperfusion.tasks import get_task
 from hyperfusion.training.executors import LocalExecutor, RayExecutor
 from hyperfusion.training.reporting import test_train_ratio
 from hyperfusion.training.runner import run_protocol
@@ -58,22 +60,20 @@ def run_study(
         cell_start = time.perf_counter()
         results = run_protocol(config, out / "cells" / cell.name, echo=echo, executor=executor)
         timings[cell.name] = time.perf_counter() - cell_start
-        metrics = study.metrics or (("BA", "AUC") if "BA" in set(results["metric"]) else ("MAE",))
-        task = "classification" if "BA" in set(results["metric"]) else "regression"
-        fold = "ensemble" if task == "classification" else "0"
-        ratio = test_train_ratio(config, task)
+        task = get_task(model_info(config.reference_method).task)
+        metrics = study.metrics or task.summary_metrics
+        fold = task.reported_fold
+        ratio = test_train_ratio(config, task.name)
         summaries[cell.name] = cell_summary(
             results, reference=config.reference_method, metrics=metrics, fold=fold, test_train_ratio=ratio
         )
         values[cell.name] = dict(cell.values)
         cell_results.append((cell.name, dict(cell.values), results))
-        if (
-            task == "classification"
-        ):  # a simulated cohort knows how much reading the image through the record gains
-            found = cell_oracles(config, out / "cells" / cell.name)
-            if not found.empty:
-                oracles.append(found.assign(cell=cell.name))
-                shares[cell.name] = headroom_shares(results, found, fold=fold)
+        # a simulated cohort knows how much reading the image through the record gains (empty for others)
+        found = cell_oracles(config, out / "cells" / cell.name)
+        if not found.empty:
+            oracles.append(found.assign(cell=cell.name))
+            shares[cell.name] = headroom_shares(results, found, fold=fold)
     total = time.perf_counter() - started
     header = (
         f"{len(study.cells)} cells; wall-clock {total / 60:.1f} min for this invocation "

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, build_dataset, collate_items
+from hyperfusion.tasks import get_task
 from hyperfusion.training.module import balanced_class_weights
 from hyperfusion.training.plan import PlannedUnit
 from hyperfusion.training.rundir import RunDirectory
@@ -295,7 +296,9 @@ def estimate_time(
         datasets["val"], training.batch_size, batches, workers=training.num_workers
     )
     weights = None
-    if cohort.task == "classification" and training.loss == "weighted_ce":  # as train_model: train + val rows
+    if (
+        get_task(cohort.task).has_classes and training.loss == "weighted_ce"
+    ):  # as train_model: train + val rows
         both = np.concatenate([datasets["train"].targets, datasets["val"].targets])
         weights = balanced_class_weights(both, len(cohort.classes)).tolist()
     kinds = {p.unit.method: p.kind for p in planned}
@@ -428,5 +431,5 @@ def _seeded_model(
         method,
         n_tabular=len(preprocessor.feature_names_out),
         classes=cohort.classes,
-        train_targets=train_targets if cohort.task == "regression" else None,
+        train_targets=train_targets if get_task(cohort.task).standardises_target else None,
     )

@@ -28,7 +28,7 @@ from hyperfusion.data import (
     load_table,
 )
 from hyperfusion.data.manifest import spec_from_dict
-from hyperfusion.evaluation.aggregate import combine_folds, top_k_versions
+from hyperfusion.tasks import Task, get_task
 from hyperfusion.training.guards import check_out, warn_if_seen
 from hyperfusion.training.plan import Unit
 from hyperfusion.training.reporting import load_run_config
@@ -83,7 +83,7 @@ def ensemble_members(
     method: str,
     split_seed: int,
     version: int | None,
-    classification: bool,
+    task: Task,
 ) -> list[int]:
     """The versions whose models form the run's ensemble (regression: the top-k by validation MAE)."""
     available = list(range(config.protocol.versions))
@@ -91,7 +91,7 @@ def ensemble_members(
         if version not in available:
             raise ValueError(f"version {version} is not in this run: {available}")
         return [version]
-    if classification:
+    if task.ensembles_folds:  # every version's fold ensemble, averaged
         return available
     records = [run.read_record(Unit(method, split_seed, v, 0)) for v in available]
     missing = [
@@ -99,7 +99,7 @@ def ensemble_members(
     ]
     if missing:
         raise FileNotFoundError(f"models never trained to the end: {missing}")
-    chosen = top_k_versions([r["best_metric"] for r in records], config.protocol.top_k)  # type: ignore[index]
+    chosen = task.members([r["best_metric"] for r in records], config.protocol.top_k)  # type: ignore[index]
     return [available[i] for i in chosen]
 
 
@@ -179,9 +179,9 @@ def score_frames(
     config = load_run_config(run_dir)
     method, split_seed = choose_ensemble(config, method, split_seed)
     device = check_device(device)
-    classification = cohort.task == "classification"
-    versions = ensemble_members(run, config, method, split_seed, version, classification)
-    folds = range(config.protocol.folds) if classification else range(1)
+    task = get_task(cohort.task)
+    versions = ensemble_members(run, config, method, split_seed, version, task)
+    folds = range(task.folds(config.protocol))
     spec = image_spec(config)
     images = ImageCache(run.cache).ensure_all(cohort.frame["image"], spec)
     per_frame_version: list[list[np.ndarray]] = [[] for _ in frames]
@@ -195,7 +195,7 @@ def score_frames(
                 dataset = CohortDataset(
                     images,
                     preprocessor.transform(frame),
-                    np.zeros(len(frame), dtype=np.int64 if classification else np.float32),
+                    np.zeros(len(frame), dtype=np.int64 if task.has_classes else np.float32),
                     frame["subject_id"].astype(str).tolist(),
                     two_sides=spec.mode == "hippocampus",
                     train=False,
@@ -206,7 +206,7 @@ def score_frames(
                 per_frame_fold[i].append(predict(model, loader, task=cohort.task, device=device).values)  # type: ignore[arg-type]
         for i in range(len(frames)):
             stack = np.stack(per_frame_fold[i])
-            combined = combine_folds(stack, config.protocol.ensemble) if classification else stack[0]
+            combined = task.combine(stack, config.protocol.ensemble)
             per_frame_version[i].append(combined)
     return [np.mean(values, axis=0) for values in per_frame_version]
 
@@ -235,18 +235,14 @@ def predict_new_subjects(
     method, split_seed = choose_ensemble(config, method, split_seed)
     cohort = load_new_subjects(run_dir, manifest)
     check_out(Path(out), run, {Path(manifest), cohort.table_path})
-    test = str(config.protocol.n_partitions - 1) if cohort.task == "classification" else "test"
+    test = get_task(cohort.task).test_partition(config.protocol)
     warn_if_seen(run, cohort, split_seed, test)
     values = score_subjects(
         run_dir, cohort, method=method, split_seed=split_seed, version=version, device=device
     )
     frame = pd.DataFrame({"subject_id": cohort.frame["subject_id"].to_numpy()})
-    if cohort.task == "classification":
-        for i, name in enumerate(cohort.classes):
-            frame[f"p_{name}"] = values[:, i]
-        frame["predicted"] = [cohort.classes[i] for i in values.argmax(1)]
-    else:
-        frame["predicted"] = values
+    for name, column in get_task(cohort.task).prediction_columns(values, None, cohort.classes).items():
+        frame[name] = column
     frame["method"] = method
     write_text_atomic(Path(out), frame.to_csv(index=False))
     return frame

@@ -24,16 +24,14 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hyperfusion.atomic import write_atomic
-from hyperfusion.evaluation.metrics import balanced_accuracy, mae
+from hyperfusion.tasks import TaskName, get_task
 
 __all__ = [
     "Task",
@@ -44,7 +42,7 @@ __all__ = [
     "to_memory_format",
 ]
 
-Task = Literal["classification", "regression"]
+Task = TaskName  # the name a module is built with (kept for callers that import it from here)
 
 
 def balanced_class_weights(targets: Sequence[int] | np.ndarray, n_classes: int) -> np.ndarray:
@@ -82,20 +80,6 @@ def to_memory_format(image: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return image
 
 
-def _task_output(out: torch.Tensor, task: Task, batch: int) -> torch.Tensor:
-    if task == "classification":
-        if out.dim() != 2 or out.shape[0] != batch or out.shape[1] < 2:
-            raise ValueError(
-                f"a classification model must return logits [B={batch}, C>=2], got {tuple(out.shape)}"
-            )
-        return out
-    if out.dim() == 2 and out.shape[1] == 1:
-        out = out[:, 0]
-    if out.shape != (batch,):
-        raise ValueError(f"a regression model must return predictions [B={batch}], got {tuple(out.shape)}")
-    return out
-
-
 def score_batch(
     forward: nn.Module, image: torch.Tensor, tabular: torch.Tensor, task: Task, *, channels_last: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,10 +98,12 @@ def score_batch(
         )
     per_view = []
     for view in views:
-        out = _task_output(
-            forward(to_memory_format(view, channels_last), tabular), task, image.shape[0]
-        ).float()
-        per_view.append(out.softmax(dim=1) if task == "classification" else out)
+        out = (
+            get_task(task)
+            .output(forward(to_memory_format(view, channels_last), tabular), image.shape[0])
+            .float()
+        )
+        per_view.append(get_task(task).view_values(out))
     stacked = torch.stack(per_view, dim=1)
     return stacked.mean(dim=1), stacked
 
@@ -149,8 +135,7 @@ class TrainingModule(L.LightningModule):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
-        if task not in ("classification", "regression"):
-            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+        self.kind = get_task(task)  # ValueError naming the known tasks
         self.model = model
         self.task: Task = task
         self.lr = lr
@@ -174,19 +159,17 @@ class TrainingModule(L.LightningModule):
 
     @property
     def metric_name(self) -> str:
-        return "BA" if self.task == "classification" else "MAE"
+        return self.kind.selection.name
 
     def _is_better(self, value: float) -> bool:
-        if math.isnan(self.best_metric):
-            return not math.isnan(value)
-        return value > self.best_metric if self.task == "classification" else value < self.best_metric
+        return self.kind.selection.better(value, self.best_metric)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Weighted cross-entropy on logits, or MSE on predictions (in standardised units when the model has a
         target scale, so the loss and weight decay keep the same balance whatever the target's units)."""
-        if self.task == "classification":
-            return F.cross_entropy(output.float(), target.long(), weight=self.class_weights)
-        return F.mse_loss(output.float(), target.float()) / self._target_variance()
+        return self.kind.loss(
+            output, target, class_weights=self.class_weights, variance=self._target_variance()
+        )
 
     def _target_variance(self) -> float:
         std = getattr(self.model, "target_std", None)
@@ -211,8 +194,8 @@ class TrainingModule(L.LightningModule):
             # BatchNorm cannot normalise one sample (the authors' code crashes here): drop the batch, as drop_last would
             self.skipped_batches += 1
             return None
-        out = _task_output(
-            self._forward[0](to_memory_format(image, self.channels_last), tabular), self.task, image.shape[0]
+        out = self.kind.output(
+            self._forward[0](to_memory_format(image, self.channels_last), tabular), image.shape[0]
         )
         loss = self.loss(out, target)
         self._train_sum += float(loss.detach()) * image.shape[0]
@@ -230,20 +213,16 @@ class TrainingModule(L.LightningModule):
 
     def validation_loss(self, values: torch.Tensor, target: torch.Tensor) -> float:
         """Weighted NLL of the view-averaged probabilities, or MSE of the view-averaged predictions (as training)."""
-        if self.task == "classification":
-            weight = None if self.class_weights is None else self.class_weights.cpu()
-            return float(F.nll_loss(values.clamp_min(1e-12).log(), target.long(), weight=weight))
-        return float(F.mse_loss(values, target.float())) / self._target_variance()
+        return self.kind.validation_loss(
+            values, target, class_weights=self.class_weights, variance=self._target_variance()
+        )
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or not self._val_outputs:
             return
         values = torch.cat(self._val_outputs)
         target = torch.cat(self._val_targets)
-        if self.task == "classification":
-            metric = balanced_accuracy(values.numpy().astype(np.float64), target.long().numpy())
-        else:
-            metric = mae(values.numpy(), target.float().numpy())
+        metric = self.kind.selection.compute(values.numpy(), self.kind.target_tensor(target).numpy())
         epoch = self.current_epoch
         self.history.append(
             {

@@ -33,6 +33,7 @@ from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, load_manif
 from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.duplicates import check_duplicate_images
 from hyperfusion.data.intensity import check_intensities, header_warnings
+from hyperfusion.tasks import get_task
 from hyperfusion.training.estimate import Estimate, estimate_time
 from hyperfusion.training.plan import PlannedUnit, plan_units
 from hyperfusion.training.rundir import RunDirectory
@@ -193,7 +194,7 @@ def preflight(
         estimate=estimate,
         problems=list(dict.fromkeys(problems)),
         simulated_seconds=simulated,
-        labels=label_counts(cohort) if cohort.task == "classification" else None,
+        labels=label_counts(cohort) if get_task(cohort.task).has_classes else None,
         image_warnings=warnings,
     )
 
@@ -228,7 +229,7 @@ def _prepare_folds(
             break
         if balance is None:
             balance = partition_balance(config, cohort, partitions)
-        for fold in range(config.protocol.folds if cohort.task == "classification" else 1):
+        for fold in range(get_task(cohort.task).folds(config.protocol)):
             fold_roles = fold_roles_of(config, cohort.task, partitions, fold).to_numpy()
             fitted = _collect(problems, _fit_fold, config, cohort, fold_roles)
             if fitted is not None:
@@ -247,7 +248,7 @@ def _fit_fold(config: RunConfig, cohort: Cohort, roles: np.ndarray) -> TabularPr
 def _plan(config: RunConfig, task: str) -> list[PlannedUnit]:
     """The run's units, as `Run.plan` makes them (folds only for classification)."""
     protocol = config.protocol
-    folds = protocol.folds if task == "classification" else 1
+    folds = get_task(task).folds(protocol)
     return plan_units(
         config.methods,
         split_seeds=protocol.split_seeds,
@@ -470,12 +471,13 @@ def partition_balance(config: RunConfig, cohort: Cohort, partitions: pd.Series) 
     order = sorted(frame["_part"].unique(), key=_role_order)
     table = pd.DataFrame(index=pd.Index(order, name="partition"))
     table["subjects"] = frame.groupby("_part")["subject_id"].nunique()
-    if cohort.task == "classification":
+    task = get_task(cohort.task)
+    if task.has_classes:
         for name in cohort.classes:
             table[name] = frame[frame["label"] == name].groupby("_part")["subject_id"].nunique()
     else:
         table["target mean"] = frame.groupby("_part")["target"].mean().round(2)
-    sex = group_column(cohort, "auto" if cohort.task == "classification" else config.protocol.group_by)
+    sex = group_column(cohort, config.protocol.group_by if task.scores_by_group else "auto")
     if sex is not None:
         for value in sorted(frame[sex].dropna().astype(str).unique()):
             table[f"{sex}={value}"] = (

@@ -20,6 +20,7 @@ from hyperfusion.evaluation.aggregate import ENSEMBLE, Aggregate, Scoring, aggre
 from hyperfusion.evaluation.report import markdown_table, write_report
 from hyperfusion.models import model_info
 from hyperfusion.models.registry import CROP_READER_SUFFIX
+from hyperfusion.tasks import get_task
 from hyperfusion.training.rundir import RunDirectory
 from hyperfusion.training.setup import group_column
 from hyperfusion.yamlio import load_yaml
@@ -49,7 +50,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
 
 def scoring_for(config: RunConfig, cohort: Cohort) -> Scoring:
     groups = None
-    if cohort.task == "regression":
+    if get_task(cohort.task).scores_by_group:
         column = group_column(cohort, config.protocol.group_by)
         if column is not None:
             groups = dict(zip(cohort.frame["subject_id"].astype(str), cohort.frame[column].astype(str)))
@@ -77,10 +78,7 @@ def no_skill_training_targets(
     table = read_partitions(run.verified_partitions(split_seed, records))
     by_subject = dict(zip(table["subject_id"].astype(str), table["partition"]))
     assignment = cohort.frame["subject_id"].astype(str).map(by_subject)
-    if cohort.task == "classification":
-        keep = assignment.astype(int) != config.protocol.n_partitions - 1
-    else:
-        keep = assignment.astype(str) == "train"
+    keep = get_task(cohort.task).no_skill_rows(assignment, config.protocol)
     return cohort.targets[keep.to_numpy()]
 
 
@@ -90,7 +88,7 @@ def collect_records(
     """(method, split seed, version, fold) → record, for every finished unit of the config's methods."""
     from hyperfusion.training.plan import Unit
 
-    folds = config.protocol.folds if cohort.task == "classification" else 1
+    folds = get_task(cohort.task).folds(config.protocol)
     seeds = config.protocol.split_seeds if split_seeds is None else split_seeds
     records = {}
     for method in config.methods:
@@ -124,7 +122,7 @@ def aggregate_run(config: RunConfig, cohort: Cohort, run: RunDirectory) -> Aggre
         methods=config.methods,
         split_seeds=config.protocol.split_seeds,
         versions=config.protocol.versions,
-        folds=config.protocol.folds if cohort.task == "classification" else 1,
+        folds=get_task(cohort.task).folds(config.protocol),
         scoring=scoring_for(config, cohort),
         train_targets=lambda seed: no_skill_training_targets(config, cohort, run, seed, of_seed[seed]),
     )
@@ -173,10 +171,7 @@ def _epochs(kinds: set[str], epochs: int) -> int | str:
 
 def test_train_ratio(config: RunConfig, task: str) -> float:
     """n_test / n_train of one run, for the corrected resampled t-test (Nadeau & Bengio 2003)."""
-    protocol = config.protocol
-    if task == "classification":
-        return 1.0 / max(protocol.n_partitions - 2, 1)  # one test partition; n − 2 train each fold model
-    return protocol.test_fraction / (1.0 - protocol.val_fraction - protocol.test_fraction)
+    return get_task(task).test_train_ratio(config.protocol)
 
 
 def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.DataFrame:
@@ -192,7 +187,7 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
         write_text_atomic(run.predictions, result.predictions.to_csv(index=False))
     write_text_atomic(run.root / "skill.csv", result.skill.to_csv(index=False))
     family = config.reference_method.split("-", 1)[0]
-    fold = ENSEMBLE if cohort.task == "classification" else "0"
+    fold = get_task(cohort.task).reported_fold
     image_method, tabular_method = f"{family}-imaging", f"{family}-tabular"
     write_report(
         result.results,
@@ -203,14 +198,14 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
         skill=result.skill,
         histories=result.histories,
         treatments=treatments(config, records),
-        predictions=result.predictions if cohort.task == "classification" else None,
+        predictions=result.predictions if get_task(cohort.task).has_classes else None,
         test_train_ratio=test_train_ratio(config, cohort.task),
         tabular_method=tabular_method,
         image_method=image_method,
         reader_method=f"{family}{CROP_READER_SUFFIX}",
         members=members_table(config, result, scoring_for(config, cohort), (image_method, tabular_method)),
     )
-    if cohort.task == "regression" and (result.results["fold"] == ENSEMBLE).any():
+    if get_task(cohort.task).reported_fold != ENSEMBLE and (result.results["fold"] == ENSEMBLE).any():
         report = run.root / "report.md"
         table = markdown_table(result.results, reference=None, fold=ENSEMBLE)
         write_text_atomic(

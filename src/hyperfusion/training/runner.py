@@ -23,10 +23,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from hyperfusion.config import RunConfig
-from hyperfusion.data import Cohort, ImageCache, load_manifest, make_partitions, make_split
+from hyperfusion.data import Cohort, ImageCache, load_manifest
 from hyperfusion.data.duplicates import check_duplicate_images
-from hyperfusion.data.splits import check_stratifiable
 from hyperfusion.models import model_info
+from hyperfusion.tasks import get_task
 from hyperfusion.training.executors import LocalExecutor, RayExecutor, make_executor
 from hyperfusion.training.plan import PlannedUnit, Unit, plan_units
 from hyperfusion.training.reporting import build_report
@@ -63,53 +63,22 @@ def check_cohort(config: RunConfig, cohort: Cohort) -> None:
             raise ValueError(
                 f"method {method!r} is a {model_info(method).task} model but the cohort's task is {cohort.task}"
             )
-    if cohort.task == "classification" and config.training.loss == "mse":
-        raise ValueError("training.loss: 'mse' is for regression; this cohort is a classification task")
-    if cohort.task == "regression" and config.training.loss != "mse":
-        raise ValueError(
-            f"training.loss: {config.training.loss!r} is for classification; use 'mse' for regression"
-        )
-    if cohort.task == "regression":
-        group_column(
-            cohort, config.protocol.group_by
-        )  # a named column the cohort lacks fails now, not at the end
-    if cohort.task == "classification":
-        check_stratifiable(
-            cohort.frame, config.protocol.n_partitions, classes=cohort.classes, source=str(cohort.table_path)
-        )
+    task = get_task(cohort.task)
+    task.check_loss(config.training.loss)
+    if task.scores_by_group:  # a named group column the cohort lacks fails now, not at the end
+        group_column(cohort, config.protocol.group_by)
+    task.check_cohort(cohort.frame, config.protocol, classes=cohort.classes, source=str(cohort.table_path))
 
 
 def partitions_of(config: RunConfig, cohort: Cohort, split_seed: int) -> pd.Series:
     """Partition id (classification) or train/val/test role (regression) per cohort row for one split seed."""
-    protocol = config.protocol
-    stratify = list(cohort.stratify)
-    bins = config.protocol.age_bins  # "auto": chosen from the cohort's size (data.splits.default_age_bins)
-    if cohort.task == "classification":
-        return make_partitions(
-            cohort.frame,
-            protocol.n_partitions,
-            stratify=stratify,
-            age_bins=bins,
-            group="subject_id",
-            seed=split_seed,
-        )
-    train = 1 - protocol.val_fraction - protocol.test_fraction
-    return make_split(
-        cohort.frame,
-        (train, protocol.val_fraction, protocol.test_fraction),
-        stratify=stratify,
-        age_bins=bins,
-        group="subject_id",
-        seed=split_seed,
+    return get_task(cohort.task).partitions(
+        cohort.frame, config.protocol, stratify=cohort.stratify, seed=split_seed
     )
 
 
 def fold_roles_of(config: RunConfig, task: str, partitions: pd.Series, fold: int) -> pd.Series:
-    from hyperfusion.data.splits import fold_roles
-
-    if task == "regression":
-        return partitions.astype(str)
-    return fold_roles(partitions.astype(int), test=config.protocol.n_partitions - 1, val=fold)
+    return get_task(task).roles(partitions, config.protocol, fold)
 
 
 class Run:
@@ -124,7 +93,7 @@ class Run:
         check_cohort(config, self.cohort)
         self.spec = image_spec(config)
         self.cache = ImageCache(self.run.cache)
-        self.folds = config.protocol.folds if self.task == "classification" else 1
+        self.folds = get_task(self.task).folds(config.protocol)
 
     def plan(self) -> list[PlannedUnit]:
         protocol = self.config.protocol

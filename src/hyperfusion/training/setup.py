@@ -19,6 +19,7 @@ from torch import nn
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, ImageSpec, TabularPreprocessor
 from hyperfusion.models import create_model, model_arguments, model_info
+from hyperfusion.tasks import get_task
 from hyperfusion.training.target import StandardizedRegressor
 
 GROUP_COLUMNS = ("sex", "Sex", "PTGENDER", "gender", "Gender")
@@ -56,7 +57,7 @@ def model_kwargs(config: RunConfig, method: str, *, n_tabular: int, n_classes: i
     kwargs = {k: v for k, v in config.model.items() if k in accepted}
     if "n_tabular" in accepted:
         kwargs["n_tabular"] = n_tabular
-    if "n_classes" in accepted and model_info(method).task == "classification":
+    if "n_classes" in accepted and get_task(model_info(method).task).has_classes:
         kwargs["n_classes"] = n_classes
     if "input_shape" in accepted:
         kwargs["input_shape"] = tuple(config.image.shape)
@@ -100,7 +101,7 @@ def build_model(
     targets when training; when rebuilding for a checkpoint, leave them out (the checkpoint carries mean and std).
     """
     model = create_model(method, **model_kwargs(config, method, n_tabular=n_tabular, n_classes=len(classes)))
-    if model_info(method).task == "regression":
+    if get_task(model_info(method).task).standardises_target:
         if train_targets is None:
             return StandardizedRegressor(model)
         return StandardizedRegressor.fit(model, train_targets)

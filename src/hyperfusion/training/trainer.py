@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, WeightedRandomSampler
 
+from hyperfusion.tasks import get_task
 from hyperfusion.training.module import (
     Task,
     TrainingModule,
@@ -105,8 +106,7 @@ class TrainSettings:
     devices: int = 1
 
     def __post_init__(self) -> None:
-        if self.task not in ("classification", "regression"):
-            raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        get_task(self.task)  # ValueError naming the known tasks
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if not self.lr > 0:
@@ -128,7 +128,7 @@ class TrainSettings:
             )
         if self.devices > 1 and self.class_balance == "oversample":
             raise ValueError("oversampling is not supported with devices > 1; use weighted cross-entropy")
-        if self.task == "classification":
+        if get_task(self.task).has_classes:
             if self.n_classes is None or self.n_classes < 2:
                 raise ValueError(f"classification needs n_classes >= 2, got {self.n_classes}")
             if self.class_weights is not None:
@@ -293,13 +293,13 @@ def train_model(
     checkpoint_path = Path(checkpoint_path)
     seed_everything(settings.seed)
     class_weights: list[float] | None = None
-    if settings.task == "classification" and settings.class_balance == "weighted":
+    if get_task(settings.task).has_classes and settings.class_balance == "weighted":
         if settings.class_weights is not None:
             class_weights = list(settings.class_weights)
         else:
             y = np.concatenate([dataset_targets(train_loader.dataset), dataset_targets(val_loader.dataset)])
             class_weights = balanced_class_weights(y, settings.n_classes).tolist()  # type: ignore[arg-type]
-    if settings.task == "classification" and settings.class_balance == "oversample":
+    if get_task(settings.task).has_classes and settings.class_balance == "oversample":
         train_loader = _oversampling_loader(
             train_loader, dataset_targets(train_loader.dataset), settings.seed
         )

@@ -38,10 +38,9 @@ from hyperfusion.data import (
     load_manifest,
     read_partitions,
 )
-from hyperfusion.data.splits import fold_roles
-from hyperfusion.evaluation.metrics import balanced_accuracy, mae
 from hyperfusion.models.late_fusion import LateFusionClassifier, fit_late_fusion_weight
 from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_start_, warm_start_network_
+from hyperfusion.tasks import get_task
 from hyperfusion.training.module import balanced_class_weights, save_state_dict
 from hyperfusion.training.plan import PlannedUnit, Unit
 from hyperfusion.training.rundir import RunDirectory
@@ -115,10 +114,7 @@ class RunContext:
             missing = self.cohort.frame.loc[values.isna(), "subject_id"].iloc[0]
             raise ValueError(f"{self.run.partitions(split_seed)} has no partition for subject {missing!r}")
         values.index = self.cohort.frame.index
-        if self.task == "regression":
-            return values.astype(str)
-        test = self.config.protocol.n_partitions - 1
-        return fold_roles(values.astype(int), test=test, val=fold)
+        return get_task(self.task).roles(values, self.config.protocol, fold)
 
     def preprocessor(self, split_seed: int, fold: int) -> TabularPreprocessor:
         return TabularPreprocessor.load(self.run.preprocessor(split_seed, fold))
@@ -176,7 +172,7 @@ def settings_for(config: RunConfig, task: str, n_classes: int, unit: Unit) -> Tr
         epochs=training.epochs,
         lr=training.lr,
         weight_decay=training.weight_decay,
-        n_classes=n_classes if task == "classification" else None,
+        n_classes=n_classes if get_task(task).has_classes else None,
         class_balance=balance[training.loss],  # type: ignore[arg-type]
         seed=unit.seed,
         device=training.device,
@@ -245,7 +241,9 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         unit.method,
         n_tabular=len(preprocessor.feature_names_out),
         classes=context.cohort.classes,
-        train_targets=context.cohort.targets[rows["train"]] if context.task == "regression" else None,
+        train_targets=context.cohort.targets[rows["train"]]
+        if get_task(context.task).standardises_target
+        else None,
     )
     fused = _fused(model)
     if planned.warm_network_from is not None:  # the image network first: the trained imaging-only model's
@@ -448,7 +446,8 @@ def _compose_late_fusion(context: RunContext, planned: PlannedUnit) -> dict[str,
     validation = mix("validation")
     y = np.asarray(validation["targets"])
     values = np.asarray(validation["values"])
-    metric = balanced_accuracy(values, y) if context.task == "classification" else mae(values, y)
+    selection = get_task(context.task).selection
+    metric = selection.compute(values, y)
     record = {
         "unit": dataclasses.asdict(unit),
         "classes": list(context.cohort.classes),
@@ -459,7 +458,7 @@ def _compose_late_fusion(context: RunContext, planned: PlannedUnit) -> dict[str,
         "late_fusion_weight": weight,
         "rule": model.rule,
         "best_epoch": None,
-        "metric_name": "BA" if context.task == "classification" else "MAE",
+        "metric_name": selection.name,
         "best_metric": metric,
         "seconds": 0.0,
         "class_weights": None,
