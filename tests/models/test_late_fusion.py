@@ -163,3 +163,22 @@ def test_fit_rejects_bad_inputs(kwargs: dict, message: str) -> None:
     } | kwargs
     with pytest.raises(ValueError, match=message):
         fit_late_fusion_weight(**arguments)
+
+
+@pytest.mark.parametrize("rule", ["average", "learned"])
+def test_compose_hook_fits_the_rule_and_mixes_as_forward(rule: str) -> None:
+    a, b = _members(3)
+    rng = np.random.default_rng(0)
+    p_a = rng.dirichlet(np.ones(3), 40)
+    p_b = rng.dirichlet(np.ones(3), 40)
+    y = rng.integers(0, 3, 40)
+    weights = np.array([1.0, 2.0, 0.5])
+    template = LateFusionClassifier(nn.Identity(), nn.Identity(), rule=rule)
+    composed = template.compose(Fixed(a), Fixed(b), (p_a, p_b, y), class_weights=weights)
+    expected = 0.5 if rule == "average" else fit_late_fusion_weight(p_a, p_b, y, class_weights=weights)
+    assert float(composed.imaging_weight) == expected and composed.rule == rule
+    w = expected
+    np.testing.assert_allclose(composed.mix(p_a, p_b), w * p_a + (1 - w) * p_b, rtol=0, atol=0)
+    probabilities = composed(torch.zeros(5, 1), torch.zeros(5, 1)).exp().detach().numpy()
+    mixed = composed.mix(a.softmax(dim=1).numpy(), b.softmax(dim=1).numpy())
+    np.testing.assert_allclose(probabilities, mixed, rtol=1e-5)  # the record's mix is the model's output

@@ -14,6 +14,7 @@ from hyperfusion.models import (
     registry,
 )
 from hyperfusion.models.ad import ad_trunk
+from hyperfusion.models.registry import family_member
 from tests.faults import fault
 
 
@@ -200,3 +201,41 @@ def test_register_refuses_a_factory_that_does_not_fit_its_trunk(scratch_registry
         register_model(**meta, trunk=ad_trunk)(other_default)
     with pytest.raises(ValueError, match="trunk must be a callable"):
         register_model(**meta, trunk="resnet")(other_default)  # type: ignore[arg-type]
+
+
+def test_family_members_are_found_by_metadata_not_names(scratch_registry: None) -> None:
+    assert model_info("ad-film").family == "ad" and model_info("brainage-concat").family == "brainage"
+    assert family_member("ad-hyperfusion", "imaging") == "ad-imaging"
+    assert family_member("ad-hyperfusion", "tabular") == "ad-tabular"
+    assert family_member("ad-hyperfusion", "reader") == "ad-crop-reader"
+    assert family_member("brainage-hyperfusion", "imaging") == "brainage-imaging"
+    assert family_member("brainage-hyperfusion", "reader") is None
+    meta = dict(task="regression", input_shape=(1, 8, 8, 8), n_tabular=3, family="toy")
+
+    @register_model(fusion="none", uses_image=True, uses_tabular=False, **meta)
+    def scan_net(*, n_tabular: int = 3) -> nn.Module:
+        return nn.Identity()
+
+    @register_model(fusion="none", uses_image=False, uses_tabular=True, **meta)
+    def record_net(*, n_tabular: int = 3) -> nn.Module:
+        return nn.Identity()
+
+    @register_model(fusion="intermediate", uses_image=True, uses_tabular=True, **meta)
+    def both_net(*, n_tabular: int = 3) -> nn.Module:
+        return nn.Identity()
+
+    # names that share no prefix with their family: found all the same
+    assert family_member("both-net", "imaging") == "scan-net"
+    assert family_member("both-net", "tabular") == "record-net"
+    assert family_member("both-net", "reader") is None
+    assert model_info("both-net").family == "toy"
+
+
+def test_a_model_without_a_family_is_a_family_of_one(scratch_registry: None) -> None:
+    @register_model(task="regression", fusion="none", uses_image=False, uses_tabular=True,
+                    input_shape=(1, 8, 8, 8), n_tabular=3)  # fmt: skip
+    def lone_model(*, n_tabular: int = 3) -> nn.Module:
+        return nn.Identity()
+
+    assert model_info("lone-model").family == "lone-model"
+    assert family_member("lone-model", "imaging") is None

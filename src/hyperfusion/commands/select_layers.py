@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from hyperfusion.config import load_config
     from hyperfusion.data import ImageCache, build_dataset, collate_items, load_manifest
     from hyperfusion.models import create_model
+    from hyperfusion.models.registry import family_member
     from hyperfusion.training.layer_selection import loss_entropy
     from hyperfusion.training.plan import Unit
     from hyperfusion.training.runner import check_cohort, unit_roles
@@ -40,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     config = ensure_simulated_cohort(load_config(args.config), work)
     cohort = load_manifest(config.cohort)
     check_cohort(config, cohort)
-    method = args.method or config.reference_method.split("-")[0] + "-imaging"
+    method = args.method or family_member(config.reference_method, "imaging")
+    if method is None:
+        raise SystemExit(f"{config.reference_method}'s family has no imaging-only model; pass --method")
     roles = unit_roles(config, cohort, Unit(method, config.protocol.split_seeds[0], 0, 0))
     train = (roles == "train").to_numpy()
     preprocessor = make_preprocessor(config, cohort).fit(cohort.frame[train])

@@ -108,6 +108,7 @@ def _register(
         n_tabular=AD_TABULAR,
         trunk=trunk,
         fit=fit,  # type: ignore[arg-type]
+        family="ad",
     )
 
 

@@ -64,6 +64,7 @@ def _register(fusion: str, *, uses_tabular: bool = True):
         input_shape=(1, *BRAIN_AGE_INPUT),
         n_tabular=BRAIN_AGE_TABULAR,
         trunk=brainage_trunk,
+        family="brainage",
     )
 
 

@@ -66,6 +66,32 @@ class LateFusionClassifier(nn.Module):
             raise ValueError("the imaging weight of rule='average' is fixed at 0.5; use rule='learned'")
         self.imaging_weight.fill_(_check_weight(weight))
 
+    def compose(
+        self,
+        imaging: nn.Module,
+        tabular: nn.Module,
+        validation: tuple[np.ndarray, np.ndarray, np.ndarray],
+        class_weights: np.ndarray | None = None,
+    ) -> LateFusionClassifier:
+        """The hook the protocol composes a late fusion through: this model's rule applied to trained members.
+
+        Args:
+            imaging, tabular: the trained members.
+            validation: the members' validation probabilities and the targets ``(p_imaging, p_tabular, y)``, from
+                which rule ``"learned"`` fits the imaging weight (:func:`fit_late_fusion_weight`).
+            class_weights: per-class weights of that fit (the run's weighted loss), or None.
+        """
+        weight = 0.5
+        if self.rule == "learned":
+            weight = fit_late_fusion_weight(*validation, class_weights=class_weights)
+        return LateFusionClassifier(imaging, tabular, rule=self.rule, weight=weight)
+
+    def mix(self, p_imaging: np.ndarray, p_tabular: np.ndarray) -> np.ndarray:
+        """The mixture of the members' probabilities, ``w·p_imaging + (1 − w)·p_tabular`` (as :meth:`forward`
+        in probability space)."""
+        weight = float(self.imaging_weight)
+        return weight * np.asarray(p_imaging) + (1 - weight) * np.asarray(p_tabular)
+
     def forward(self, image: Tensor, tabular: Tensor) -> Tensor:
         a = self.imaging(image, tabular)
         b = self.tabular(image, tabular)

@@ -47,6 +47,9 @@ class ModelInfo:
         description: first line of the factory's docstring.
         fit: ``"gradient"`` (trained by the engine) or ``"closed_form"`` (the model's own ``fit(train, val)``,
             e.g. the crop reader).
+        family: the models that share one image network and data pipeline (``"ad"``, ``"brainage"``): a fused
+            model's imaging-only and tabular-only members, and its crop reader, are found by it
+            (`family_member`), never by editing names.
     """
 
     name: str
@@ -58,6 +61,7 @@ class ModelInfo:
     n_tabular: int
     description: str
     fit: Fit = "gradient"
+    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ def register_model(
     n_tabular: int,
     trunk: Callable[..., nn.Module] | None = None,
     fit: Fit = "gradient",
+    family: str | None = None,
 ) -> Callable[[F], F]:
     """Decorator registering a factory under its function name (``ad_film`` → ``"ad-film"``).
 
@@ -117,6 +122,7 @@ def register_model(
         trunk: a factory of the family's image network (keyword arguments only). Given, the decorated factory is
             called ``factory(network, **its_own_keywords)`` with the network ``trunk(**trunk_keywords)`` built.
         fit: ``"gradient"`` or ``"closed_form"`` (the model fits itself: ``model.fit(train_batches, val_batches)``).
+        family: the model's family (default: its own name, a family of one).
 
     Raises:
         ValueError: for an unknown task or fusion, a model that uses no input, a name registered twice, or a
@@ -152,6 +158,7 @@ def register_model(
             n_tabular=n_tabular,
             description=doc.splitlines()[0] if doc else "",
             fit=fit,
+            family=family or name,
         )
         _REGISTRY[name] = _Entry(info, factory, trunk)
         return factory
@@ -216,10 +223,39 @@ def with_crop_readers(methods: Sequence[str]) -> list[str]:
         out.append(method)
         info = model_info(method)
         if info.fusion == "none" and info.uses_image and not info.uses_tabular and info.fit == "gradient":
-            reader = method.rsplit("-", 1)[0] + CROP_READER_SUFFIX
-            if reader in _REGISTRY and reader not in methods and reader not in out:
+            reader = family_member(method, "reader")
+            if reader is not None and reader not in methods and reader not in out:
                 out.append(reader)
     return out
+
+
+Role = Literal["imaging", "tabular", "reader"]
+
+
+def family_member(method: str, role: Role) -> str | None:
+    """The model of ``method``'s family in ``role``, or None when the family has none.
+
+    Roles: ``"imaging"`` and ``"tabular"``, the single-modality models a fused model is compared with, composed
+    from (late fusion) and warm-started from, trained by gradient; ``"reader"``, the closed-form imaging-only
+    reference (the crop reader). Where a family registers several, the one named ``<family>-<role>`` (or
+    ``<family>-crop-reader``) is chosen, else the first by name.
+
+    Raises:
+        ValueError: for an unknown model name.
+    """
+    family = model_info(method).family
+    image, tabular = role != "tabular", role == "tabular"
+    fit = "closed_form" if role == "reader" else "gradient"
+    found = sorted(
+        name
+        for name, entry in _REGISTRY.items()
+        if entry.info.family == family and entry.info.fusion == "none" and entry.info.fit == fit
+        and entry.info.uses_image == image and entry.info.uses_tabular == tabular
+    )  # fmt: skip
+    preferred = f"{family}{CROP_READER_SUFFIX}" if role == "reader" else f"{family}-{role}"
+    if preferred in found:
+        return preferred
+    return found[0] if found else None
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

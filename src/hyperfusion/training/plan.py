@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hyperfusion.models import create_model, list_models, model_info
+from hyperfusion.models import create_model, model_info
+from hyperfusion.models.registry import family_member
 
 Kind = Literal["train", "compose", "fit"]
 WARM_STARTS = ("tabular", "both", "none")
@@ -66,17 +67,6 @@ class PlannedUnit:
     warm_start_from: Unit | None = None  # the tabular-only unit whose encoder initialises this one
     warm_network_from: Unit | None = None  # the imaging-only unit whose image network initialises this one
     members: Mapping[str, Unit] = field(default_factory=dict)  # compose: role -> member unit
-
-
-def family(method: str) -> str:
-    """The model family of a registered name: ``"ad"`` for ``"ad-film"``, ``"brainage"`` for brain age."""
-    return method.split("-", 1)[0]
-
-
-def family_member(method: str, role: Literal["imaging", "tabular"]) -> str | None:
-    """The family's imaging-only or tabular-only model, if the registry has one."""
-    name = f"{family(method)}-{role}"
-    return name if name in list_models() else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -132,7 +122,8 @@ def plan_units(
             members = [family_member(method, "imaging"), family_member(method, "tabular")]
             if None in members:
                 raise ValueError(
-                    f"late fusion {method!r} needs {family(method)}-imaging and {family(method)}-tabular models"
+                    f"late fusion {method!r} needs imaging-only and tabular-only models of its family "
+                    f"{info.family!r}"
                 )
             needs += members  # type: ignore[arg-type]
         else:

@@ -19,7 +19,7 @@ from hyperfusion.data import Cohort, read_partitions
 from hyperfusion.evaluation.aggregate import ENSEMBLE, Aggregate, Scoring, aggregate, difference_table
 from hyperfusion.evaluation.report import markdown_table, write_report
 from hyperfusion.models import model_info
-from hyperfusion.models.registry import CROP_READER_SUFFIX
+from hyperfusion.models.registry import family_member
 from hyperfusion.tasks import get_task
 from hyperfusion.training.rundir import RunDirectory
 from hyperfusion.training.setup import group_column
@@ -186,9 +186,9 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
     if not result.predictions.empty:
         write_text_atomic(run.predictions, result.predictions.to_csv(index=False))
     write_text_atomic(run.root / "skill.csv", result.skill.to_csv(index=False))
-    family = config.reference_method.split("-", 1)[0]
     fold = get_task(cohort.task).reported_fold
-    image_method, tabular_method = f"{family}-imaging", f"{family}-tabular"
+    image_method = family_member(config.reference_method, "imaging")
+    tabular_method = family_member(config.reference_method, "tabular")
     write_report(
         result.results,
         run.root,
@@ -202,8 +202,10 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
         test_train_ratio=test_train_ratio(config, cohort.task),
         tabular_method=tabular_method,
         image_method=image_method,
-        reader_method=f"{family}{CROP_READER_SUFFIX}",
-        members=members_table(config, result, scoring_for(config, cohort), (image_method, tabular_method)),
+        reader_method=family_member(config.reference_method, "reader"),
+        members=members_table(
+            config, result, scoring_for(config, cohort), tuple(m for m in (image_method, tabular_method) if m)
+        ),
     )
     if get_task(cohort.task).reported_fold != ENSEMBLE and (result.results["fold"] == ENSEMBLE).any():
         report = run.root / "report.md"

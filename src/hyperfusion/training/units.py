@@ -38,7 +38,6 @@ from hyperfusion.data import (
     load_manifest,
     read_partitions,
 )
-from hyperfusion.models.late_fusion import LateFusionClassifier, fit_late_fusion_weight
 from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_start_, warm_start_network_
 from hyperfusion.tasks import get_task
 from hyperfusion.training.module import balanced_class_weights, save_state_dict
@@ -411,36 +410,31 @@ def _compose_late_fusion(context: RunContext, planned: PlannedUnit) -> dict[str,
         n_tabular=len(preprocessor.feature_names_out),
         classes=context.cohort.classes,
     )
-    if not isinstance(model, LateFusionClassifier):
-        raise ValueError(f"{unit.method} is registered as late fusion but builds a {type(model).__name__}")
-    imaging, tabular = members["imaging"], members["tabular"]
-    if model.rule == "learned":
-        class_weights = None
-        if context.config.training.loss == "weighted_ce":
-            roles = context.roles(unit.split_seed, unit.fold).to_numpy()
-            y = context.cohort.targets[(roles == "train") | (roles == "val")]
-            class_weights = balanced_class_weights(y, len(context.cohort.classes))
-        weight = fit_late_fusion_weight(
-            np.asarray(imaging["validation"]["values"]),
-            np.asarray(tabular["validation"]["values"]),
-            np.asarray(imaging["validation"]["targets"]),
-            class_weights=class_weights,
+    compose = getattr(model, "compose", None)
+    if compose is None:
+        raise ValueError(
+            f"{unit.method} is registered as late fusion but {type(model).__name__} has no compose()"
         )
-    else:
-        weight = 0.5
+    imaging, tabular = members["imaging"], members["tabular"]
+    class_weights = None
+    if context.config.training.loss == "weighted_ce":
+        roles = context.roles(unit.split_seed, unit.fold).to_numpy()
+        y = context.cohort.targets[(roles == "train") | (roles == "val")]
+        class_weights = balanced_class_weights(y, len(context.cohort.classes))
     members_models = {
         role: _load_trained(context, planned.members[role], preprocessor) for role in ("imaging", "tabular")
     }
-    composed = LateFusionClassifier(
-        members_models["imaging"], members_models["tabular"], rule=model.rule, weight=weight
-    )
+    validation = tuple(np.asarray(v) for v in (imaging["validation"]["values"], tabular["validation"]["values"],
+                                              imaging["validation"]["targets"]))  # fmt: skip
+    composed = compose(members_models["imaging"], members_models["tabular"], validation, class_weights)
+    weight = float(composed.imaging_weight)
     save_state_dict(composed, context.run.checkpoint(unit))
 
     def mix(name: str) -> dict[str, Any]:
         a, b = imaging[name], tabular[name]
         if a["subject_ids"] != b["subject_ids"]:
             raise RuntimeError(f"{unit.name}: its members scored different {name} subjects")
-        values = weight * np.asarray(a["values"]) + (1 - weight) * np.asarray(b["values"])
+        values = composed.mix(a["values"], b["values"])
         return {"subject_ids": a["subject_ids"], "values": values.tolist(), "targets": a["targets"]}
 
     validation = mix("validation")
