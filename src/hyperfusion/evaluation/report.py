@@ -395,6 +395,7 @@ def write_report(
     sensitivity_floor: float = DEFAULT_FLOOR,
     calibration_bins: int = DEFAULT_BINS,
     seed: int = 0,
+    sections: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write ``report.md`` and its PNG figures into ``out_dir``; return the written paths by name.
 
@@ -416,7 +417,9 @@ def write_report(
     - "Calibration" from the ``ECE`` / ``Brier`` metrics, with ``reliability.png`` and the entropy table from
       ``predictions`` (classification only; a regression ``predictions`` table is skipped);
     - "How each method was trained" from ``treatments``;
-    - "Learning curves" (``learning_curves.png``) from ``histories``.
+    - "Learning curves" (``learning_curves.png``) from ``histories``;
+    - then ``sections``, markdown the caller made (e.g. the regression ensemble's table), in order: the report
+      is written once, never re-read and appended to.
 
     The optional tables' columns are in :mod:`hyperfusion.evaluation.frames`; empty tables are skipped. A
     ``reference`` absent from the results skips the p-values.
@@ -514,5 +517,6 @@ def write_report(
     if histories is not None:
         paths["learning_curves"] = plot_learning_curves(histories, out / "learning_curves.png")
         text += learning_section(histories, paths["learning_curves"].name)
+    text += "".join(sections)
     paths["report"] = write_text_atomic(out / "report.md", text)
     return paths

@@ -186,35 +186,33 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
     if not result.predictions.empty:
         write_text_atomic(run.predictions, result.predictions.to_csv(index=False))
     write_text_atomic(run.root / "skill.csv", result.skill.to_csv(index=False))
-    fold = get_task(cohort.task).reported_fold
+    task = get_task(cohort.task)
     image_method = family_member(config.reference_method, "imaging")
     tabular_method = family_member(config.reference_method, "tabular")
+    sections = []
+    if task.reported_fold != ENSEMBLE and (result.results["fold"] == ENSEMBLE).any():
+        sections.append(
+            f"\n## Test-set ensemble: mean of the top {config.protocol.top_k} versions by validation MAE (eq. 6)\n\n"
+            + "The main table scores each version's single model; this one the ensemble.\n\n"
+            + markdown_table(result.results, reference=None, fold=ENSEMBLE)
+        )
     write_report(
         result.results,
         run.root,
         reference=config.reference_method,
-        fold=fold,
+        fold=task.reported_fold,
         title=f"HyperFusion comparison: {cohort.task}, {len(cohort.frame)} subjects ({config.cohort})",
         skill=result.skill,
         histories=result.histories,
         treatments=treatments(config, records),
-        predictions=result.predictions if get_task(cohort.task).has_classes else None,
+        predictions=result.predictions if task.has_classes else None,
         test_train_ratio=test_train_ratio(config, cohort.task),
         tabular_method=tabular_method,
         image_method=image_method,
         reader_method=family_member(config.reference_method, "reader"),
+        sections=sections,
         members=members_table(
             config, result, scoring_for(config, cohort), tuple(m for m in (image_method, tabular_method) if m)
         ),
     )
-    if get_task(cohort.task).reported_fold != ENSEMBLE and (result.results["fold"] == ENSEMBLE).any():
-        report = run.root / "report.md"
-        table = markdown_table(result.results, reference=None, fold=ENSEMBLE)
-        write_text_atomic(
-            report,
-            report.read_text()
-            + f"\n## Test-set ensemble: mean of the top {config.protocol.top_k} versions by validation MAE (eq. 6)\n\n"
-            + "The main table scores each version's single model; this one the ensemble.\n\n"
-            + table,
-        )
     return result.results
