@@ -1,7 +1,7 @@
 """Why a fused model reads the image less than its own imaging-only model: what the record controls, measured.
 
 For each fusion variant (method × initialisation × warm start) on one cohort and fold, the model is built and warm
-started exactly as a run unit does (``hyperfusion.training.units``), then measured at initialisation and after
+started exactly as a run unit does (``hyperfusion.run.units``), then measured at initialisation and after
 training (its best validation epoch):
 
 * **record share** of the features the head reads (the pooled output of the last block): over the test subjects,
@@ -32,10 +32,10 @@ from torch.utils.data import DataLoader
 
 from hyperfusion.data import CohortDataset, ImageCache, ImageSpec, load_manifest
 from hyperfusion.data.splits import fold_roles, make_partitions
+from hyperfusion.engine.trainer import TrainSettings, predict, seed_everything, train_model
 from hyperfusion.evaluation.metrics import balanced_accuracy
 from hyperfusion.models import create_model, model_arguments
 from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_start_, warm_start_network_
-from hyperfusion.training.trainer import TrainSettings, predict, seed_everything, train_model
 
 #: name → (registered method, model keyword arguments)
 VARIANTS = {

@@ -43,12 +43,12 @@ from hyperfusion.config import load_config
 from hyperfusion.explain import ExplainSettings, explain_run, labels_in_crop, load_context
 from hyperfusion.explain.images import safe_name
 from hyperfusion.explain.nifti import sides
+from hyperfusion.run.runner import run_protocol
+from hyperfusion.run.setup import image_spec
 from hyperfusion.simulate import simulate_ad, simulate_brain_age
 from hyperfusion.simulate.anatomy import STRUCTURE_NAMES
 from hyperfusion.simulate.api import _phantom_mm
 from hyperfusion.simulate.template import LOBES, load_template
-from hyperfusion.training.runner import run_protocol
-from hyperfusion.training.setup import image_spec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "explain_truth.json"
 #: How the simulator moves each biomarker with amyloid and severity (src/hyperfusion/simulate/ad.py): the sign of

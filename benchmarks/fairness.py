@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 
 from hyperfusion.config import config_from_dict
-from hyperfusion.training.runner import run_protocol
-from hyperfusion.training.simulated import ensure_simulated_cohort
+from hyperfusion.run.runner import run_protocol
+from hyperfusion.run.simulated import ensure_simulated_cohort
 
 SCALES = (0.01, 0.1, 1.0)
 SCALED = {"ad-film": "init_std", "ad-daft": "init_std", "ad-hyperfusion": "bias_std"}

@@ -37,8 +37,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hyperfusion.models import list_models, model_info
+from hyperfusion.run.executors import RayExecutor
 from hyperfusion.simulate import simulate_ad
-from hyperfusion.training.executors import RayExecutor
 from loader import copy_bandwidth, write_cache
 from loader import measure as loader_rate
 from model_steps import time_steps

@@ -29,10 +29,10 @@ from torch.utils.data import DataLoader
 
 from hyperfusion.data import Augment, CohortDataset, ImageCache, ImageSpec, load_manifest
 from hyperfusion.data.splits import fold_roles, make_partitions
+from hyperfusion.engine import module as engine_module
+from hyperfusion.engine.trainer import TrainSettings, predict, seed_everything, train_model
 from hyperfusion.evaluation.metrics import balanced_accuracy
 from hyperfusion.models import create_model
-from hyperfusion.training import module as engine_module
-from hyperfusion.training.trainer import TrainSettings, predict, seed_everything, train_model
 
 BASE = {"subjects": None, "epochs": 40, "width": 4, "dropout": "paper", "shift": 0, "schedule": "constant",
         "zscore": True, "lr": 1e-3}  # fmt: skip

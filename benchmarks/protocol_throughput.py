@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from hyperfusion.config import config_from_dict
+from hyperfusion.run.executors import LocalExecutor, RayExecutor
+from hyperfusion.run.runner import run_protocol
 from hyperfusion.simulate import simulate_ad
-from hyperfusion.training.executors import LocalExecutor, RayExecutor
-from hyperfusion.training.runner import run_protocol
 
 
 def small_config(

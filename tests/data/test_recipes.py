@@ -9,7 +9,7 @@ import yaml
 
 from hyperfusion.config import config_from_dict
 from hyperfusion.data import load_manifest
-from hyperfusion.training.runner import run_protocol
+from hyperfusion.run.runner import run_protocol
 from tests.faults import fault
 
 UKB_SPEC = """

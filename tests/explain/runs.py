@@ -18,8 +18,8 @@ import yaml
 
 from hyperfusion.config import load_config
 from hyperfusion.data import TabularPreprocessor
-from hyperfusion.training.runner import Run
-from hyperfusion.training.setup import build_model
+from hyperfusion.run.runner import Run
+from hyperfusion.run.setup import build_model
 
 VOXEL = 4.0
 GRID = (24, 26, 20)

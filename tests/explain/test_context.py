@@ -13,7 +13,7 @@ import yaml
 from hyperfusion.data import fold_roles, read_partitions
 from hyperfusion.explain.context import load_context
 from hyperfusion.explain.ensemble import Ensemble, load_views
-from hyperfusion.training.inference import score_subjects
+from hyperfusion.run.inference import score_subjects
 from tests.faults import fault
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from hyperfusion.engine.target import StandardizedRegressor
 from hyperfusion.explain.generated import generate, groupings, separation, spread
 from hyperfusion.nn import hyperize
-from hyperfusion.training.target import StandardizedRegressor
 
 
 def test_separation_equals_the_distance_of_group_means_over_the_pooled_spread():

@@ -16,8 +16,8 @@ from hyperfusion.explain.context import load_context
 from hyperfusion.explain.ensemble import Ensemble, load_views, mean_view
 from hyperfusion.explain.nifti import crop_affine
 from hyperfusion.explain.pipeline import ExplainSettings, explain_run
-from hyperfusion.training.inference import score_subjects
-from hyperfusion.training.setup import image_spec
+from hyperfusion.run.inference import score_subjects
+from hyperfusion.run.setup import image_spec
 from tests.explain.runs import classification_config, make_run
 from tests.faults import fault
 

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperfusion.training.summary import print_summary
+    from hyperfusion.run.summary import print_summary
 
     results = prepare_and_run(args.config, args.out, args)
     print_summary(results, args.out)

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperfusion.training.inference import predict_new_subjects
+    from hyperfusion.run.inference import predict_new_subjects
 
     table = predict_new_subjects(
         args.run_dir,

@@ -11,8 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperfusion.training.runner import report_run
-    from hyperfusion.training.summary import print_summary
+    from hyperfusion.run.runner import report_run
+    from hyperfusion.run.summary import print_summary
 
     results = report_run(args.run_dir)
     print_summary(results, args.run_dir)

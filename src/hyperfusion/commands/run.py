@@ -60,9 +60,9 @@ def apply_overrides(config, args: argparse.Namespace):
 def prepare_and_run(config_name: str, out: Path, args: argparse.Namespace):
     """Load the config, simulate its cohort when it asks for one, and run the protocol."""
     from hyperfusion.config import load_config
-    from hyperfusion.training.runner import run_protocol
-    from hyperfusion.training.setup import check_config_device
-    from hyperfusion.training.simulated import ensure_simulated_cohort
+    from hyperfusion.run.runner import run_protocol
+    from hyperfusion.run.setup import check_config_device
+    from hyperfusion.run.simulated import ensure_simulated_cohort
 
     config = apply_overrides(load_config(config_name), args)
     check_config_device(config)
@@ -71,7 +71,7 @@ def prepare_and_run(config_name: str, out: Path, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperfusion.training.summary import print_summary
+    from hyperfusion.run.summary import print_summary
 
     results = prepare_and_run(args.config, args.out, args)
     print_summary(results, args.out)

@@ -29,13 +29,13 @@ def run(args: argparse.Namespace) -> int:
     from hyperfusion.atomic import write_text_atomic
     from hyperfusion.config import load_config
     from hyperfusion.data import ImageCache, build_dataset, collate_items, load_manifest
+    from hyperfusion.engine.layer_selection import loss_entropy
     from hyperfusion.models import create_model
     from hyperfusion.models.registry import family_member
-    from hyperfusion.training.layer_selection import loss_entropy
-    from hyperfusion.training.plan import Unit
-    from hyperfusion.training.runner import check_cohort, unit_roles
-    from hyperfusion.training.setup import image_spec, make_preprocessor, model_kwargs
-    from hyperfusion.training.simulated import ensure_simulated_cohort
+    from hyperfusion.run.plan import Unit
+    from hyperfusion.run.runner import check_cohort, unit_roles
+    from hyperfusion.run.setup import image_spec, make_preprocessor, model_kwargs
+    from hyperfusion.run.simulated import ensure_simulated_cohort
 
     work = args.work or args.out.with_name(args.out.stem + "-work")
     config = ensure_simulated_cohort(load_config(args.config), work)

@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hyperfusion.run.executors import make_executor
     from hyperfusion.study import load_study, run_study
-    from hyperfusion.training.executors import make_executor
 
     study = load_study(args.config)
     executor = None

@@ -22,7 +22,7 @@ import yaml
 
 if TYPE_CHECKING:  # heavy imports stay inside run(), so `hyperfusion --help` is quick
     from hyperfusion.config import RunConfig
-    from hyperfusion.training.preflight import Preflight
+    from hyperfusion.run.preflight import Preflight
 
 #: At most this many failing images are listed one by one (all are counted).
 SHOWN_FAILURES = 20
@@ -109,7 +109,7 @@ def is_manifest(path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from hyperfusion.commands.run import apply_overrides
-    from hyperfusion.training.preflight import preflight
+    from hyperfusion.run.preflight import preflight
 
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")

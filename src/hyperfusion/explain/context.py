@@ -18,10 +18,10 @@ import pandas as pd
 
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, TabularPreprocessor, load_manifest, read_partitions
+from hyperfusion.run.inference import choose_ensemble, load_new_subjects
+from hyperfusion.run.reporting import collect_records, load_run_config
+from hyperfusion.run.store import RunDirectory, fingerprint_cohort
 from hyperfusion.tasks import get_task
-from hyperfusion.training.inference import choose_ensemble, load_new_subjects
-from hyperfusion.training.reporting import collect_records, load_run_config
-from hyperfusion.training.rundir import RunDirectory, fingerprint_cohort
 
 Kind = Literal["continuous", "binary", "categorical"]
 MISSING = "(missing)"

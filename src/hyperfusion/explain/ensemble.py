@@ -18,10 +18,10 @@ from torch import Tensor, nn
 
 from hyperfusion.data import ImageCache, TabularPreprocessor
 from hyperfusion.explain.context import ExplainContext
+from hyperfusion.run.inference import check_device, ensemble_members, trained_model, trained_preprocessor
+from hyperfusion.run.plan import Unit
+from hyperfusion.run.setup import image_spec
 from hyperfusion.tasks import get_task
-from hyperfusion.training.inference import check_device, ensemble_members, trained_model, trained_preprocessor
-from hyperfusion.training.plan import Unit
-from hyperfusion.training.setup import image_spec
 
 
 @dataclass

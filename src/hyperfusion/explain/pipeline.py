@@ -68,9 +68,9 @@ from hyperfusion.explain.summary import (
     markdown,
     separation_summary,
 )
+from hyperfusion.run.inference import score_frames
+from hyperfusion.run.setup import image_spec
 from hyperfusion.tasks import get_task
-from hyperfusion.training.inference import score_frames
-from hyperfusion.training.setup import image_spec
 
 PARTS = ("counterfactual", "tabular", "images", "generated")
 #: Per model and hyper layer, per-subject generated parameters are saved up to this many values (above it: mean,

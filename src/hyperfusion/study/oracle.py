@@ -163,8 +163,8 @@ def cell_oracles(config, run_dir: str | Path) -> pd.DataFrame:
     read). The oracles read the record the run's manifest reads and the partitions the run wrote.
     """
     from hyperfusion.data import load_manifest, read_partitions
+    from hyperfusion.run.store import RunDirectory
     from hyperfusion.tasks import get_task
-    from hyperfusion.training.rundir import RunDirectory
 
     cohort = load_manifest(config.cohort)
     folder = cohort.table_path.parent

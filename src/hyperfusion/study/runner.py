@@ -17,14 +17,14 @@ import pandas as pd
 
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.models import model_info
+from hyperfusion.run.executors import LocalExecutor, RayExecutor
+from hyperfusion.run.reporting import test_train_ratio
+from hyperfusion.run.runner import run_protocol
+from hyperfusion.run.simulated import ensure_simulated_cohort
 from hyperfusion.study.grid import Study
 from hyperfusion.study.oracle import cell_oracles, headroom_shares
 from hyperfusion.study.summary import cell_summary, interaction_contrasts, share_summary, write_summary
 from hyperfusion.tasks import get_task
-from hyperfusion.training.executors import LocalExecutor, RayExecutor
-from hyperfusion.training.reporting import test_train_ratio
-from hyperfusion.training.runner import run_protocol
-from hyperfusion.training.simulated import ensure_simulated_cohort
 
 Echo = Callable[[str], None]
 
