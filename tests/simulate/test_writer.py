@@ -46,3 +46,38 @@ def test_bad_workers(bad, tmp_path):
 def test_default_workers_is_every_available_core():
     assert checked_workers(None) == available_cores() >= 1
     assert checked_workers(3) == 3
+
+
+def test_a_process_with_native_threads_never_forks_its_workers(tmp_path):
+    """A fork beside gRPC's threads (after ray.init) hung a run; with such a thread alive the pool uses forkserver
+    and writes the same bytes. The thread is named by the OS as a native runtime names its threads."""
+    import ctypes
+    import threading
+    import time
+
+    from hyperfusion.simulate.writer import foreign_threads, start_method
+
+    assert start_method() == "fork" and foreign_threads() == []
+    named, stop = threading.Event(), threading.Event()
+
+    def native_like() -> None:
+        ctypes.CDLL(None).prctl(15, b"grpc_global_tim", 0, 0, 0)  # PR_SET_NAME: this thread's OS name
+        named.set()
+        stop.wait()
+
+    alive = threading.Thread(target=native_like)
+    alive.start()
+    try:
+        named.wait()
+        assert foreign_threads() == ["grpc_global_tim"]
+        assert start_method() == "forkserver"
+        simulate_ad(tmp_path / "threaded", n=4, seed=3, workers=2, **KW)
+    finally:
+        stop.set()
+        alive.join()
+    deadline = time.monotonic() + 5  # join returns before the OS thread is gone
+    while foreign_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert start_method() == "fork"
+    simulate_ad(tmp_path / "alone", n=4, seed=3, workers=1, **KW)
+    assert _files(tmp_path / "threaded") == _files(tmp_path / "alone")

@@ -118,6 +118,31 @@ def _render_subject(job: tuple[int, SubjectEffects, int, str, Path]) -> tuple[in
     return i, vol
 
 
+def foreign_threads() -> list[str]:
+    """Names of this process's threads that a native runtime started (gRPC's after ``ray.init``): the OS names
+    them, while Python's threads and torch's pools keep the process's own name. Empty where the OS does not say."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+        own = Path("/proc/self/comm").read_text().strip()
+        names = [Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in tasks]
+    except OSError:
+        return []
+    return sorted({name for name in names if name != own})
+
+
+def start_method() -> str:
+    """How the pool starts its workers: ``fork`` (the prepared renderer is shared, not sent) unless a native
+    runtime's threads run in this process. A fork copies the locks those threads hold but not the threads, so
+    the child can wait forever on a lock nobody will release — seen as a test that hung after the Ray tests had
+    started gRPC's threads. Then ``forkserver`` (a clean single-threaded server forks the workers; the renderer
+    is sent to each once, a few seconds more), or ``spawn`` where neither exists. The files are the same bytes
+    either way."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and not foreign_threads():
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def _render_all(
     cohort: Cohort, out: Path, renderer: Renderer, nuisance: Nuisance, todo: list[int], workers: int
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -132,9 +157,7 @@ def _render_all(
         finally:
             _WORKER = saved
         return
-    # fork shares the prepared renderer with the workers; elsewhere it is sent to each of them once
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
+    context = multiprocessing.get_context(start_method())
     with context.Pool(
         min(workers, len(jobs)), initializer=_start_worker, initargs=(renderer, nuisance)
     ) as pool:
