@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 
 from hyperfusion.config import RunConfig
-from hyperfusion.data import Cohort, TabularPreprocessor, load_manifest, read_partitions
-from hyperfusion.run.inference import choose_ensemble, load_new_subjects
-from hyperfusion.run.reporting import collect_records, load_run_config
-from hyperfusion.run.store import RunDirectory, fingerprint_cohort
+from hyperfusion.data import Cohort, TabularPreprocessor
+from hyperfusion.run.finished import FinishedRun
+from hyperfusion.run.store import RunDirectory
 from hyperfusion.tasks import get_task
 
 Kind = Literal["continuous", "binary", "categorical"]
@@ -62,6 +61,10 @@ class ExplainContext:
         return RunDirectory(self.run_dir)
 
     @property
+    def finished(self) -> FinishedRun:
+        return FinishedRun(self.run_dir, self.config)
+
+    @property
     def task(self) -> str:
         return self.cohort.task
 
@@ -93,30 +96,8 @@ class ExplainContext:
 
     def training_rows(self, fold: int) -> pd.DataFrame:
         """The run cohort's raw rows that ``fold``'s models were trained on (from the partitions file)."""
-        roles = roles_of(self.run, self.config, self.run_cohort, self.split_seed, fold)
+        roles = self.finished.roles(self.run_cohort, self.split_seed, fold)
         return self.run_cohort.frame[(roles == "train").to_numpy()]
-
-
-def roles_of(run: RunDirectory, config: RunConfig, cohort: Cohort, split_seed: int, fold: int) -> pd.Series:
-    """``train``/``val``/``test`` per row of ``cohort``, as the partitions file of ``split_seed`` assigns them.
-
-    Raises:
-        FileNotFoundError: the run has no partitions file for this split seed.
-        ValueError: a subject of the cohort that the partitions file does not list (another cohort), or a partitions
-            file that is not the one the run's models were trained on.
-    """
-    records = collect_records(config, cohort, run, [split_seed]).values()
-    path = run.verified_partitions(split_seed, list(records))  # the rows the models were trained on
-    table = read_partitions(path)
-    by_subject = dict(zip(table["subject_id"].astype(str), table["partition"]))
-    ids = cohort.frame["subject_id"].astype(str)
-    unknown = sorted(set(ids) - set(by_subject))
-    if unknown:
-        raise ValueError(
-            f"{path} does not list {len(unknown)} subject(s) of the run's cohort (e.g. {unknown[:3]}); the "
-            "cohort changed since the run"
-        )
-    return get_task(cohort.task).roles(ids.map(by_subject), config.protocol, fold)
 
 
 def attributes_of(cohort: Cohort, preprocessor: TabularPreprocessor) -> list[Attribute]:
@@ -166,27 +147,19 @@ def load_context(
             subject ids, no subject to explain, a cohort whose rows differ from the run's.
     """
     run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    method, split_seed = choose_ensemble(config, method, split_seed)
+    finished = FinishedRun(run_dir)
+    config = finished.config
+    method, split_seed = finished.choose(method, split_seed)
     if subjects is not None and manifest is not None:
         raise ValueError("give either subjects or a manifest of new subjects, not both")
     cohort_path = Path(config.cohort)
-    if not cohort_path.is_file():
-        raise FileNotFoundError(
-            f"the run's cohort manifest {cohort_path} (from {RunDirectory(run_dir).config}) does not exist; "
-            "explanations need the run's training rows"
-        )
-    run_cohort = load_manifest(cohort_path)
-    run = RunDirectory(run_dir)
-    run.check_fingerprint(
-        fingerprint_cohort(run_cohort.frame), write=False
-    )  # the rows the models learnt from
+    run_cohort = finished.cohort  # the rows the models learnt from, checked against the run's fingerprint
     if manifest is not None:
-        cohort = load_new_subjects(run_dir, manifest)
+        cohort = finished.new_subjects(manifest)
     else:
         ids = run_cohort.frame["subject_id"].astype(str)
         if subjects is None:
-            roles = roles_of(run, config, run_cohort, split_seed, 0)
+            roles = finished.roles(run_cohort, split_seed, 0)
             keep = (roles == "test").to_numpy()
         else:
             wanted = [str(s).strip() for s in subjects]
@@ -200,7 +173,7 @@ def load_context(
         cohort = dataclasses.replace(run_cohort, frame=run_cohort.frame[keep].reset_index(drop=True))
     if cohort.frame.empty:
         raise ValueError("no subject to explain")
-    preprocessor = TabularPreprocessor.load(run.preprocessor(split_seed, 0))
+    preprocessor = TabularPreprocessor.load(finished.directory.preprocessor(split_seed, 0))
     return ExplainContext(
         run_dir=run_dir,
         config=config,

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from hyperfusion.data import ImageCache, TabularPreprocessor
 from hyperfusion.explain.context import ExplainContext
-from hyperfusion.run.inference import check_device, ensemble_members, trained_model, trained_preprocessor
+from hyperfusion.run.finished import check_device
 from hyperfusion.run.plan import Unit
 from hyperfusion.run.setup import image_spec
 from hyperfusion.tasks import get_task
@@ -64,18 +64,16 @@ class Ensemble:
             CheckpointError: a checkpoint that is not this run's model.
         """
         device = check_device(device)
-        config, run = context.config, context.run
-        versions = ensemble_members(
-            run, config, context.method, context.split_seed, None, get_task(context.task)
-        )
+        finished = context.finished
+        versions = finished.members(context.method, context.split_seed, None, get_task(context.task))
         members = []
         for version in versions:
             for fold in range(context.folds):
                 unit = Unit(context.method, context.split_seed, version, fold)
-                preprocessor = trained_preprocessor(run, unit)
-                model = trained_model(run, config, unit, preprocessor, context.classes)
+                preprocessor = finished.preprocessor(unit)
+                model = finished.model(unit, preprocessor, context.classes)
                 members.append(Member(unit, model, preprocessor))
-        return cls(members, task=context.task, rule=config.protocol.ensemble, device=device)
+        return cls(members, task=context.task, rule=context.config.protocol.ensemble, device=device)
 
     # ------------------------------------------------------------------ inputs
     def tabular(self, frame: pd.DataFrame) -> list[Tensor]:

@@ -5,47 +5,22 @@ Used at the end of ``run`` and by ``report``; ``predict`` combines models throug
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from hyperfusion.atomic import write_text_atomic
-from hyperfusion.config import RunConfig, config_from_dict
-from hyperfusion.data import Cohort, read_partitions
+from hyperfusion.config import RunConfig
+from hyperfusion.data import Cohort
 from hyperfusion.evaluation.aggregate import ENSEMBLE, Aggregate, Scoring, aggregate, difference_table
 from hyperfusion.evaluation.report import markdown_table, write_report
 from hyperfusion.models import model_info
 from hyperfusion.models.registry import family_member
+from hyperfusion.run.finished import FinishedRun
 from hyperfusion.run.setup import group_column
 from hyperfusion.run.store import RunDirectory
 from hyperfusion.tasks import get_task
-from hyperfusion.yamlio import load_yaml
-
-
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The resolved configuration a run directory was made with.
-
-    A run directory is data: its plugins are imported only as the files, with the contents, that the run itself
-    executed (its plugins.json), never looked up anew (see `hyperfusion.plugins`).
-
-    Raises:
-        FileNotFoundError: not a run directory.
-        ValueError: a corrupt config.yaml or plugins.json, or a plugin that is not what the run executed.
-    """
-    run = RunDirectory(run_dir)
-    path = run.config
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.yaml")
-    try:
-        raw = load_yaml(path.read_text(), str(path))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is corrupt: {err}") from None
-    recorded = run.recorded_plugins() or {}
-    return config_from_dict(raw or {}, source=str(path), plugin_files=recorded, data_folder=run.root)
 
 
 def scoring_for(config: RunConfig, cohort: Cohort) -> Scoring:
@@ -63,52 +38,15 @@ def scoring_for(config: RunConfig, cohort: Cohort) -> Scoring:
     )
 
 
-def no_skill_training_targets(
-    config: RunConfig,
-    cohort: Cohort,
-    run: RunDirectory,
-    split_seed: int,
-    records: Sequence[Mapping[str, Any]] = (),
-) -> np.ndarray:
-    """The rows a no-skill model learns from: every non-test row (classification), the training rows (regression).
-
-    Read from the partitions file the methods' ``records`` name (`RunDirectory.verified_partitions`), so the
-    baseline learns from the same rows as the models it is compared with.
-    """
-    table = read_partitions(run.verified_partitions(split_seed, records))
-    by_subject = dict(zip(table["subject_id"].astype(str), table["partition"]))
-    assignment = cohort.frame["subject_id"].astype(str).map(by_subject)
-    keep = get_task(cohort.task).no_skill_rows(assignment, config.protocol)
-    return cohort.targets[keep.to_numpy()]
-
-
-def collect_records(
-    config: RunConfig, cohort: Cohort, run: RunDirectory, split_seeds: Sequence[int] | None = None
-) -> dict[tuple, dict[str, Any]]:
-    """(method, split seed, version, fold) → record, for every finished unit of the config's methods."""
-    from hyperfusion.run.plan import Unit
-
-    folds = get_task(cohort.task).folds(config.protocol)
-    seeds = config.protocol.split_seeds if split_seeds is None else split_seeds
-    records = {}
-    for method in config.methods:
-        for seed in seeds:
-            for version in range(config.protocol.versions):
-                for fold in range(folds):
-                    record = run.read_record(Unit(method, seed, version, fold))
-                    if record is not None:
-                        records[(method, seed, version, fold)] = record
-    return records
-
-
-def aggregate_run(config: RunConfig, cohort: Cohort, run: RunDirectory) -> Aggregate:
+def aggregate_run(finished: FinishedRun, cohort: Cohort) -> Aggregate:
     """The run's results from its finished records; the no-skill rows from the partitions those records name.
 
     Raises:
         RuntimeError: no finished model.
         RunDirectoryError: a partitions file that is not the one the records were trained on (checked first).
     """
-    records = collect_records(config, cohort, run)
+    config, run = finished.config, finished.directory
+    records = finished.records(cohort)
     if not records:
         raise RuntimeError(f"{run.root}: no finished models to report")
     of_seed = {
@@ -124,7 +62,7 @@ def aggregate_run(config: RunConfig, cohort: Cohort, run: RunDirectory) -> Aggre
         versions=config.protocol.versions,
         folds=get_task(cohort.task).folds(config.protocol),
         scoring=scoring_for(config, cohort),
-        train_targets=lambda seed: no_skill_training_targets(config, cohort, run, seed, of_seed[seed]),
+        train_targets=lambda seed: finished.no_skill_targets(cohort, seed, of_seed[seed]),
     )
 
 
@@ -180,8 +118,9 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
     Classification: the main table scores each version's fold ensemble. Regression: the main table scores each
     version's model, and a second table the top-k ensemble (paper eq. 6).
     """
-    records = collect_records(config, cohort, run)
-    result = aggregate_run(config, cohort, run)
+    finished = FinishedRun(run.root, config)
+    records = finished.records(cohort)
+    result = aggregate_run(finished, cohort)
     write_text_atomic(run.results, result.results.to_csv(index=False))
     if not result.predictions.empty:
         write_text_atomic(run.predictions, result.predictions.to_csv(index=False))

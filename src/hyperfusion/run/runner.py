@@ -281,7 +281,7 @@ def report_run(run_dir: str | Path, *, echo: Echo = print) -> pd.DataFrame:
     Raises:
         RunDirectoryError: another process writes the run, or the cohort's rows differ from the run's.
     """
-    from hyperfusion.run.reporting import load_run_config
+    from hyperfusion.run.finished import load_run_config
 
     config = load_run_config(run_dir)
     run = Run(config, run_dir, echo=echo)

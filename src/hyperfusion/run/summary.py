@@ -8,7 +8,7 @@ import pandas as pd
 
 from hyperfusion.evaluation.aggregate import ENSEMBLE
 from hyperfusion.evaluation.report import markdown_table
-from hyperfusion.run.reporting import load_run_config
+from hyperfusion.run.finished import load_run_config
 
 
 def print_summary(results: pd.DataFrame, run_dir: str | Path) -> None:

@@ -160,22 +160,22 @@ def cell_oracles(config, run_dir: str | Path) -> pd.DataFrame:
     """The oracles of one study cell, per split seed: ``split_seed, additive, interaction, headroom``.
 
     Empty when the cell's cohort is not a simulated AD cohort with latents (a user's cohort has no truth to
-    read). The oracles read the record the run's manifest reads and the partitions the run wrote.
+    read). The oracles read the record the run's manifest reads and the partitions its models were trained on
+    (verified against their records, as the report's no-skill rows are).
     """
-    from hyperfusion.data import load_manifest, read_partitions
-    from hyperfusion.run.store import RunDirectory
+    from hyperfusion.run.finished import FinishedRun
     from hyperfusion.tasks import get_task
 
-    cohort = load_manifest(config.cohort)
+    finished = FinishedRun(run_dir, config)
+    cohort = finished.cohort
     folder = cohort.table_path.parent
     columns = ["split_seed", "additive", "interaction", "headroom"]
     if not get_task(cohort.task).has_classes or not has_oracle(folder) or tuple(cohort.classes) != CLASSES:
         return pd.DataFrame(columns=columns)
     gate = GATE if GATE in (*cohort.categorical, *cohort.binary) else None
-    run = RunDirectory(run_dir)
     rows = []
     for seed in config.protocol.split_seeds:
-        partitions = read_partitions(run.partitions(seed))
+        partitions = finished.partitions(cohort, seed)
         found = interaction_oracles(
             folder, partitions, config.protocol.n_partitions - 1, continuous=cohort.continuous, gate=gate
         )
