@@ -124,13 +124,15 @@ class RunConfig:
         return data
 
 
+PRECISIONS = ("fp32", "bf16")  # the engine takes the same names (bf16: autocast, weights stay fp32)
+
 _CHOICES = {
     ("image", "mode"): ("hippocampus", "box"),
     ("tabular", "impute"): ("iterative", "median", "none"),
     ("tabular", "unknown_category"): ("error", "zeros"),
     ("protocol", "ensemble"): ("inverse_entropy", "mean"),
     ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse"),
-    ("training", "precision"): ("fp32", "bf16"),
+    ("training", "precision"): PRECISIONS,
     ("training", "warm_start"): ("tabular", "both", "none"),
     ("protocol", "executor"): ("local", "ray"),
 }

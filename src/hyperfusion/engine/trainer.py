@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, WeightedRandomSampler
 
+from hyperfusion.config import PRECISIONS
 from hyperfusion.engine.module import (
     Task,
     TrainingModule,
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 ClassBalance = Literal["weighted", "oversample", "none"]
-Precision = Literal["32", "bf16"]
+Precision = Literal["fp32", "bf16"]  # the run configuration's names (config.PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class TrainSettings:
         class_weights: explicit per-class weights for ``"weighted"`` (e.g. the authors' hand-set ones).
         seed: seeds Python, NumPy, torch and the oversampler.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:<i>"`` or ``"auto"`` (a GPU when there is one).
-        precision: ``"32"`` or ``"bf16"`` (bf16 autocast; weights and optimiser stay fp32).
+        precision: ``"fp32"`` or ``"bf16"`` (bf16 autocast; weights and optimiser stay fp32).
         channels_last: channels-last-3D memory format for the model and its 5-D image batches.
         compile: ``torch.compile`` the model's forward pass.
         progress_bar: show Lightning's progress bar.
@@ -98,7 +99,7 @@ class TrainSettings:
     class_weights: tuple[float, ...] | None = None
     seed: int = 0
     device: str = "cpu"
-    precision: Precision = "32"
+    precision: Precision = "fp32"
     channels_last: bool = False
     compile: bool = False
     progress_bar: bool = True
@@ -117,8 +118,7 @@ class TrainSettings:
             raise ValueError(
                 f"class_balance must be 'weighted', 'oversample' or 'none', got {self.class_balance!r}"
             )
-        if self.precision not in ("32", "bf16"):
-            raise ValueError(f"precision must be '32' or 'bf16', got {self.precision!r}")
+        check_precision(self.precision)
         _accelerator(self.device)  # validates
         if not isinstance(self.devices, int) or self.devices < 1:
             raise ValueError(f"devices must be a positive int, got {self.devices!r}")
@@ -171,6 +171,11 @@ class Predictions:
     values: np.ndarray
     per_view: np.ndarray
     targets: np.ndarray
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
 
 
 def seed_everything(seed: int) -> None:
@@ -450,7 +455,7 @@ def predict(
     *,
     task: Task,
     device: str = "cpu",
-    precision: Precision = "32",
+    precision: Precision = "fp32",
     channels_last: bool = False,
 ) -> Predictions:
     """Score every subject of ``loader`` with ``model`` in eval mode, averaging the views of each subject.
@@ -458,8 +463,7 @@ def predict(
     Returns probabilities (softmax of the logits) for classification and predictions for regression, with the
     subject ids and targets of the batches, in loader order.
     """
-    if precision not in ("32", "bf16"):
-        raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
+    check_precision(precision)
     dev = _torch_device(device)
     was_training = model.training
     model.eval().to(dev)

@@ -175,7 +175,7 @@ def settings_for(config: RunConfig, task: str, n_classes: int, unit: Unit) -> Tr
         class_balance=balance[training.loss],  # type: ignore[arg-type]
         seed=unit.seed,
         device=training.device,
-        precision="bf16" if training.precision == "bf16" else "32",
+        precision=training.precision,  # type: ignore[arg-type]
         channels_last=training.channels_last,
         compile=training.compile,
         progress_bar=training.progress,
@@ -346,7 +346,7 @@ def _score(
             loader,
             task=context.task,  # type: ignore[arg-type]
             device=device,
-            precision="bf16" if context.config.training.precision == "bf16" else "32",
+            precision=context.config.training.precision,  # type: ignore[arg-type]
         )
         out[name] = _prediction_record(predictions)
     return out
