@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, WeightedRandomSampler
 
 from hyperfusion.config import PRECISIONS
+from hyperfusion.engine.devices import accelerator, torch_device
 from hyperfusion.engine.module import (
     Task,
     TrainingModule,
@@ -119,7 +120,7 @@ class TrainSettings:
                 f"class_balance must be 'weighted', 'oversample' or 'none', got {self.class_balance!r}"
             )
         check_precision(self.precision)
-        _accelerator(self.device)  # validates
+        accelerator(self.device)  # validates
         if not isinstance(self.devices, int) or self.devices < 1:
             raise ValueError(f"devices must be a positive int, got {self.devices!r}")
         if self.devices > 1 and self.device.startswith("cuda:"):
@@ -181,25 +182,6 @@ def check_precision(precision: str) -> None:
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators (call before building a model)."""
     L.seed_everything(seed, workers=True, verbose=False)
-
-
-def _accelerator(device: str) -> tuple[str, int | list[int]]:
-    if device == "auto":
-        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
-    if device == "cpu":
-        return "cpu", 1
-    if device in ("cuda", "gpu"):
-        return "gpu", 1
-    if device.startswith("cuda:") and device[5:].isdigit():
-        return "gpu", [int(device[5:])]
-    raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:<index>' or 'auto', got {device!r}")
-
-
-def _torch_device(device: str) -> torch.device:
-    kind, devices = _accelerator(device)
-    if kind == "cpu":
-        return torch.device("cpu")
-    return torch.device("cuda", devices[0] if isinstance(devices, list) else 0)
 
 
 def dataset_targets(dataset: Dataset) -> np.ndarray:
@@ -321,16 +303,16 @@ def train_model(
         compile=settings.compile,
         channels_last=settings.channels_last,
     )
-    accelerator, devices = _accelerator(settings.device)
+    kind, devices = accelerator(settings.device)
     strategy: object = "auto"
     if settings.devices > 1:
         devices = settings.devices
         train_loader = _sharded_loader(train_loader, settings)
-        strategy = _ddp_strategy(accelerator)
+        strategy = _ddp_strategy(kind)
         summary_path(checkpoint_path).unlink(missing_ok=True)
     with _quiet_lightning(), _restore_global_torch_state():
         trainer = L.Trainer(
-            accelerator=accelerator,
+            accelerator=kind,
             devices=devices,
             strategy=strategy,
             use_distributed_sampler=False,  # training shards through its own sampler; every process validates all
@@ -464,7 +446,7 @@ def predict(
     subject ids and targets of the batches, in loader order.
     """
     check_precision(precision)
-    dev = _torch_device(device)
+    dev = torch_device(device)
     was_training = model.training
     model.eval().to(dev)
     if channels_last:

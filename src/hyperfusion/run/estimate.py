@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, build_dataset, collate_items
+from hyperfusion.engine.devices import torch_device
 from hyperfusion.engine.module import balanced_class_weights
 from hyperfusion.run.plan import PlannedUnit
 from hyperfusion.run.setup import build_model, image_spec
@@ -123,13 +124,6 @@ def unit_seconds(
     return setup + epochs * per_epoch + scoring
 
 
-def resolve_device(device: str) -> torch.device:
-    """The torch device a run's ``training.device`` trains on (``auto``: a GPU when there is one)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device("cuda" if device == "gpu" else device)
-
-
 class MethodTimer:
     """One method's model, built and trained as a unit builds it, stepping on given batches and timing each step.
 
@@ -151,7 +145,7 @@ class MethodTimer:
 
         training = config.training
         self.task = cohort.task
-        self.device = resolve_device(training.device)
+        self.device = torch_device(training.device)
         self.channels_last = training.channels_last
         start = time.perf_counter()
         model = _seeded_model(config, method, cohort, preprocessor, train_targets)
@@ -351,7 +345,7 @@ def estimate_time(
     return Estimate(
         methods=tuple(out),
         timed_steps=steps,
-        device=str(resolve_device(training.device)),
+        device=str(torch_device(training.device)),
         precision=training.precision,
         batch_size=training.batch_size,
         epochs=training.epochs,

@@ -22,6 +22,7 @@ from torch import nn
 from hyperfusion.config import RunConfig, check_device_name, config_from_dict
 from hyperfusion.data import Cohort, TabularPreprocessor, load_manifest, load_table, read_partitions
 from hyperfusion.data.manifest import spec_from_dict
+from hyperfusion.engine.devices import check_available
 from hyperfusion.run.plan import Unit
 from hyperfusion.run.setup import build_model, load_checkpoint
 from hyperfusion.run.store import RunDirectory, fingerprint_cohort
@@ -58,12 +59,7 @@ def check_device(device: str) -> str:
     check_device_name(device, "--device")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r}: this machine has no CUDA GPU (torch {torch.__version__}); use cpu"
-        )
-    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    check_available(device, key="--device")
     return device
 
 

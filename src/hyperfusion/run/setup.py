@@ -18,6 +18,7 @@ from torch import nn
 
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort, ImageSpec, TabularPreprocessor
+from hyperfusion.engine.devices import check_available
 from hyperfusion.engine.target import StandardizedRegressor
 from hyperfusion.models import create_model, model_arguments, model_info
 from hyperfusion.tasks import get_task
@@ -165,18 +166,7 @@ def check_device(device: str, devices: int = 1) -> None:
     Raises:
         ValueError: CUDA asked for on a machine without it, a GPU index out of range, or too few GPUs for DDP.
     """
-    if device in ("cpu", "auto"):
-        return
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"training.device: {device!r}, but this machine has no CUDA GPU (torch {torch.__version__}); "
-            "use 'cpu' or 'auto'"
-        )
-    count = torch.cuda.device_count()
-    if device.startswith("cuda:") and int(device[5:]) >= count:
-        raise ValueError(f"training.device: {device!r}, but this machine has {count} GPU(s)")
-    if devices > count:
-        raise ValueError(f"training.devices: {devices}, but this machine has {count} GPU(s)")
+    check_available(device, devices, key="training.device")
 
 
 def check_config_device(config: RunConfig) -> None:
