@@ -57,11 +57,11 @@ def test_a_process_with_native_threads_never_forks_its_workers(tmp_path):
 
     from hyperfusion.simulate.writer import foreign_threads, start_method
 
-    assert start_method() == "fork" and foreign_threads() == []
+    before = foreign_threads()  # empty alone; Ray's gRPC threads after the Ray tests of a whole suite
     named, stop = threading.Event(), threading.Event()
 
     def native_like() -> None:
-        ctypes.CDLL(None).prctl(15, b"grpc_global_tim", 0, 0, 0)  # PR_SET_NAME: this thread's OS name
+        ctypes.CDLL(None).prctl(15, b"native_runtime", 0, 0, 0)  # PR_SET_NAME: this thread's OS name
         named.set()
         stop.wait()
 
@@ -69,15 +69,15 @@ def test_a_process_with_native_threads_never_forks_its_workers(tmp_path):
     alive.start()
     try:
         named.wait()
-        assert foreign_threads() == ["grpc_global_tim"]
+        assert "native_runtime" in foreign_threads()
         assert start_method() == "forkserver"
         simulate_ad(tmp_path / "threaded", n=4, seed=3, workers=2, **KW)
     finally:
         stop.set()
         alive.join()
     deadline = time.monotonic() + 5  # join returns before the OS thread is gone
-    while foreign_threads() and time.monotonic() < deadline:
+    while foreign_threads() != before and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert start_method() == "fork"
+    assert start_method() == ("fork" if not before else "forkserver")
     simulate_ad(tmp_path / "alone", n=4, seed=3, workers=1, **KW)
     assert _files(tmp_path / "threaded") == _files(tmp_path / "alone")

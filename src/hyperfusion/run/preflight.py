@@ -29,19 +29,17 @@ from nibabel.filebasedimages import ImageFileError
 from tqdm import tqdm
 
 from hyperfusion.config import RunConfig
-from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, load_manifest
+from hyperfusion.data import Cohort, ImageCache, load_manifest
 from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.duplicates import check_duplicate_images
 from hyperfusion.data.intensity import check_intensities, header_warnings
 from hyperfusion.run.estimate import Estimate, estimate_time
-from hyperfusion.run.plan import PlannedUnit, plan_units
-from hyperfusion.run.runner import check_cohort, fold_roles_of, partitions_of
+from hyperfusion.run.plan import PlannedUnit
+from hyperfusion.run.runner import check_cohort, fit_fold, fold_roles_of, partitions_of, plan_of
 from hyperfusion.run.setup import (
     check_config_device,
     group_column,
     image_spec,
-    make_preprocessor,
-    static_model_kwargs,
 )
 from hyperfusion.run.store import RunDirectory
 from hyperfusion.tasks import get_task
@@ -174,7 +172,7 @@ def preflight(
     folds = _prepare_folds(config, cohort, problems) if stratifiable else None
     roles, preprocessors, balance = folds or ({}, {}, None)
     prepare = time.perf_counter() - start
-    planned = _plan(config, cohort.task)
+    planned = plan_of(config, cohort.task)
     estimate = None
     if steps > 0 and not problems:
         estimate = estimate_time(
@@ -231,32 +229,10 @@ def _prepare_folds(
             balance = partition_balance(config, cohort, partitions)
         for fold in range(get_task(cohort.task).folds(config.protocol)):
             fold_roles = fold_roles_of(config, cohort.task, partitions, fold).to_numpy()
-            fitted = _collect(problems, _fit_fold, config, cohort, fold_roles)
+            fitted = _collect(problems, fit_fold, config, cohort, fold_roles)
             if fitted is not None:
                 roles[(split_seed, fold)], preprocessors[(split_seed, fold)] = fold_roles, fitted
     return roles, preprocessors, balance
-
-
-def _fit_fold(config: RunConfig, cohort: Cohort, roles: np.ndarray) -> TabularPreprocessor:
-    """A fold's preprocessing fitted on its training rows, checked on the others, as the run prepares it."""
-    source = str(cohort.table_path)
-    preprocessor = make_preprocessor(config, cohort).fit(cohort.frame[roles == "train"], source=source)
-    preprocessor.check_known(cohort.frame[roles != "train"], source=source)
-    return preprocessor
-
-
-def _plan(config: RunConfig, task: str) -> list[PlannedUnit]:
-    """The run's units, as `Run.plan` makes them (folds only for classification)."""
-    protocol = config.protocol
-    folds = get_task(task).folds(protocol)
-    return plan_units(
-        config.methods,
-        split_seeds=protocol.split_seeds,
-        versions=protocol.versions,
-        folds=folds,
-        warm_start=config.training.warm_start,
-        model_kwargs=static_model_kwargs(config),
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from hyperfusion.config import RunConfig
-from hyperfusion.data import Cohort, ImageCache, load_manifest
+from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, load_manifest
 from hyperfusion.data.duplicates import check_duplicate_images
 from hyperfusion.models import model_info
 from hyperfusion.run.executors import LocalExecutor, RayExecutor, make_executor
@@ -77,6 +77,30 @@ def partitions_of(config: RunConfig, cohort: Cohort, split_seed: int) -> pd.Seri
     )
 
 
+def plan_of(config: RunConfig, task: str) -> list[PlannedUnit]:
+    """Every unit of the run and what it waits for (`Run.plan`; ``validate`` plans with the same call)."""
+    protocol = config.protocol
+    return plan_units(
+        config.methods,
+        split_seeds=protocol.split_seeds,
+        versions=protocol.versions,
+        folds=get_task(task).folds(protocol),
+        warm_start=config.training.warm_start,
+        model_kwargs=static_model_kwargs(config),
+    )
+
+
+def fit_fold(config: RunConfig, cohort: Cohort, roles: np.ndarray) -> TabularPreprocessor:
+    """A fold's tabular preprocessing fitted on its training rows and checked on the others: every category of the
+    validation and test rows was seen in training or has a rule (``validate`` fits with the same call)."""
+    source = str(cohort.table_path)
+    preprocessor = make_preprocessor(config, cohort).fit(cohort.frame[roles == "train"], source=source)
+    check_known = getattr(preprocessor, "check_known", None)
+    if check_known is not None:
+        check_known(cohort.frame[roles != "train"], source=source)
+    return preprocessor
+
+
 def fold_roles_of(config: RunConfig, task: str, partitions: pd.Series, fold: int) -> pd.Series:
     return get_task(task).roles(partitions, config.protocol, fold)
 
@@ -96,15 +120,7 @@ class Run:
         self.folds = get_task(self.task).folds(config.protocol)
 
     def plan(self) -> list[PlannedUnit]:
-        protocol = self.config.protocol
-        return plan_units(
-            self.config.methods,
-            split_seeds=protocol.split_seeds,
-            versions=protocol.versions,
-            folds=self.folds,
-            warm_start=self.config.training.warm_start,
-            model_kwargs=static_model_kwargs(self.config),
-        )
+        return plan_of(self.config, self.task)
 
     # --- preparing the run directory -----------------------------------------------------------------------
 
@@ -157,13 +173,10 @@ class Run:
         roles = fold_roles_of(self.config, self.task, partitions, fold).to_numpy()
         frame = self.cohort.frame
         if not path.is_file():
-            preprocessor = make_preprocessor(self.config, self.cohort).fit(frame[roles == "train"])
-            preprocessor.save(path)
-        else:
-            from hyperfusion.data import TabularPreprocessor
-
-            records = [r for r in map(self.run.read_record, units) if r is not None]
-            preprocessor = TabularPreprocessor.load(self.run.verified_preprocessor(split_seed, fold, records))
+            fit_fold(self.config, self.cohort, roles).save(path)
+            return
+        records = [r for r in map(self.run.read_record, units) if r is not None]
+        preprocessor = TabularPreprocessor.load(self.run.verified_preprocessor(split_seed, fold, records))
         check_known = getattr(preprocessor, "check_known", None)
         if check_known is not None:  # every category of the other rows was seen in training (or has a rule)
             check_known(frame[roles != "train"], source=str(self.cohort.table_path))
