@@ -14,8 +14,11 @@ includes zero means the method is **not better than the baseline** on these subj
 
 Metrics follow the conventions of :mod:`hyperfusion.evaluation.metrics` and
 :mod:`hyperfusion.evaluation.calibration` exactly. The metric of a resample equals that metric on the
-duplicated arrays ``p[idx], y[idx]`` (tested against such a loop). Every resample is computed at once from
-per-subject counts, so 2000 resamples of a few hundred subjects take well under a second.
+duplicated arrays ``p[idx], y[idx]`` (tested against such a loop, and against scikit-learn's
+``balanced_accuracy_score``, ``precision_score``, ``f1_score``, ``roc_auc_score`` and ``brier_score_loss``).
+Every resample is computed at once from per-subject counts, so 2000 resamples of a few hundred subjects take
+well under a second. That is why these counts are not scikit-learn calls: one call per resample took
+3–18 ms (300 subjects, 3 classes), 7–37 s per metric for 2000 resamples, against 30–160 ms here.
 """
 
 from __future__ import annotations

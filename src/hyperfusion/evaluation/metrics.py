@@ -15,6 +15,11 @@ Conventions for undefined cases (written once, used everywhere):
 - **AUC** one-vs-rest needs positives and negatives: a class absent from the targets (or the only class
   present) has no AUC; it is left out of the macro AUC with a warning naming it, and the macro AUC is NaN if
   no class has one.
+
+scikit-learn computes the confusion counts, per-class recall and macro precision (the same numbers, bit for bit,
+tested on random inputs). Balanced accuracy, F1, AUC and the row-normalised confusion matrix stay written out here
+because scikit-learn's differ from the conventions above in the last bit or in the undefined cases (each function
+says where); the results tables are written at full precision, so they would change.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import rankdata
+from sklearn import metrics as skm
 
 __all__ = [
     "balanced_accuracy",
@@ -79,14 +85,23 @@ def check_probabilities(probabilities: np.ndarray, targets: np.ndarray) -> tuple
 
 
 def confusion_matrix(targets: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts ``M[i, j]`` = number of samples of true class i predicted as class j (rows: truth)."""
+    """Counts ``M[i, j]`` = number of samples of true class i predicted as class j (rows: truth), int64.
+
+    ``sklearn.metrics.confusion_matrix`` over the labels ``0 … n_classes − 1``; no samples give all zeros
+    (scikit-learn refuses empty input).
+    """
     t = np.asarray(targets, dtype=np.int64)
     q = np.asarray(predicted, dtype=np.int64)
-    return np.bincount(t * n_classes + q, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    if t.size == 0 and q.size == 0:
+        return np.zeros((n_classes, n_classes), dtype=np.int64)
+    return skm.confusion_matrix(t, q, labels=np.arange(n_classes)).astype(np.int64, copy=False)
 
 
 def row_normalised_confusion(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Confusion matrix with each row divided by its class size (row i: where class i goes); absent → NaN."""
+    """Confusion matrix with each row divided by its class size (row i: where class i goes); absent → NaN.
+
+    Kept by hand: ``confusion_matrix(..., normalize="true")`` gives 0, not NaN, for a class absent from the targets.
+    """
     p, y = check_probabilities(probabilities, targets)
     cm = confusion_matrix(y, p.argmax(axis=1), p.shape[1]).astype(np.float64)
     support = cm.sum(axis=1, keepdims=True)
@@ -95,12 +110,25 @@ def row_normalised_confusion(probabilities: np.ndarray, targets: np.ndarray) -> 
 
 
 def per_class_recall(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """TP_c / (TP_c + FN_c) per class (the paper's TP-CN, TP-MCI, TP-AD); NaN for a class not in targets."""
-    return np.diag(row_normalised_confusion(probabilities, targets)).copy()
+    """TP_c / (TP_c + FN_c) per class (the paper's TP-CN, TP-MCI, TP-AD); NaN for a class not in targets.
+
+    ``sklearn.metrics.recall_score(average=None, zero_division=nan)``: the diagonal of
+    `row_normalised_confusion`, bit for bit.
+    """
+    p, y = check_probabilities(probabilities, targets)
+    recall = skm.recall_score(
+        y, p.argmax(axis=1), labels=np.arange(p.shape[1]), average=None, zero_division=np.nan
+    )
+    return np.asarray(recall, dtype=np.float64)
 
 
 def balanced_accuracy(probabilities: np.ndarray, targets: np.ndarray) -> float:
-    """Eq. 9: BA = mean over classes of TP_c / (TP_c + FN_c), over the classes present in the targets."""
+    """Eq. 9: BA = mean over classes of TP_c / (TP_c + FN_c), over the classes present in the targets.
+
+    Kept by hand (``nanmean`` of the recalls): ``balanced_accuracy_score`` means the recalls left after dropping
+    the absent classes, which sums in another order and differs in the last bit with 8 or more classes and one
+    absent (and it warns about the absent class).
+    """
     return float(np.nanmean(per_class_recall(probabilities, targets)))
 
 
@@ -115,13 +143,23 @@ def _precision_recall(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def macro_precision(probabilities: np.ndarray, targets: np.ndarray) -> float:
-    """Eq. 10: PRC = mean over all C classes of TP_c / (TP_c + FP_c); a never-predicted class counts as 0."""
+    """Eq. 10: PRC = mean over all C classes of TP_c / (TP_c + FP_c); a never-predicted class counts as 0.
+
+    ``sklearn.metrics.precision_score(labels=range(C), average="macro", zero_division=0)``.
+    """
     p, y = check_probabilities(probabilities, targets)
-    return float(_precision_recall(p, y)[0].mean())
+    return float(
+        skm.precision_score(
+            y, p.argmax(axis=1), labels=np.arange(p.shape[1]), average="macro", zero_division=0
+        )
+    )
 
 
 def macro_f1(probabilities: np.ndarray, targets: np.ndarray) -> float:
-    """Mean over all C classes of F1_c = 2 P_c R_c / (P_c + R_c), with F1_c = 0 where P_c + R_c = 0."""
+    """Mean over all C classes of F1_c = 2 P_c R_c / (P_c + R_c), with F1_c = 0 where P_c + R_c = 0.
+
+    Kept by hand: ``f1_score`` computes 2 TP / (2 TP + FP + FN), equal in exact arithmetic but up to 2.2e-16 off.
+    """
     p, y = check_probabilities(probabilities, targets)
     precision, recall = _precision_recall(p, y)
     denom = precision + recall
@@ -134,6 +172,10 @@ def one_vs_rest_auc(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarra
 
     Computed from ranks (Mann–Whitney form, ties counted half):
     AUC_c = (Σ ranks of positives − n₊(n₊+1)/2) / (n₊ n₋).
+
+    Kept by hand: ``roc_auc_score`` integrates the ROC curve by trapezoids (up to 2.2e-16 off), and its
+    ``multi_class="ovr"`` macro is NaN (or an error, without ``labels``) when the targets miss a class, where
+    `macro_auc` leaves that class out.
     """
     p, y = check_probabilities(probabilities, targets)
     out = np.full(p.shape[1], np.nan)
