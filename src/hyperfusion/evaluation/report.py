@@ -59,6 +59,7 @@ from hyperfusion.evaluation.stats import (
     compare_to_reference,
     run_values,
 )
+from hyperfusion.text import format_table
 
 __all__ = [
     "CALIBRATION_METRICS",
@@ -156,7 +157,7 @@ def markdown_table(
     )
     skip = {str(m) for m in untested}
     names = list(dict.fromkeys(summary["metric"]))
-    lines = ["| method | runs | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    rows = []
     unavailable = False
     for method, sub in summary.groupby("method", sort=False):
         sub = sub.set_index("metric")
@@ -176,8 +177,8 @@ def markdown_table(
                 else:
                     cell += f" ({format_p(r['p_value'])})"
             cells.append(cell)
-        lines.append(f"| {method} | {int(sub['n'].max())} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
+        rows.append([method, int(sub["n"].max()), *cells])
+    text = format_table(["method", "runs", *names], rows, right=range(1, len(names) + 2), escape=False)
     if reference is not None:
         text += (
             f"\nMean ± sample std over runs; p: two-sided Mann–Whitney U of each method against {reference} "
