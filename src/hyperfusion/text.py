@@ -3,11 +3,13 @@
 A table cell, a label or a key can be megabytes long (a pasted file, a binary blob read as text); an error that
 quotes it whole is no longer a one-line error. `shown` quotes a value for a message, cut in the middle past
 `LIMIT` characters; `one_line` is what the command line prints: whitespace collapsed, and any word or the whole
-message cut the same way, so even a message built elsewhere stays readable.
+message cut the same way, so even a message built elsewhere stays readable. `format_table` is the one writer of tables
+as text: markdown (report.md, explain's and a study's summary.md) or aligned plain columns (``validate``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 #: The longest value quoted whole in a message.
@@ -35,3 +37,35 @@ def _cut(text: str, limit: int, what: str) -> str:
     keep = max(limit - len(what) - 8, 8)
     head, tail = text[: keep - keep // 3], text[len(text) - keep // 3 :]
     return f"{head}…[{what}]…{tail}"
+
+
+def format_table(
+    header: Sequence[Any],
+    rows: Sequence[Sequence[Any]],
+    *,
+    right: Collection[int] = (),
+    markdown: bool = True,
+    escape: bool = True,
+) -> str:
+    """A table as text, one line per row (header first), each line ending in a newline; cells are ``str(cell)``.
+
+    ``markdown``: ``| a | b |`` lines under the header and its rule, the columns in ``right`` right-aligned
+    (``---:``); ``escape`` writes a ``|`` in a body cell as ``\\|``. Otherwise aligned plain columns two spaces
+    apart, the columns in ``right`` right-aligned, trailing spaces removed.
+    """
+    head = [str(c) for c in header]
+    body = [[str(c) for c in row] for row in rows]
+    if markdown:
+        if escape:
+            body = [[c.replace("|", "\\|") for c in row] for row in body]
+        rule = "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"
+        lines = ["| " + " | ".join(head) + " |", rule, *("| " + " | ".join(row) + " |" for row in body)]
+    else:
+        widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+        lines = [
+            "  ".join(
+                c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+            ).rstrip()
+            for row in [head, *body]
+        ]
+    return "".join(line + "\n" for line in lines)

@@ -115,6 +115,41 @@ def test_write_report_regression_and_without_reference(tmp_path: Path) -> None:
     assert "Mann–Whitney" not in paths["report"].read_text()
 
 
+def _runs(context: report.ReportContext) -> str:
+    """A new report section: one function from the report's context to markdown."""
+    runs = len(context.results[["split_seed", "version"]].drop_duplicates())
+    return f"\n## Runs\n\n{runs} runs of {context.results['method'].nunique()} methods.\n"
+
+
+def test_a_new_section_is_one_function(tmp_path: Path) -> None:
+    """Given in ``sections=`` a section comes last; placed with ``insert_section`` it comes where it was put;
+    a section with nothing to say writes nothing."""
+    df = _regression_results()
+    runs = report.Section("runs", _runs)
+    plain = report.write_report(df, tmp_path / "plain")["report"].read_text()
+    last = report.write_report(df, tmp_path / "last", sections=[runs])["report"].read_text()
+    assert last == plain + "\n## Runs\n\n3 runs of 2 methods.\n"
+    layout = report.insert_section(runs, after="main table")
+    assert [s.name for s in layout][:3] == ["main table", "runs", "figures"]
+    placed = report.write_report(df, tmp_path / "placed", layout=layout)["report"].read_text()
+    table, figures = plain.split("\n## Every metric per method")
+    assert placed == table + "\n## Runs\n\n3 runs of 2 methods.\n" + "\n## Every metric per method" + figures
+    silent = report.Section("silent", lambda context: "")
+    assert report.write_report(df, tmp_path / "silent", sections=[silent])["report"].read_text() == plain
+
+
+def test_insert_section_names_the_sections() -> None:
+    runs = report.Section("runs", _runs)
+    assert report.insert_section(runs, before="main table")[0] is runs
+    assert report.insert_section(runs, after="learning curves")[-1] is runs
+    with pytest.raises(
+        ValueError, match=re.escape("no report section 'nope'; sections: ['main table', 'figures'")
+    ):
+        report.insert_section(runs, before="nope")
+    with pytest.raises(ValueError, match="one of after= and before="):
+        report.insert_section(runs)
+
+
 def test_interrupted_plot_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     df = _classification_results()
 

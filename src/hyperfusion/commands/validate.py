@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from hyperfusion.text import format_table
+
 if TYPE_CHECKING:  # heavy imports stay inside run(), so `hyperfusion --help` is quick
     from hyperfusion.config import RunConfig
     from hyperfusion.run.preflight import Preflight
@@ -159,15 +161,8 @@ def _section(title: str, lines: Sequence[str]) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = ()) -> list[str]:
-    """Aligned plain-text columns (two spaces apart); columns listed in ``right`` are right-aligned."""
-    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        return "  ".join(parts).rstrip()
-
-    return [line(cells[0]), *(line(r) for r in cells[1:])]
+    """Aligned plain-text columns (two spaces apart), one line each; columns listed in ``right`` are right-aligned."""
+    return format_table(header, rows, right=right, markdown=False).splitlines()
 
 
 def duration(seconds: float) -> str:

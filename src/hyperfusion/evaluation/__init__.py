@@ -30,7 +30,15 @@ from hyperfusion.evaluation.noskill import (
     noskill_probabilities,
     noskill_regression_metrics,
 )
-from hyperfusion.evaluation.report import markdown_table, summary_table, write_report
+from hyperfusion.evaluation.report import (
+    REPORT_SECTIONS,
+    ReportContext,
+    Section,
+    insert_section,
+    markdown_table,
+    summary_table,
+    write_report,
+)
 from hyperfusion.evaluation.sensitivity import sensitivity_flags
 from hyperfusion.evaluation.stats import (
     RESULT_COLUMNS,
@@ -43,8 +51,11 @@ from hyperfusion.evaluation.stats import (
 
 __all__ = [
     "NO_SKILL",
+    "REPORT_SECTIONS",
     "RESULT_COLUMNS",
     "BootstrapDifference",
+    "ReportContext",
+    "Section",
     "bootstrap_difference",
     "bootstrap_differences",
     "brier_score",
@@ -57,6 +68,7 @@ __all__ = [
     "corrected_resampled_t",
     "entropy_by_group",
     "expected_calibration_error",
+    "insert_section",
     "inverse_entropy_ensemble",
     "inverse_entropy_weights",
     "markdown_table",

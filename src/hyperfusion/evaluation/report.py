@@ -9,8 +9,12 @@ The method ``no-skill`` (:data:`hyperfusion.evaluation.noskill.NO_SKILL`) is sho
 p-value: its comparison is the "better than no skill" section. The metrics ``tabular_sensitivity`` and
 ``image_sensitivity`` go to their own section, ``ECE`` and ``Brier`` to the calibration section.
 
-:func:`write_report` also takes optional tables (their columns are in :mod:`hyperfusion.evaluation.frames`):
-``skill``, ``histories``, ``treatments`` and ``predictions``. Each one adds a section.
+``report.md`` is a list of sections (:data:`REPORT_SECTIONS`): each :class:`Section` renders its markdown from one
+:class:`ReportContext` (the checked tables and settings of the :func:`write_report` call) and says nothing when
+it has no data. A new section is one function: pass it as ``Section(name, render)`` in ``sections=`` (after the
+others) or place it with ``layout=insert_section(...)``. :func:`write_report` also takes optional tables (their
+columns are in :mod:`hyperfusion.evaluation.frames`): ``skill``, ``histories``, ``treatments``,
+``predictions`` and ``members``. Each one adds a section.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects (Agg canvas, no pyplot state), each with a title,
 and every file is written to a temporary name and renamed, so an interrupted report never leaves a half-written
@@ -21,7 +25,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +64,14 @@ from hyperfusion.evaluation.stats import (
     compare_to_reference,
     run_values,
 )
+from hyperfusion.text import format_table
 
 __all__ = [
     "CALIBRATION_METRICS",
+    "REPORT_SECTIONS",
+    "ReportContext",
+    "Section",
+    "insert_section",
     "main_metrics",
     "markdown_table",
     "plot_confusion_matrices",
@@ -156,7 +166,7 @@ def markdown_table(
     )
     skip = {str(m) for m in untested}
     names = list(dict.fromkeys(summary["metric"]))
-    lines = ["| method | runs | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    rows = []
     unavailable = False
     for method, sub in summary.groupby("method", sort=False):
         sub = sub.set_index("metric")
@@ -176,8 +186,8 @@ def markdown_table(
                 else:
                     cell += f" ({format_p(r['p_value'])})"
             cells.append(cell)
-        lines.append(f"| {method} | {int(sub['n'].max())} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
+        rows.append([method, int(sub["n"].max()), *cells])
+    text = format_table(["method", "runs", *names], rows, right=range(1, len(names) + 2), escape=False)
     if reference is not None:
         text += (
             f"\nMean ± sample std over runs; p: two-sided Mann–Whitney U of each method against {reference} "
@@ -373,6 +383,230 @@ def _empty(frame: pd.DataFrame | None) -> bool:
     return frame is None or len(frame) == 0
 
 
+# ----------------------------------------------------------------------------------------------------------
+# the report as a list of sections
+
+
+@dataclass(frozen=True, eq=False)
+class ReportContext:
+    """What the report's sections read: the checked tables and the settings of one :func:`write_report` call.
+
+    ``reference`` is ``None`` when it is not in the results; ``main`` and ``calibration`` are the metrics of the
+    main and the calibration table, ``metrics`` every metric column of the run values (``cm/`` cells included);
+    ``predictions`` is a classification table (a regression one is dropped). The optional tables are ``None``
+    when not given or empty. ``figures`` collects the figures the sections draw, by name, in order.
+    """
+
+    results: pd.DataFrame
+    out_dir: Path
+    title: str
+    reference: str | None
+    fold: str | None
+    min_runs: int
+    main: tuple[str, ...]
+    calibration: tuple[str, ...]
+    metrics: tuple[str, ...]
+    no_skill: str = NO_SKILL
+    tabular_method: str | None = "Tabular"
+    image_method: str | None = "Imaging"
+    reader_method: str | None = None
+    skill: pd.DataFrame | None = None
+    members: pd.DataFrame | None = None
+    histories: pd.DataFrame | None = None
+    treatments: pd.DataFrame | None = None
+    predictions: pd.DataFrame | None = None
+    test_train_ratio: float | None = None
+    sensitivity_fraction: float = DEFAULT_FRACTION
+    sensitivity_floor: float = DEFAULT_FLOOR
+    calibration_bins: int = DEFAULT_BINS
+    seed: int = 0
+    figures: dict[str, Path] = field(default_factory=dict)
+
+    def results_table(self, metrics: Sequence[str]) -> str:
+        """:func:`markdown_table` of ``metrics`` as the report shows it (the no-skill row without a p-value)."""
+        return markdown_table(
+            self.results,
+            reference=self.reference,
+            metrics=metrics,
+            fold=self.fold,
+            min_runs=self.min_runs,
+            untested=(self.no_skill,),
+        )
+
+    def draw(self, name: str, plot: Callable[[Path], Path | None]) -> Path:
+        """Draw figure ``name`` with ``plot(out_dir / "<name>.png")``, record it in ``figures``, return its path."""
+        path = plot(self.out_dir / f"{name}.png")
+        assert path is not None, f"{name}: nothing to draw"  # a section draws only what it has data for
+        self.figures[name] = path
+        return path
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of ``report.md``: ``render`` returns its markdown, or ``""`` when it has nothing to say.
+
+    A section's text opens with a blank line and its ``## `` heading and ends with a newline; the report is the
+    sections' texts one after the other.
+    """
+
+    name: str
+    render: Callable[[ReportContext], str]
+
+
+def _main_table(report: ReportContext) -> str:
+    return f"# {report.title}\n\n" + report.results_table(report.main)
+
+
+FIGURE_CAPTIONS = {
+    "metrics": "Every metric per method (mean ± std over runs)",
+    "confusion": "Row-normalised confusion matrices (mean ± std over runs)",
+    "mae_by_group": "MAE by group per method (mean ± std over runs)",
+}
+
+
+def _figures(report: ReportContext) -> str:
+    df, fold = report.results, report.fold
+    drawn = [report.draw("metrics", lambda p: plot_metric_bars(df, p, metrics=report.main, fold=fold))]
+    if any(c.startswith(CM_PREFIX) for c in report.metrics):
+        drawn.append(report.draw("confusion", lambda p: plot_confusion_matrices(df, p, fold=fold)))
+    if any(c.startswith("MAE-") for c in report.metrics):
+        drawn.append(report.draw("mae_by_group", lambda p: plot_mae_by_group(df, p, fold=fold)))
+    return "".join(
+        f"\n## {FIGURE_CAPTIONS[p.stem]}\n\n![{FIGURE_CAPTIONS[p.stem]}]({p.name})\n" for p in drawn
+    )
+
+
+def _reader(report: ReportContext) -> str:
+    if report.reader_method is None or report.image_method is None:
+        return ""
+    return reader_section(
+        report.results,
+        image_methods=[report.image_method],
+        reader=report.reader_method,
+        no_skill=report.no_skill,
+    )
+
+
+def _skill(report: ReportContext) -> str:
+    return "" if report.skill is None else skill_section(report.skill)
+
+
+def _members(report: ReportContext) -> str:
+    return "" if report.members is None else members_section(report.members)
+
+
+def _paired(report: ReportContext) -> str:
+    if report.reference is None:
+        return ""
+    paired = compare_paired(
+        report.results,
+        report.reference,
+        metrics=[*report.main, *report.calibration],
+        fold=report.fold,
+        test_train_ratio=report.test_train_ratio,
+        exclude=(report.no_skill,),
+        unpaired="drop",
+        min_runs=max(2, report.min_runs),
+        seed=report.seed,
+    )
+    return paired_section(
+        paired, report.reference, test_train_ratio=report.test_train_ratio, fold=report.fold
+    )
+
+
+def _inputs(report: ReportContext) -> str:
+    reader = [report.reader_method] if report.reader_method else []  # the reader reads the image only
+    flags = sensitivity_flags(
+        report.results,
+        fold=report.fold,
+        tabular_method=report.tabular_method,
+        image_method=report.image_method,
+        exclude=(report.no_skill, *reader),
+        fraction=report.sensitivity_fraction,
+        floor=report.sensitivity_floor,
+    )
+    return sensitivity_section(
+        flags,
+        tabular_method=report.tabular_method,
+        image_method=report.image_method,
+        fraction=report.sensitivity_fraction,
+        floor=report.sensitivity_floor,
+    )
+
+
+def _calibration(report: ReportContext) -> str:
+    predictions = report.predictions
+    if not report.calibration and predictions is None:
+        return ""
+    text = (
+        "\n## Calibration\n\n"
+        "ECE: top-label expected calibration error, Σ over equal-width confidence bins of (bin share) ×\n"
+        "|accuracy − mean confidence| (0 = calibrated). Brier: mean over subjects of Σ_c (p_c − y_c)²\n"
+        "(0 best, 2 worst). Both are computed on each run's test set; lower is better.\n\n"
+    )
+    if report.calibration:
+        text += report.results_table(report.calibration)
+    if predictions is not None:
+        bins = report.calibration_bins
+        figure = report.draw("reliability", lambda p: plot_reliability(predictions, p, n_bins=bins))
+        text += (
+            f"\n![Reliability diagrams]({figure.name})\n\n"
+            f"Reliability diagrams: {bins} equal-width bins of the top-label confidence; a\n"
+            "calibrated model's bars reach the diagonal.\n"
+        )
+        text += entropy_section(predictions)
+    return text
+
+
+def _treatments(report: ReportContext) -> str:
+    return "" if report.treatments is None else treatments_section(report.treatments)
+
+
+def _learning(report: ReportContext) -> str:
+    histories = report.histories
+    if histories is None:
+        return ""
+    figure = report.draw("learning_curves", lambda p: plot_learning_curves(histories, p))
+    return learning_section(histories, figure.name)
+
+
+#: The report's sections, in order (the caller's ``sections`` follow them).
+REPORT_SECTIONS: tuple[Section, ...] = (
+    Section("main table", _main_table),
+    Section("figures", _figures),
+    Section("reader", _reader),
+    Section("skill", _skill),
+    Section("members", _members),
+    Section("paired", _paired),
+    Section("inputs", _inputs),
+    Section("calibration", _calibration),
+    Section("treatments", _treatments),
+    Section("learning curves", _learning),
+)
+
+
+def insert_section(
+    section: Section,
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    layout: Sequence[Section] = REPORT_SECTIONS,
+) -> tuple[Section, ...]:
+    """``layout`` with ``section`` placed right after (or before) the section named ``after`` (``before``).
+
+    Raises:
+        ValueError: not exactly one of ``after`` and ``before``, or no section of that name.
+    """
+    if (after is None) == (before is None):
+        raise ValueError("insert_section takes one of after= and before=")
+    names = [s.name for s in layout]
+    anchor = after if after is not None else before
+    if anchor not in names:
+        raise ValueError(f"no report section {anchor!r}; sections: {names}")
+    at = names.index(anchor) + (after is not None)
+    return (*layout[:at], section, *layout[at:])
+
+
 def write_report(
     results: pd.DataFrame,
     out_dir: str | os.PathLike[str],
@@ -395,10 +629,13 @@ def write_report(
     sensitivity_floor: float = DEFAULT_FLOOR,
     calibration_bins: int = DEFAULT_BINS,
     seed: int = 0,
-    sections: Sequence[str] = (),
+    sections: Sequence[str | Section] = (),
+    layout: Sequence[Section] = REPORT_SECTIONS,
 ) -> dict[str, Path]:
     """Write ``report.md`` and its PNG figures into ``out_dir``; return the written paths by name.
 
+    The report is ``layout``'s sections (:data:`REPORT_SECTIONS`, or one from :func:`insert_section`), then
+    ``sections``: each rendered from one :class:`ReportContext`, a section with nothing to say writing nothing.
     Always: the main table (every method, ``no_skill`` included without a p-value; two-sided Mann–Whitney U
     against ``reference``) and ``metrics.png``. With the data for them:
 
@@ -418,8 +655,8 @@ def write_report(
       ``predictions`` (classification only; a regression ``predictions`` table is skipped);
     - "How each method was trained" from ``treatments``;
     - "Learning curves" (``learning_curves.png``) from ``histories``;
-    - then ``sections``, markdown the caller made (e.g. the regression ensemble's table), in order: the report
-      is written once, never re-read and appended to.
+    - then ``sections``, the caller's: a :class:`Section`, or markdown it made (e.g. the regression ensemble's
+      table), in order: the report is written once, never re-read and appended to.
 
     The optional tables' columns are in :mod:`hyperfusion.evaluation.frames`; empty tables are skipped. A
     ``reference`` absent from the results skips the p-values.
@@ -432,91 +669,34 @@ def write_report(
     skill = None if _empty(skill) else check_skill(skill)
     histories = None if _empty(histories) else check_histories(histories)
     treatments = None if _empty(treatments) else check_treatments(treatments)
-    checked_predictions = None if _empty(predictions) else check_predictions(predictions)
-    out = Path(out_dir)
+    classified = None if _empty(predictions) or check_predictions(predictions) is None else predictions
     wide = run_values(df, fold=fold)
     if reference is not None and reference not in set(wide.index.get_level_values("method")):
         reference = None
-    untested = (no_skill,)
-    main = main_metrics(df, fold=fold)
-    calibration = [m for m in CALIBRATION_METRICS if m in wide.columns]
-    paths = {"metrics": plot_metric_bars(df, out / "metrics.png", metrics=main, fold=fold)}
-    if any(c.startswith(CM_PREFIX) for c in wide.columns):
-        paths["confusion"] = plot_confusion_matrices(df, out / "confusion.png", fold=fold)
-    if any(c.startswith("MAE-") for c in wide.columns):
-        paths["mae_by_group"] = plot_mae_by_group(df, out / "mae_by_group.png", fold=fold)
-    captions = {
-        "metrics": "Every metric per method (mean ± std over runs)",
-        "confusion": "Row-normalised confusion matrices (mean ± std over runs)",
-        "mae_by_group": "MAE by group per method (mean ± std over runs)",
-    }
-    text = f"# {title}\n\n" + markdown_table(
-        df, reference=reference, metrics=main, fold=fold, min_runs=min_runs, untested=untested
-    )
-    for name, p in list(paths.items()):
-        text += f"\n## {captions[name]}\n\n![{captions[name]}]({p.name})\n"
-    if reader_method is not None and image_method is not None:
-        text += reader_section(df, image_methods=[image_method], reader=reader_method, no_skill=no_skill)
-
-    if skill is not None:
-        text += skill_section(skill)
-    if not _empty(members):
-        text += members_section(members)  # type: ignore[arg-type]
-    if reference is not None:
-        paired = compare_paired(
-            df,
-            reference,
-            metrics=[*main, *calibration],
-            fold=fold,
-            test_train_ratio=test_train_ratio,
-            exclude=untested,
-            unpaired="drop",
-            min_runs=max(2, min_runs),
-            seed=seed,
-        )
-        text += paired_section(paired, reference, test_train_ratio=test_train_ratio, fold=fold)
-    flags = sensitivity_flags(
-        df,
+    context = ReportContext(
+        results=df,
+        out_dir=Path(out_dir),
+        title=title,
+        reference=reference,
         fold=fold,
+        min_runs=min_runs,
+        main=tuple(main_metrics(df, fold=fold)),
+        calibration=tuple(m for m in CALIBRATION_METRICS if m in wide.columns),
+        metrics=tuple(wide.columns),
+        no_skill=no_skill,
         tabular_method=tabular_method,
         image_method=image_method,
-        exclude=(*untested, *([reader_method] if reader_method else [])),  # the reader reads the image only
-        fraction=sensitivity_fraction,
-        floor=sensitivity_floor,
+        reader_method=reader_method,
+        skill=skill,
+        members=None if _empty(members) else members,
+        histories=histories,
+        treatments=treatments,
+        predictions=classified,
+        test_train_ratio=test_train_ratio,
+        sensitivity_fraction=sensitivity_fraction,
+        sensitivity_floor=sensitivity_floor,
+        calibration_bins=calibration_bins,
+        seed=seed,
     )
-    text += sensitivity_section(
-        flags,
-        tabular_method=tabular_method,
-        image_method=image_method,
-        fraction=sensitivity_fraction,
-        floor=sensitivity_floor,
-    )
-    if calibration or checked_predictions is not None:
-        text += (
-            "\n## Calibration\n\n"
-            "ECE: top-label expected calibration error, Σ over equal-width confidence bins of (bin share) ×\n"
-            "|accuracy − mean confidence| (0 = calibrated). Brier: mean over subjects of Σ_c (p_c − y_c)²\n"
-            "(0 best, 2 worst). Both are computed on each run's test set; lower is better.\n\n"
-        )
-        if calibration:
-            text += markdown_table(
-                df, reference=reference, metrics=calibration, fold=fold, min_runs=min_runs, untested=untested
-            )
-        if checked_predictions is not None:
-            paths["reliability"] = plot_reliability(
-                predictions, out / "reliability.png", n_bins=calibration_bins
-            )
-            text += (
-                f"\n![Reliability diagrams]({paths['reliability'].name})\n\n"
-                f"Reliability diagrams: {calibration_bins} equal-width bins of the top-label confidence; a\n"
-                "calibrated model's bars reach the diagonal.\n"
-            )
-            text += entropy_section(predictions)
-    if treatments is not None:
-        text += treatments_section(treatments)
-    if histories is not None:
-        paths["learning_curves"] = plot_learning_curves(histories, out / "learning_curves.png")
-        text += learning_section(histories, paths["learning_curves"].name)
-    text += "".join(sections)
-    paths["report"] = write_text_atomic(out / "report.md", text)
-    return paths
+    text = "".join(s if isinstance(s, str) else s.render(context) for s in (*layout, *sections))
+    return {**context.figures, "report": write_text_atomic(context.out_dir / "report.md", text)}

@@ -13,12 +13,12 @@ from hyperfusion.evaluation.bootstrap import higher_is_better, is_better, skill_
 from hyperfusion.evaluation.calibration import entropy_by_group
 from hyperfusion.evaluation.figures import mean_learning_curves
 from hyperfusion.evaluation.frames import check_predictions, check_skill, check_treatments
+from hyperfusion.text import format_table
 
 __all__ = [
     "entropy_section",
     "format_p",
     "learning_section",
-    "markdown_grid",
     "members_section",
     "paired_section",
     "reader_section",
@@ -52,16 +52,6 @@ def _interval(estimate: float, low: float, high: float, digits: int) -> str:
         f"{_num(estimate, digits, signed=True)} "
         f"[{_num(low, digits, signed=True)}, {_num(high, digits, signed=True)}]"
     )
-
-
-def markdown_grid(
-    header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool] | None = None
-) -> str:
-    """A markdown table; ``numeric`` right-aligns the columns it marks."""
-    marks = numeric if numeric is not None else [False] * len(header)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if m else "---" for m in marks) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _confidence(skill: pd.DataFrame) -> str:
@@ -106,10 +96,10 @@ def skill_section(skill: pd.DataFrame, *, digits: int = 3) -> str:
                 verdict,
             ]
         )
-    text += markdown_grid(
+    text += format_table(
         ["method", "metric", "runs", "runs better", "mean difference", "verdict"],
         rows,
-        [False, False, True, True, True, False],
+        right=(2, 3, 4),
     )
     detail = []
     for _, r in df.iterrows():
@@ -117,10 +107,10 @@ def skill_section(skill: pd.DataFrame, *, digits: int = 3) -> str:
         shown = verdict if is_better(r["low"], r["high"]) else f"**{verdict}**"
         interval = _interval(r["difference"], r["low"], r["high"], digits)
         detail.append([r["method"], str(r["split_seed"]), str(r["version"]), r["metric"], interval, shown])
-    text += "\nEvery run:\n\n" + markdown_grid(
+    text += "\nEvery run:\n\n" + format_table(
         ["method", "split seed", "version", "metric", f"difference [{level} CI]", "verdict"],
         detail,
-        [False, True, True, False, True, False],
+        right=(1, 2, 4),
     )
     return text
 
@@ -181,7 +171,7 @@ def paired_section(
                 r["note"],
             ]
         )
-    text += markdown_grid(
+    text += format_table(
         [
             "metric",
             "method",
@@ -194,7 +184,7 @@ def paired_section(
             "note",
         ],
         rows,
-        [False, False, True, True, True, True, True, True, False],
+        right=(2, 3, 4, 5, 6, 7),
     )
     if shared:
         text += "\nEvery row: " + "; ".join(shared) + ".\n"
@@ -251,10 +241,10 @@ def sensitivity_section(
                 note,
             ]
         )
-    text += markdown_grid(
+    text += format_table(
         ["method", "runs", "tabular sensitivity", "image sensitivity", "flag"],
         rows,
-        [False, True, True, True, False],
+        right=(1, 2, 3),
     )
     return text
 
@@ -270,7 +260,7 @@ def treatments_section(treatments: pd.DataFrame) -> str:
 
     columns = list(df.columns)
     rows = [[show(v) for v in row] for row in df.itertuples(index=False)]
-    return "\n## How each method was trained\n\n" + markdown_grid([str(c) for c in columns], rows)
+    return "\n## How each method was trained\n\n" + format_table([str(c) for c in columns], rows)
 
 
 def entropy_section(predictions: pd.DataFrame, *, digits: int = 3) -> str:
@@ -295,7 +285,7 @@ def entropy_section(predictions: pd.DataFrame, *, digits: int = 3) -> str:
     return (
         "\nPredictive entropy of the test-set ensembles in nats, pooled over runs (0 = certain,\n"
         f"ln {len(names)} = {math.log(len(names)):.3f} = uniform). A useful model is less certain about the "
-        "subjects it gets wrong.\n\n" + markdown_grid(header, rows, [False, *[True] * (len(header) - 1)])
+        "subjects it gets wrong.\n\n" + format_table(header, rows, right=range(1, len(header)))
     )
 
 
@@ -326,10 +316,10 @@ def learning_section(histories: pd.DataFrame, figure: str, *, digits: int = 3) -
         "Mean validation metric per epoch over every curve of a method. A best epoch at or near the last\n"
         "epoch means the model was still improving when training stopped (under-trained); a validation loss\n"
         "rising while the training loss falls means over-fitting.\n\n"
-        + markdown_grid(
+        + format_table(
             ["method", "metric", "last epoch", "best epoch", "best", "at last epoch"],
             rows,
-            [False, False, True, True, True, True],
+            right=(2, 3, 4, 5),
         )
     )
 
@@ -366,10 +356,10 @@ def members_section(members: pd.DataFrame, *, digits: int = 3) -> str:
         rows.append([method, member, metric, str(runs), _num(mean, digits, signed=True), verdict])
     if flagged:
         text += "Flagged: " + "; ".join(flagged) + ".\n\n"
-    text += markdown_grid(
+    text += format_table(
         ["method", "member", "metric", "runs", "mean difference", "verdict"],
         rows,
-        [False, False, False, True, True, False],
+        right=(3, 4),
     )
     return text
 
@@ -427,10 +417,10 @@ def reader_section(
         "BA − no-skill BA) per run, averaged: near 0 the model reads nothing of what the crops hold; 100 % or\n"
         "more, it reads at least what a linear reader finds. A reader near no skill says the crops hold little.\n\n"
     )
-    text += markdown_grid(
+    text += format_table(
         ["method", "runs", "BA", f"{reader} BA", "no-skill BA", "share of the reader's skill above chance"],
         rows,
-        [False, True, True, True, True, False],
+        right=(1, 2, 3, 4),
     )
     first = rows[0]
     text += f"\n{first[0]} reaches {first[5].split(' (')[0]} of the crop reader's skill above chance.\n"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from hyperfusion.explain.context import MISSING
+from hyperfusion.text import format_table
 
 
 def markdown(frame: pd.DataFrame, digits: int = 3) -> str:
@@ -18,10 +19,8 @@ def markdown(frame: pd.DataFrame, digits: int = 3) -> str:
             return "—" if np.isnan(value) else f"{value:.{digits}g}"
         return str(value)
 
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+    rows = [[cell(v) for v in row] for row in frame.itertuples(index=False)]
+    return format_table(list(frame.columns), rows, escape=False).removesuffix("\n")
 
 
 def counterfactual_effects(table: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:

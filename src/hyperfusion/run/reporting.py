@@ -14,7 +14,7 @@ from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort
 from hyperfusion.evaluation.aggregate import ENSEMBLE, Aggregate, Scoring, aggregate, difference_table
-from hyperfusion.evaluation.report import markdown_table, write_report
+from hyperfusion.evaluation.report import ReportContext, Section, markdown_table, write_report
 from hyperfusion.models import model_info
 from hyperfusion.models.registry import family_member
 from hyperfusion.run.finished import FinishedRun
@@ -112,6 +112,19 @@ def test_train_ratio(config: RunConfig, task: str) -> float:
     return get_task(task).test_train_ratio(config.protocol)
 
 
+def ensemble_section(top_k: int) -> Section:
+    """Regression: the table of the test-set top-k ensembles, after the main table of each version's model."""
+
+    def render(report: ReportContext) -> str:
+        return (
+            f"\n## Test-set ensemble: mean of the top {top_k} versions by validation MAE (eq. 6)\n\n"
+            "The main table scores each version's single model; this one the ensemble.\n\n"
+            + markdown_table(report.results, reference=None, fold=ENSEMBLE)
+        )
+
+    return Section("ensemble", render)
+
+
 def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.DataFrame:
     """Write results.csv, predictions.csv, skill.csv, report.md and its plots; returns the results table.
 
@@ -130,11 +143,7 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
     tabular_method = family_member(config.reference_method, "tabular")
     sections = []
     if task.reported_fold != ENSEMBLE and (result.results["fold"] == ENSEMBLE).any():
-        sections.append(
-            f"\n## Test-set ensemble: mean of the top {config.protocol.top_k} versions by validation MAE (eq. 6)\n\n"
-            + "The main table scores each version's single model; this one the ensemble.\n\n"
-            + markdown_table(result.results, reference=None, fold=ENSEMBLE)
-        )
+        sections.append(ensemble_section(config.protocol.top_k))
     write_report(
         result.results,
         run.root,

@@ -24,6 +24,7 @@ from hyperfusion.evaluation.stats import (
     difference_in_differences,
     paired_runs,
 )
+from hyperfusion.text import format_table
 
 SUMMARY_COLUMNS = [
     "method", "metric", "runs", "mean", "ci_low", "ci_high", "difference", "difference_low", "difference_high",
@@ -265,7 +266,7 @@ def _markdown(table: pd.DataFrame, axes: Sequence[str], reference: str, title: s
     axis_columns = [a.rsplit(".", 1)[-1] for a in axes]
     head = [*axis_columns, "method", "metric", "runs", "mean [95 % CI]", f"Δ vs {reference} [95 % CI]", "d_z",
             "Wilcoxon p", "corrected t p", "Mann–Whitney p"]  # fmt: skip
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     notes = {}
     for data in table.to_dict("records"):
         ci = f"{_fmt(data['mean'])} [{_fmt(data['ci_low'])}, {_fmt(data['ci_high'])}]"
@@ -280,9 +281,10 @@ def _markdown(table: pd.DataFrame, axes: Sequence[str], reference: str, title: s
         cells = [str(data[a]) for a in axes] + [data["method"], data["metric"], str(data["runs"]), ci, diff,
                  _fmt(data["cohen_dz"], 2), _p(data["wilcoxon_p"]), _p(data["corrected_t_p"]),
                  _p(data["mannwhitney_p"])]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
         if isinstance(data["note"], str) and data["note"]:
             notes.setdefault(data["note"], None)
+    lines += format_table(head, rows, escape=False).splitlines()
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -300,17 +302,15 @@ def _contrast_markdown(contrasts: pd.DataFrame, reference: str) -> str:
         f"corrected resampled t-test). For a score such as BA a negative change means {reference} gains on the "
         "method as the setting changes; for an error such as MAE, a positive one.",
         "",
-        "| control → cell | method | metric | Δ control | Δ cell | change [95 % CI] | df | p |",
-        "|---|---|---|---:|---:|---|---:|---:|",
     ]
+    rows = []
     for data in contrasts.to_dict("records"):
         change = f"{data['change']:+.3f} [{_signed(data['change_low'])}, {_signed(data['change_high'])}]"
-        lines.append(
-            f"| {data['control']} → {data['cell']} | {data['method']} | {data['metric']} | "
-            f"{data['difference_control']:+.3f} | {data['difference_cell']:+.3f} | {change} | "
-            f"{_fmt(data['df'], 1)} | {_p(data['corrected_p'])} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append([f"{data['control']} → {data['cell']}", data["method"], data["metric"],
+                     f"{data['difference_control']:+.3f}", f"{data['difference_cell']:+.3f}", change,
+                     _fmt(data["df"], 1), _p(data["corrected_p"])])  # fmt: skip
+    head = ["control → cell", "method", "metric", "Δ control", "Δ cell", "change [95 % CI]", "df", "p"]
+    return "\n".join(lines) + "\n" + format_table(head, rows, right=(3, 4, 6, 7), escape=False)
 
 
 def _share_markdown(shares: pd.DataFrame, axes: Sequence[str]) -> str:
@@ -327,16 +327,15 @@ def _share_markdown(shares: pd.DataFrame, axes: Sequence[str]) -> str:
         "good as reading the image through the record; negative below the additive oracle. Mean over runs with a "
         "95 % t-interval; a split without headroom gives no share.",
         "",
-        "| "
-        + " | ".join([*axis_columns, "method", "runs", "BA", "additive", "interaction", "share [95 % CI]"])
-        + " |",
-        "|" + "---|" * (len(axes) + 6),
     ]
+    rows = []
     for data in shares.to_dict("records"):
         share = f"{_signed(data['share'])} [{_signed(data['share_low'])}, {_signed(data['share_high'])}]"
         cells = [str(data[a]) for a in axes] + [data["method"], str(data["runs"]), _fmt(data["BA"]),
                  _fmt(data["additive"]), _fmt(data["interaction"]), share]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    head = [*axis_columns, "method", "runs", "BA", "additive", "interaction", "share [95 % CI]"]
+    lines += format_table(head, rows, escape=False).splitlines()
     lines += ["", "![Share of the interaction headroom per method](headroom.png)"]
     return "\n".join(lines) + "\n"
 
