@@ -8,6 +8,8 @@ message cut the same way, so even a message built elsewhere stays readable.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 #: The longest value quoted whole in a message.
@@ -35,3 +37,15 @@ def _cut(text: str, limit: int, what: str) -> str:
     keep = max(limit - len(what) - 8, 8)
     head, tail = text[: keep - keep // 3], text[len(text) - keep // 3 :]
     return f"{head}…[{what}]…{tail}"
+
+
+def closest(key: str, valid: Iterable[str]) -> str | None:
+    """The valid key closest to ``key`` (a likely typo of it), or None."""
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def nearest(key: str, valid: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest valid key, or ''."""
+    match = closest(key, valid)
+    return f" (did you mean {match!r}?)" if match else ""
