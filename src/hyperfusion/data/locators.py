@@ -10,7 +10,7 @@ pattern with ``{subject}`` searched under it, as in BIDS); a manifest names anot
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,7 @@ class ImageRow:
         spec: the validated manifest spec (``image_column``, ``image_glob``, ...).
     """
 
-    cells: pd.Series
+    cells: Mapping[str, Any]
     subject: str
     lines: str
     folder: Path
@@ -95,8 +95,9 @@ def locate_images(
     paths: list[str] = []
     absent: list[str] = []
     several = 0
+    cells = table.to_dict("index")  # rows by file line − 2 (unique)
     for index, subject in subjects.items():
-        found = locator(ImageRow(table.loc[index], subject, lines([index]), folder, table_path, spec))
+        found = locator(ImageRow(cells[index], subject, lines([index]), folder, table_path, spec))
         if found.path is None:
             absent.append(found.wanted)
         several += found.several
