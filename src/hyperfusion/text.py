@@ -9,7 +9,8 @@ as text: markdown (report.md, explain's and a study's summary.md) or aligned pla
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import difflib
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 #: The longest value quoted whole in a message.
@@ -69,3 +70,15 @@ def format_table(
             for row in [head, *body]
         ]
     return "".join(line + "\n" for line in lines)
+
+
+def closest(key: str, valid: Iterable[str]) -> str | None:
+    """The valid key closest to ``key`` (a likely typo of it), or None."""
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def nearest(key: str, valid: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest valid key, or ''."""
+    match = closest(key, valid)
+    return f" (did you mean {match!r}?)" if match else ""

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hyperfusion.data.manifest import load_manifest, load_table, read_spec, spec_from_dict
+from hyperfusion.data.manifest import keys_markdown, load_manifest, load_table, read_spec, spec_from_dict
 from tests.data.conftest import ras_affine, render, write_nifti
 from tests.faults import fault
 
@@ -742,3 +742,43 @@ def test_target_exclude_takes_the_rows_a_mapping_sends_to_the_excluded_label(tmp
     target["mapping"] = {"EMCI": "LATE"}
     with pytest.raises(ValueError, match=r"maps onto \['LATE'\], which are not in \['CN', 'AD'\]"):
         spec_from_dict({"table": "t.csv", "subject": "id", "image": {"column": "image"}, "target": target})
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "manifest.md"
+
+
+def test_the_key_reference_in_the_docs_is_the_field_table() -> None:
+    text = DOCS.read_text()
+    start, end = "<!-- keys:start -->\n", "<!-- keys:end -->"
+    listed = text[text.index(start) + len(start) : text.index(end)]
+    assert listed == keys_markdown(), "regenerate the table in docs/manifest.md from keys_markdown()"
+
+
+def test_the_docs_example_is_a_valid_spec() -> None:
+    text = DOCS.read_text()
+    example = text[text.index("```yaml\n") + len("```yaml\n") :].split("```", 1)[0]
+    spec = spec_from_dict(yaml.safe_load(example), source="docs/manifest.md")
+    assert spec.preset == "adnimerge" and spec.ranges["AGE"] == (50, 95)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"preset": "adnimerge", "tabel": "t.csv"},
+            r"unknown key\(s\) \['tabel'\] \(did you mean 'table'\?\); allowed",
+        ),
+        (
+            {"preset": "adnimerge", "target": {"colum": "DX"}},
+            r"unknown key\(s\) \['colum'\] under 'target' \(did you mean 'column'\?\); allowed",
+        ),
+        (
+            {"preset": "adnimerge", "tabel": 1, "subjet": 2},
+            r"\['subjet', 'tabel'\] \(did you mean 'subject' for 'subjet', 'table' for 'tabel'\?\)",
+        ),
+    ],
+)
+@fault("manifest spec", "a misspelt key", "ValueError naming the key and the nearest valid one")
+def test_a_misspelt_key_names_the_nearest_valid_one(tmp_path, spec: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        read_spec(_spec(tmp_path, spec))

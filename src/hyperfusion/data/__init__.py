@@ -13,6 +13,10 @@ Typical use (the protocol's view)::
     spec = ImageSpec.hippocampus()                                  # or ImageSpec.whole_brain()
     train = build_dataset(cohort, roles == "train", pre, spec, cache, train=True)
 
+A new cohort format is one module that calls ``register_table_reader`` (how its table is read) and/or
+``register_image_locator`` (how a row's image is found); a manifest then names them (``table_reader``,
+``image.locator``). See ``docs/contributing-cohort-format.md``.
+
 Warnings go to the ``hyperfusion`` logger, one line each.
 """
 
@@ -31,6 +35,7 @@ from hyperfusion.data.images import (
     sample_box,
     zscore_nonzero,
 )
+from hyperfusion.data.locators import ImageRow, Located, register_image_locator
 from hyperfusion.data.manifest import (
     Cohort,
     ManifestSpec,
@@ -49,6 +54,7 @@ from hyperfusion.data.splits import (
     read_partitions,
     write_partitions,
 )
+from hyperfusion.data.tables import register_table_reader
 from hyperfusion.data.tabular import TabularPreprocessor
 
 __all__ = [
@@ -57,7 +63,9 @@ __all__ = [
     "Cohort",
     "CohortDataset",
     "ImageCache",
+    "ImageRow",
     "ImageSpec",
+    "Located",
     "ManifestSpec",
     "TabularPreprocessor",
     "brain_extent_mm",
@@ -80,6 +88,8 @@ __all__ = [
     "read_partitions",
     "read_spec",
     "read_volume",
+    "register_image_locator",
+    "register_table_reader",
     "sample_box",
     "spec_from_dict",
     "write_partitions",

@@ -1,14 +1,23 @@
-"""Cohort manifests: a table (CSV/TSV, one row per scan) plus a YAML spec of column roles → a validated `Cohort`.
+"""Cohort manifests: a table (one row per scan) plus a YAML spec of column roles → a validated `Cohort`.
 
-The YAML schema is documented in ``docs/manifest.md``. Every check happens here, once, at the edge: a bad
-cohort fails with the file, line, column or value at fault, before any training starts.
+The spec's keys are one field table: each `ManifestSpec` field carries its YAML key, how the value is read and
+checked, its default and its help (`key`); `FIELDS` lists them, and parsing (`spec_from_dict`), the unknown-key
+error (naming the nearest valid key) and the key reference in ``docs/manifest.md`` (`keys_markdown`) are derived
+from it. Checks that tie several keys together (`CHECKS`) run as soon as the last key they need is read. How the
+table is read and how a row's image is found are seams: `hyperfusion.data.tables.register_table_reader` and
+`hyperfusion.data.locators.register_image_locator`.
+
+Every check happens here, once, at the edge: a bad cohort fails with the file, line, column or value at fault,
+before any training starts.
 """
 
 from __future__ import annotations
 
 import codecs
+import copy
+import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +29,13 @@ import yaml
 from hyperfusion.data.binary import binary_keys, ordered
 from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.duplicates import check_duplicate_paths
-from hyperfusion.data.presets import merge, preset
+from hyperfusion.data.locators import image_locators, locate_images
+from hyperfusion.data.presets import PRESETS, merge, preset
 from hyperfusion.data.ranges import Range, check_ranges, parse_ranges, usable_ranges
-from hyperfusion.data.tables import read_table
-from hyperfusion.text import shown
+from hyperfusion.data.tables import lines as _lines
+from hyperfusion.data.tables import present as _present
+from hyperfusion.data.tables import read_table, table_readers
+from hyperfusion.text import closest, nearest, shown
 from hyperfusion.yamlio import load_yaml
 
 log = logging.getLogger("hyperfusion")
@@ -33,87 +45,311 @@ DEFAULT_NA_VALUES = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "None")
 #: Columns the cohort frame reserves for itself.
 RESERVED = ("subject_id", "target", "label", "image", "line")
 
-_TOP_KEYS = {
-    "preset",
-    "table",
-    "subject",
-    "visit",
-    "target",
-    "image",
-    "tabular",
-    "stratify",
-    "values",
-    "na_values",
-    "one_row_per_subject",
-    "ranges",
-    "allow_duplicate_images",
-    "encoding",
-}
-_NESTED_KEYS = {
-    "visit": {"column", "keep"},
-    "target": {"column", "task", "classes", "mapping", "drop_missing", "exclude"},
-    "image": {"column", "glob"},
-    "tabular": {"continuous", "categorical", "binary"},
-}
+
+# --- how a key's value is read: its type as the docs name it, and a parser that checks it ---------------------
 
 
 @dataclass(frozen=True)
+class Read:
+    """How one key's YAML value is read: ``kind`` (its type, for the docs) and ``parse(value, key, source)``, which
+    returns the spec's value or raises a ValueError naming ``source`` and the key."""
+
+    kind: str
+    parse: Callable[[Any, str, str], Any]
+
+
+def _text(value: Any, key: str, source: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{source}: {key!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _names(value: Any, key: str, source: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{source}: {key!r} must be a list of column names, got {value!r}")
+    return tuple(value)
+
+
+def _declared(size: int | None) -> Read:
+    """A list of column names, or a mapping column -> its values (null: learnt from the training rows)."""
+
+    def parse(value: Any, key: str, source: str) -> tuple[tuple[str, ...], dict[str, list]]:
+        if not isinstance(value, dict):
+            return _names(value, key, source), {}
+        out = {}
+        for column, values in value.items():
+            if not isinstance(column, str) or not column:
+                raise ValueError(f"{source}: {key!r} has a column name {column!r} that is not text")
+            if values is None:
+                continue
+            if not isinstance(values, list) or (size and len(values) != size) or not values:
+                want = f"a list of its {size} values" if size else "a list of its categories"
+                raise ValueError(f"{source}: '{key}.{column}' must be {want} (or null), got {values!r}")
+            out[column] = values
+        return tuple(value), out
+
+    what = f"[{size} values]" if size else "[categories]"
+    return Read(f"list of columns, or {{column: {what}}}", parse)
+
+
+def _flag(value: Any, key: str, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{source}: {key!r} must be true or false, got {value!r}")
+    return value
+
+
+def _one_of(choices: Sequence[str]) -> Read:
+    def parse(value: Any, key: str, source: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{source}: {key!r} must be one of {tuple(choices)}, got {value!r}")
+        return value
+
+    return Read(" | ".join(choices), parse)
+
+
+def _registered(names: Callable[[], list[str]], what: str) -> Read:
+    """A name in a registry (None: chosen from the spec's other keys); an unknown name lists the valid ones."""
+
+    def parse(value: Any, key: str, source: str) -> str | None:
+        if value is None:
+            return None
+        if _text(value, key, source) not in names():
+            raise ValueError(
+                f"{source}: {key!r} {value!r} is not a registered {what}; choose one of {names()}"
+            )
+        return value
+
+    return Read(f"name of a registered {what}", parse)
+
+
+def _preset_name(value: Any, key: str, source: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{source}: {key!r} must be a name, got {value!r}")
+    return value
+
+
+def _value_maps(value: Any, key: str, source: str) -> dict[str, dict[str, Any]]:
+    value = value or {}
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError(f"{source}: {key!r} must map column -> {{raw value: new value}}, got {value!r}")
+    return {str(k): {str(a): b for a, b in v.items()} for k, v in value.items()}
+
+
+def _text_list(value: Any, key: str, source: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{source}: {key!r} must be a list, got {value!r}")
+    return tuple(str(v) for v in value)
+
+
+def _encoding(value: Any, key: str, source: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        codecs.lookup(_text(value, key, source))
+    except LookupError:
+        raise ValueError(f"{source}: {key!r} {value!r} is not a known text encoding") from None
+    return value
+
+
+TEXT = Read("text", _text)
+OPTIONAL_TEXT = Read("text", lambda v, k, s: None if v is None else _text(v, k, s))
+ANY_TEXT = Read("any value (compared as text)", lambda v, k, s: None if v is None else str(v))
+NAMES = Read("list of columns", _names)
+LABELS = Read("list of labels", lambda v, k, s: tuple(str(c) for c in v or ()))
+LABEL_MAP = Read("{raw label: class}", lambda v, k, s: {str(a): str(b) for a, b in (v or {}).items()})
+FLAG = Read("true | false", _flag)
+RANGES = Read("{column: [low, high] | null}", lambda v, k, s: parse_ranges(v, source=s))
+
+
+# --- the field table ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One manifest key: its dotted YAML ``name``, how it is ``read``, what an absent key stands for (``absent``, a
+    YAML value; ``required`` keys have none), its ``help``, and ``also``: a second spec field its value fills
+    (``read`` then returns a pair)."""
+
+    name: str
+    read: Read
+    help: str
+    absent: Any = None
+    required: bool = False
+    also: str | None = None
+
+
+def key(
+    name: str, read: Read, help: str, *, absent: Any = None, required: bool = False, also: str | None = None
+) -> Any:
+    """A `ManifestSpec` field for the YAML key ``name``; its default is ``absent`` as ``read`` reads it."""
+    metadata = {"key": Key(name, read, help, absent, required, also)}
+    if required:
+        return field(metadata=metadata)
+    default = read.parse(copy.deepcopy(absent), name, "<default>")
+    if also is not None:
+        default = default[0]
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ManifestSpec:
     """A validated manifest spec (preset defaults merged with the YAML's own keys).
 
-    Args:
-        table: the table's path, relative to the spec's folder.
-        subject: subject id column.
-        target_column, task, classes, mapping: the target; ``classes`` fixes class order = class index and
-            ``mapping`` sends raw labels to class names (classification only).
-        image_column: image path column (relative to the table's folder), or None with ``image_glob``, a
-            pattern with ``{subject}`` searched under the table's folder (BIDS).
-        continuous, categorical, binary: tabular columns by role.
-        stratify: extra stratification columns (the target always comes first).
-        visit_column, visit_keep: keep only rows whose visit equals ``visit_keep``.
-        categories: declared categories of some categorical columns (one-hot columns in this order; any
-            other value is an error at load).
-        binary_values: declared (value encoded 0, value encoded 1) of some binary columns.
-        values: per-column raw-value maps applied before parsing (e.g. ``{sex: {male: M}}``).
-        na_values: strings read as missing.
-        one_row_per_subject: duplicate subject ids are an error.
-        drop_missing_target: drop rows without a target (with a warning) instead of failing.
-        exclude: labels (after ``mapping``) whose rows are left out, e.g. ``[MCI]`` for CN vs AD (paper App. B).
-        ranges: plausible ``(low, high)`` per numeric column (either may be None); a value outside fails.
-        allow_duplicate_images: one image under several subjects is intended (no leakage check).
-        encoding: the table's text encoding; None = UTF-8, else latin-1 with a warning.
+    Each field's YAML key, type, default and help are in its ``key`` (`FIELDS`; ``docs/manifest.md`` lists them),
+    in the order `spec_from_dict` reads and checks them (so a spec with several faults reports the first);
+    ``categories`` and ``binary_values`` are the declared values of some categorical and binary columns, read from
+    ``tabular.categorical`` / ``tabular.binary`` when those are mappings.
     """
 
-    table: str
-    subject: str
-    target_column: str
-    task: str
-    image_column: str | None
-    image_glob: str | None = None
-    classes: tuple[str, ...] = ()
-    mapping: Mapping[str, str] = field(default_factory=dict)
-    continuous: tuple[str, ...] = ()
-    categorical: tuple[str, ...] = ()
-    binary: tuple[str, ...] = ()
-    stratify: tuple[str, ...] = ()
-    visit_column: str | None = None
-    visit_keep: str | None = None
-    values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    na_values: tuple[str, ...] = DEFAULT_NA_VALUES
-    one_row_per_subject: bool = True
-    drop_missing_target: bool = False
-    exclude: tuple[str, ...] = ()
-    preset: str = "generic"
+    preset: str = key(
+        "preset",
+        Read(" | ".join(PRESETS), _preset_name),
+        absent="generic",
+        help="a preset fills defaults; the spec's own keys override it",
+    )
+    task: str = key("target.task", _one_of(TASKS), required=True, help="what the target is")
+    classes: tuple[str, ...] = key(
+        "target.classes", LABELS, help="classification: the classes, in class-index order"
+    )
+    mapping: Mapping[str, str] = key(
+        "target.mapping", LABEL_MAP, help="classification: raw labels sent to class names"
+    )
+    exclude: tuple[str, ...] = key(
+        "target.exclude", LABELS, help="classification: labels (after mapping) whose rows are left out"
+    )
+    image_column: str | None = key(
+        "image.column", OPTIONAL_TEXT, help="the image path column, relative to the table's folder"
+    )
+    image_glob: str | None = key(
+        "image.glob",
+        OPTIONAL_TEXT,
+        help="instead of column: a pattern with {subject} searched under the table's folder (BIDS); first match wins",
+    )
+    image_locator: str | None = key(
+        "image.locator",
+        _registered(image_locators, "image locator"),
+        help="how a row's image is found (null: column or glob, whichever is given)",
+    )
+    visit_column: str | None = key(
+        "visit.column", OPTIONAL_TEXT, help="keep only rows whose visit column equals keep"
+    )
+    visit_keep: str | None = key("visit.keep", ANY_TEXT, help="the visit kept (e.g. bl)")
+    continuous: tuple[str, ...] = key("tabular.continuous", NAMES, help="numeric tabular columns")
+    categorical: tuple[str, ...] = key(
+        "tabular.categorical",
+        _declared(None),
+        also="categories",
+        help="categorical columns (one-hot); declared categories fix the columns and their order",
+    )
+    binary: tuple[str, ...] = key(
+        "tabular.binary",
+        _declared(2),
+        also="binary_values",
+        help="two-valued columns; declared: [value encoded 0, value encoded 1]",
+    )
+    subject: str = key("subject", TEXT, required=True, help="the subject id column")
+    target_column: str = key("target.column", TEXT, required=True, help="the target column")
+    values: Mapping[str, Mapping[str, Any]] = key(
+        "values",
+        Read("{column: {raw value: new value}}", _value_maps),
+        help="raw-value maps applied before parsing",
+    )
+    na_values: tuple[str, ...] = key(
+        "na_values",
+        Read("list of text", _text_list),
+        absent=list(DEFAULT_NA_VALUES),
+        help="strings read as missing",
+    )
+    one_row_per_subject: bool = key(
+        "one_row_per_subject", FLAG, absent=True, help="duplicate subject ids are an error"
+    )
+    drop_missing_target: bool = key(
+        "target.drop_missing",
+        FLAG,
+        absent=False,
+        help="drop rows without a target (warning) instead of failing",
+    )
+    allow_duplicate_images: bool = key(
+        "allow_duplicate_images",
+        FLAG,
+        absent=False,
+        help="one image under several subjects is intended (no leakage error)",
+    )
+    encoding: str | None = key(
+        "encoding",
+        Read("text encoding", _encoding),
+        help="the table's encoding; null = UTF-8, else latin-1 with a warning",
+    )
+    table_reader: str | None = key(
+        "table_reader",
+        _registered(table_readers, "table reader"),
+        help="how the table is read (null: by its suffix; .tsv/.tab tab-separated, else comma-separated)",
+    )
+    stratify: tuple[str, ...] = key(
+        "stratify", NAMES, help="extra stratification columns (the target always comes first)"
+    )
+    ranges: Mapping[str, Range] = key(
+        "ranges",
+        RANGES,
+        help="plausible [low, high] per numeric column (null: no bound); merged with the preset's",
+    )
+    table: str = key("table", TEXT, required=True, help="the table's path, relative to the spec's folder")
     categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     binary_values: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    ranges: Mapping[str, Range] = field(default_factory=dict)
-    allow_duplicate_images: bool = False
-    encoding: str | None = None
 
     @property
     def tabular(self) -> tuple[str, ...]:
         """All tabular columns: continuous, then binary, then categorical."""
         return (*self.continuous, *self.binary, *self.categorical)
+
+    @property
+    def locator(self) -> str:
+        """The image locator's name: ``image.locator``, else ``column`` or ``glob``, whichever is given."""
+        if self.image_locator is not None:
+            return self.image_locator
+        return "column" if self.image_column is not None else "glob"
+
+
+#: The manifest's keys, in the order they are read, and the spec field each fills.
+FIELDS: tuple[Key, ...] = tuple(
+    f.metadata["key"] for f in dataclasses.fields(ManifestSpec) if "key" in f.metadata
+)
+_ATTRIBUTES = {
+    f.metadata["key"].name: f.name for f in dataclasses.fields(ManifestSpec) if "key" in f.metadata
+}
+
+
+def _sections(keys: Iterable[Key]) -> dict[str, tuple[str, ...]]:
+    sections: dict[str, tuple[str, ...]] = {}
+    for k in keys:
+        if "." in k.name:
+            section, sub = k.name.split(".", 1)
+            sections[section] = (*sections.get(section, ()), sub)
+    return sections
+
+
+#: The nested mappings and their keys (``target: {task, classes, ...}``).
+SECTIONS: dict[str, tuple[str, ...]] = _sections(FIELDS)
+#: The keys a spec may name at its top level.
+TOP_KEYS: tuple[str, ...] = tuple(dict.fromkeys(k.name.split(".", 1)[0] for k in FIELDS))
+
+
+def keys_markdown() -> str:
+    """The key reference of ``docs/manifest.md``: one table row per key (type, default, help)."""
+    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    tops = list(TOP_KEYS)
+    for k in sorted(FIELDS, key=lambda k: tops.index(k.name.split(".", 1)[0])):  # a section's keys together
+        default = (
+            "required" if k.required else f"`{yaml.safe_dump(k.absent, default_flow_style=True).strip()}`"
+        )
+        default = default.replace("\n...", "")
+        kind = k.read.kind.replace("|", "\\|")
+        rows.append(f"| `{k.name}` | {kind} | {default} | {k.help} |")
+    return "\n".join(rows) + "\n"
 
 
 @dataclass(frozen=True)
@@ -168,6 +404,116 @@ class Cohort:
         )
 
 
+# --- checks that tie several keys together, run in this order after every key is read -------------------------
+
+Values = dict[str, Any]
+
+
+def _check_target(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], source: str) -> None:
+    classes, mapping, exclude = v["classes"], v["mapping"], v["exclude"]
+    if v["task"] == "classification":
+        if len(classes) < 2:
+            raise ValueError(
+                f"{source}: 'target.classes' must list at least two classes, got {list(classes)}"
+            )
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"{source}: 'target.classes' has duplicates: {list(classes)}")
+        stray = sorted(set(mapping.values()) - set(classes) - set(exclude))  # an excluded label's rows go
+        if stray:
+            raise ValueError(
+                f"{source}: 'target.mapping' maps onto {stray}, which are not in {list(classes)}"
+            )
+    elif classes or mapping:
+        raise ValueError(f"{source}: 'target.classes'/'target.mapping' only apply to classification")
+    if exclude and v["task"] != "classification":
+        raise ValueError(f"{source}: 'target.exclude' only applies to classification")
+    both = sorted(set(exclude) & set(classes))
+    if both:
+        raise ValueError(f"{source}: 'target.exclude' lists {both}, which are also in 'target.classes'")
+
+
+_BUILT_IN_LOCATORS = ("column", "glob")
+
+
+def _check_image(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], source: str) -> None:
+    """``column`` xor ``glob``, unless ``image.locator`` names a locator of its own (which may read either)."""
+    column, glob, locator = v["image_column"], v["image_glob"], v["image_locator"]
+    if locator not in (None, *_BUILT_IN_LOCATORS):
+        return
+    if (column is None) == (glob is None):
+        image = merged.get("image") or {}
+        raise ValueError(f"{source}: give exactly one of 'image.column' and 'image.glob', got {image!r}")
+    if locator is not None and v[f"image_{locator}"] is None:
+        raise ValueError(
+            f"{source}: 'image.locator' {locator!r} reads 'image.{locator}', which the spec lacks"
+        )
+    if glob is not None and "{subject}" not in glob:
+        raise ValueError(f"{source}: 'image.glob' must contain '{{subject}}', got {glob!r}")
+
+
+def _check_visit(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], source: str) -> None:
+    if (v["visit_column"] is None) != (v["visit_keep"] is None):
+        raise ValueError(
+            f"{source}: 'visit' needs both 'column' and 'keep', got {merged.get('visit') or {}!r}"
+        )
+
+
+def _check_roles(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], source: str) -> None:
+    all_tabular = [*v["continuous"], *v["categorical"], *v["binary"]]
+    repeated = sorted({c for c in all_tabular if all_tabular.count(c) > 1})
+    if repeated:
+        raise ValueError(f"{source}: column(s) {repeated} have more than one tabular role")
+
+
+def _check_reserved(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], source: str) -> None:
+    tabular = {*v["continuous"], *v["categorical"], *v["binary"]}
+    clashes = sorted(tabular & (set(RESERVED) - {v["subject"], v["target_column"]}))
+    if clashes:
+        raise ValueError(f"{source}: tabular column(s) {clashes} clash with the cohort's reserved {RESERVED}")
+
+
+def _check_declared(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], source: str) -> None:
+    """The declared categories and binary values, as `TabularPreprocessor` accepts them (two distinct values, ...)."""
+    from hyperfusion.data.tabular import TabularPreprocessor
+
+    continuous, categorical, binary = v["continuous"], v["categorical"], v["binary"]
+    categories, binary_values = v["categories"], v["binary_values"]
+    if continuous or categorical or binary:
+        try:
+            checked = TabularPreprocessor(
+                continuous, categorical, binary, categories=categories, binary_values=binary_values
+            )
+        except ValueError as err:
+            raise ValueError(f"{source}: tabular: {err}") from None
+        categories, binary_values = checked.categories, checked.binary_values
+    v["categories"] = {c: tuple(values) for c, values in categories.items()}
+    v["binary_values"] = {c: (values[0], values[1]) for c, values in binary_values.items()}
+
+
+def _check_ranges(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], source: str) -> None:
+    """The ranges that apply to numeric columns; one the spec itself names for another column is an error."""
+    numeric = {*v["continuous"], *v["stratify"]} | (
+        {v["target_column"]} if v["task"] == "regression" else set()
+    )
+    v["ranges"] = usable_ranges(
+        v["ranges"], parse_ranges(raw.get("ranges"), source=source), numeric, source=source
+    )
+
+
+Check = Callable[[Values, Mapping[str, Any], Mapping[str, Any], str], None]
+#: Checks across keys, each run as soon as the key it names is read (every key it needs comes before it in
+#: `FIELDS`); a check may complete the values.
+CHECKS: tuple[tuple[str, Check], ...] = (
+    ("target.exclude", _check_target),
+    ("image.locator", _check_image),
+    ("visit.keep", _check_visit),
+    ("tabular.binary", _check_roles),
+    ("target.column", _check_reserved),
+    ("table_reader", _check_declared),
+    ("ranges", _check_ranges),
+)
+
+
 def read_spec(spec_path: str | Path) -> ManifestSpec:
     """Read and validate a manifest YAML; the preset's defaults fill what it leaves out.
 
@@ -188,182 +534,62 @@ def read_spec(spec_path: str | Path) -> ManifestSpec:
 
 
 def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> ManifestSpec:
-    """Validate a spec given as a dictionary (the parsed YAML); see `read_spec`."""
-    unknown = set(raw) - _TOP_KEYS
+    """Validate a spec given as a dictionary (the parsed YAML); see `read_spec`.
+
+    The preset is merged under the spec, then each key of `FIELDS` is read in turn, and each of `CHECKS` runs
+    once its key is read.
+    """
+    unknown = set(raw) - set(TOP_KEYS)
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {sorted(unknown)}; allowed keys are {sorted(_TOP_KEYS)}")
-    name = raw.get("preset", "generic")
-    if not isinstance(name, str):
-        raise ValueError(f"{source}: 'preset' must be a name, got {name!r}")
+        raise ValueError(
+            f"{source}: unknown key(s) {sorted(unknown)}{_hint(unknown, TOP_KEYS)}; "
+            f"allowed keys are {sorted(TOP_KEYS)}"
+        )
+    name = _preset_name(raw.get("preset", "generic"), "preset", source)
     merged = merge(preset(name), dict(raw))
-    for key, allowed in _NESTED_KEYS.items():
-        value = merged.get(key)
+    for section, allowed in SECTIONS.items():
+        value = merged.get(section)
         if value is None:
             continue
         if not isinstance(value, dict):
             raise ValueError(
-                f"{source}: {key!r} must be a mapping with keys {sorted(allowed)}, got {value!r}"
+                f"{source}: {section!r} must be a mapping with keys {sorted(allowed)}, got {value!r}"
             )
-        bad = set(value) - allowed
+        bad = set(value) - set(allowed)
         if bad:
             raise ValueError(
-                f"{source}: unknown key(s) {sorted(bad)} under {key!r}; allowed: {sorted(allowed)}"
+                f"{source}: unknown key(s) {sorted(bad)} under {section!r}{_hint(bad, allowed)}; "
+                f"allowed: {sorted(allowed)}"
             )
+    values: Values = {}
+    checks = dict(CHECKS)
+    for k in FIELDS:
+        parsed = k.read.parse(_lookup(merged, k), k.name, source)
+        if k.also is not None:
+            values[_ATTRIBUTES[k.name]], values[k.also] = parsed
+        else:
+            values[_ATTRIBUTES[k.name]] = parsed
+        if k.name in checks:
+            checks[k.name](values, merged, raw, source)
+    return ManifestSpec(**values)
 
-    def text(value: Any, key: str, *, required: bool = True) -> str | None:
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{source}: {key!r} must be a non-empty string, got {value!r}")
-        return value
 
-    def names(value: Any, key: str) -> tuple[str, ...]:
-        if value is None:
-            return ()
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ValueError(f"{source}: {key!r} must be a list of column names, got {value!r}")
-        return tuple(value)
+def _lookup(merged: Mapping[str, Any], k: Key) -> Any:
+    """The YAML value of a dotted key (a null section reads as an empty one), or what its absence stands for."""
+    if "." not in k.name:
+        return merged.get(k.name, copy.deepcopy(k.absent))
+    section, sub = k.name.split(".", 1)
+    return (merged.get(section) or {}).get(sub, copy.deepcopy(k.absent))
 
-    def declared(value: Any, key: str, size: int | None) -> tuple[tuple[str, ...], dict[str, list]]:
-        """A list of column names, or a mapping column -> its values (null: learnt from the training rows)."""
-        if not isinstance(value, dict):
-            return names(value, key), {}
-        out = {}
-        for column, values in value.items():
-            if not isinstance(column, str) or not column:
-                raise ValueError(f"{source}: {key!r} has a column name {column!r} that is not text")
-            if values is None:
-                continue
-            if not isinstance(values, list) or (size and len(values) != size) or not values:
-                want = f"a list of its {size} values" if size else "a list of its categories"
-                raise ValueError(f"{source}: '{key}.{column}' must be {want} (or null), got {values!r}")
-            out[column] = values
-        return tuple(value), out
 
-    target = merged.get("target") or {}
-    task = target.get("task")
-    if task not in TASKS:
-        raise ValueError(f"{source}: 'target.task' must be one of {TASKS}, got {task!r}")
-    classes = tuple(str(c) for c in target.get("classes") or ())
-    mapping = {str(k): str(v) for k, v in (target.get("mapping") or {}).items()}
-    exclude = tuple(str(c) for c in target.get("exclude") or ())
-    if task == "classification":
-        if len(classes) < 2:
-            raise ValueError(
-                f"{source}: 'target.classes' must list at least two classes, got {list(classes)}"
-            )
-        if len(set(classes)) != len(classes):
-            raise ValueError(f"{source}: 'target.classes' has duplicates: {list(classes)}")
-        stray = sorted(set(mapping.values()) - set(classes) - set(exclude))  # an excluded label's rows go
-        if stray:
-            raise ValueError(
-                f"{source}: 'target.mapping' maps onto {stray}, which are not in {list(classes)}"
-            )
-    elif classes or mapping:
-        raise ValueError(f"{source}: 'target.classes'/'target.mapping' only apply to classification")
-    if exclude and task != "classification":
-        raise ValueError(f"{source}: 'target.exclude' only applies to classification")
-    both = sorted(set(exclude) & set(classes))
-    if both:
-        raise ValueError(f"{source}: 'target.exclude' lists {both}, which are also in 'target.classes'")
-
-    image = merged.get("image") or {}
-    image_column = text(image.get("column"), "image.column", required=False)
-    image_glob = text(image.get("glob"), "image.glob", required=False)
-    if (image_column is None) == (image_glob is None):
-        raise ValueError(f"{source}: give exactly one of 'image.column' and 'image.glob', got {image!r}")
-    if image_glob is not None and "{subject}" not in image_glob:
-        raise ValueError(f"{source}: 'image.glob' must contain '{{subject}}', got {image_glob!r}")
-
-    visit = merged.get("visit") or {}
-    visit_column = text(visit.get("column"), "visit.column", required=False)
-    visit_keep = visit.get("keep")
-    if (visit_column is None) != (visit_keep is None):
-        raise ValueError(f"{source}: 'visit' needs both 'column' and 'keep', got {visit!r}")
-
-    tabular = merged.get("tabular") or {}
-    continuous = names(tabular.get("continuous"), "tabular.continuous")
-    categorical, categories = declared(tabular.get("categorical"), "tabular.categorical", None)
-    binary, binary_values = declared(tabular.get("binary"), "tabular.binary", 2)
-    all_tabular = [*continuous, *categorical, *binary]
-    repeated = sorted({c for c in all_tabular if all_tabular.count(c) > 1})
-    if repeated:
-        raise ValueError(f"{source}: column(s) {repeated} have more than one tabular role")
-    subject = text(merged.get("subject"), "subject")
-    target_column = text(target.get("column"), "target.column")
-    clashes = sorted(set(all_tabular) & (set(RESERVED) - {subject, target_column}))
-    if clashes:
-        raise ValueError(f"{source}: tabular column(s) {clashes} clash with the cohort's reserved {RESERVED}")
-
-    values = merged.get("values") or {}
-    if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
-        raise ValueError(f"{source}: 'values' must map column -> {{raw value: new value}}, got {values!r}")
-    na_values = merged.get("na_values", list(DEFAULT_NA_VALUES))
-    if not isinstance(na_values, list):
-        raise ValueError(f"{source}: 'na_values' must be a list, got {na_values!r}")
-    one_row = merged.get("one_row_per_subject", True)
-    drop_missing = target.get("drop_missing", False)
-    allow_duplicates = merged.get("allow_duplicate_images", False)
-    for key, flag in (
-        ("one_row_per_subject", one_row),
-        ("target.drop_missing", drop_missing),
-        ("allow_duplicate_images", allow_duplicates),
-    ):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{source}: {key!r} must be true or false, got {flag!r}")
-    encoding = text(merged.get("encoding"), "encoding", required=False)
-    if encoding is not None:
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            raise ValueError(f"{source}: 'encoding' {encoding!r} is not a known text encoding") from None
-    # TabularPreprocessor checks the declared values themselves (two distinct binary values, ...)
-    from hyperfusion.data.tabular import TabularPreprocessor
-
-    if all_tabular:
-        try:
-            checked = TabularPreprocessor(
-                continuous, categorical, binary, categories=categories, binary_values=binary_values
-            )
-        except ValueError as err:
-            raise ValueError(f"{source}: tabular: {err}") from None
-        categories, binary_values = checked.categories, checked.binary_values
-    stratify = names(merged.get("stratify"), "stratify")
-    numeric_columns = {*continuous, *stratify} | ({target_column} if task == "regression" else set())
-    ranges = usable_ranges(
-        parse_ranges(merged.get("ranges"), source=source),
-        parse_ranges(raw.get("ranges"), source=source),
-        numeric_columns,
-        source=source,
-    )
-
-    return ManifestSpec(
-        table=text(merged.get("table"), "table"),
-        subject=subject,
-        target_column=target_column,
-        task=task,
-        image_column=image_column,
-        image_glob=image_glob,
-        classes=classes,
-        mapping=mapping,
-        continuous=continuous,
-        categorical=categorical,
-        binary=binary,
-        stratify=stratify,
-        visit_column=visit_column,
-        visit_keep=None if visit_keep is None else str(visit_keep),
-        values={str(k): {str(a): b for a, b in v.items()} for k, v in values.items()},
-        na_values=tuple(str(v) for v in na_values),
-        one_row_per_subject=one_row,
-        drop_missing_target=drop_missing,
-        exclude=exclude,
-        preset=name,
-        categories={c: tuple(v) for c, v in categories.items()},
-        binary_values={c: (v[0], v[1]) for c, v in binary_values.items()},
-        ranges=ranges,
-        allow_duplicate_images=allow_duplicates,
-        encoding=encoding,
-    )
+def _hint(unknown: Iterable[Any], valid: Iterable[str]) -> str:
+    """' (did you mean X?)' for one unknown key close to a valid one; for several, which each may mean."""
+    unknown, valid = sorted(str(u) for u in unknown), list(valid)
+    if len(unknown) == 1:
+        return nearest(unknown[0], valid)
+    guesses = [(u, closest(u, valid)) for u in unknown]
+    listed = ", ".join(f"{guess!r} for {u!r}" for u, guess in guesses if guess)
+    return f" (did you mean {listed}?)" if listed else ""
 
 
 def load_manifest(spec_path: str | Path, *, require_target: bool = True) -> Cohort:
@@ -391,7 +617,7 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
     """Apply a validated `ManifestSpec` to the table at ``table_path``; see `load_manifest`."""
     table_path = Path(table_path).resolve()
     source = str(table_path)
-    table = read_table(table_path, spec.na_values, spec.encoding)
+    table = read_table(table_path, spec.na_values, spec.encoding, reader=spec.table_reader)
     if not require_target:
         if spec.target_column not in table.columns:
             table[spec.target_column] = np.nan
@@ -462,7 +688,7 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
         frame.loc[rows, "target"] = -1 if spec.task == "classification" else np.nan
         if labels is not None:
             frame.loc[rows, "label"] = np.nan
-    frame["image"] = _image_paths(spec, table, subjects, table_path)
+    frame["image"] = locate_images(spec, table, subjects, table_path)
     frame["line"] = (table.index.to_numpy() + 2).astype(np.int64)
 
     censored: dict[str, int] = {}
@@ -609,65 +835,3 @@ def _numeric_or_text(values: pd.Series, column: str, source: str) -> pd.Series:
         return parsed
     except ValueError:
         return values.map(lambda v: str(v).strip() if _present(v) else np.nan).astype(object)
-
-
-def _image_paths(spec: ManifestSpec, table: pd.DataFrame, subjects: pd.Series, table_path: Path) -> list[str]:
-    folder = table_path.parent
-    paths: list[str] = []
-    absent: list[str] = []
-    several = 0
-    for index, subject in subjects.items():
-        if spec.image_column is not None:
-            raw = table.at[index, spec.image_column]
-            if not _present(raw):
-                raise ValueError(
-                    f"{table_path}: image column {spec.image_column!r} is empty on {_lines([index])}"
-                )
-            path = _resolved(folder / str(raw).strip(), f"{table_path}: {_lines([index])}")
-            if not path.is_file():
-                absent.append(f"{path} ({_lines([index])})")
-        else:
-            pattern = spec.image_glob.format(subject=subject)
-            found = sorted(p for p in folder.glob(pattern) if p.name.endswith((".nii", ".nii.gz")))
-            if not found:
-                absent.append(f"{folder / pattern} (subject {subject!r}, {_lines([index])})")
-                path = folder / pattern
-            else:
-                several += len(found) > 1
-                path = _resolved(found[0], f"{table_path}: subject {subject!r}, {_lines([index])}")
-        paths.append(str(path))
-    if absent:
-        raise FileNotFoundError(
-            f"{table_path}: {len(absent)} image file(s) not found: "
-            + "; ".join(absent[:5])
-            + (" ..." if len(absent) > 5 else "")
-        )
-    if several:
-        log.warning(
-            "%s: %d subject(s) have several images matching %r; took the first in sorted order "
-            "(e.g. the first session)",
-            table_path,
-            several,
-            spec.image_glob,
-        )
-    return paths
-
-
-def _resolved(path: Path, where: str) -> Path:
-    """``path`` with its symbolic links followed; a link that loops is an error naming ``where`` and the link."""
-    try:
-        return path.resolve()
-    except (RuntimeError, OSError) as err:  # Python < 3.13: RuntimeError("Symlink loop ..."); later: OSError
-        raise ValueError(
-            f"{where}: the image path {path} is a symbolic link that loops back on itself ({err})"
-        ) from None
-
-
-def _present(value: Any) -> bool:
-    return not (value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)))
-
-
-def _lines(index: Sequence[Any] | pd.Index) -> str:
-    lines = [int(i) + 2 for i in list(index)]
-    shown = ", ".join(str(n) for n in lines[:10]) + (" ..." if len(lines) > 10 else "")
-    return f"line{'s' if len(lines) > 1 else ''} {shown}"

@@ -13,6 +13,11 @@ value is used:
 * a row with a non-empty field beyond the header's last column is refused (trailing empty fields, as some
   spreadsheets write them, are ignored); a row with fewer fields reads the missing ones as missing;
 * rows keep the line they start on, so a value after a quoted newline is reported at its own line.
+
+Readers are a seam: `register_table_reader` names a reader and the file suffixes it takes, and the manifest's
+``table_reader`` key (or else the table's suffix) chooses one. The shipped ``csv`` and ``tsv`` readers are
+registered through it like any other; a new cohort format is one module that registers its reader (see
+``docs/contributing-cohort-format.md``).
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import codecs
 import csv
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,21 +41,74 @@ log = logging.getLogger("hyperfusion")
 FALLBACK_ENCODING = "latin-1"
 _UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
+#: A table reader: ``(path, na_values, encoding) -> frame`` of text cells (object dtype, NaN where missing),
+#: indexed by the row's line in the file − 2 (so messages name the file's lines), column names stripped.
+TableReader = Callable[[Path, Sequence[str], str | None], pd.DataFrame]
 
-def read_table(path: Path, na_values: Sequence[str], encoding: str | None = None) -> pd.DataFrame:
-    """The table as text cells (NaN where a cell is one of ``na_values`` or absent), indexed by file line − 2.
+_READERS: dict[str, TableReader] = {}
+_SUFFIXES: dict[str, str] = {}  # ".tsv" -> reader name
+#: The reader of a table whose suffix no reader claims (any text table is read as comma-separated, as always).
+DEFAULT_READER = "csv"
+
+
+def register_table_reader(name: str, reader: TableReader, suffixes: Sequence[str] = ()) -> TableReader:
+    """Register ``reader`` under ``name`` (the manifest's ``table_reader``) and for the file ``suffixes``.
+
+    A later registration of the same name or suffix replaces the earlier one. Returns ``reader``.
+    """
+    _READERS[name] = reader
+    for suffix in suffixes:
+        _SUFFIXES[suffix.lower()] = name
+    return reader
+
+
+def table_readers() -> list[str]:
+    """The registered reader names, sorted."""
+    return sorted(_READERS)
+
+
+def read_table(
+    path: Path, na_values: Sequence[str], encoding: str | None = None, *, reader: str | None = None
+) -> pd.DataFrame:
+    """The table read by the reader named ``reader`` (None: the one registered for its suffix, else ``csv``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: an unknown reader name, or whatever the reader refuses (naming the file and line).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"cohort table {path} does not exist")
+    name = reader if reader is not None else _SUFFIXES.get(path.suffix.lower(), DEFAULT_READER)
+    if name not in _READERS:
+        raise ValueError(
+            f"table_reader: {name!r} is not a registered table reader; choose one of {table_readers()}"
+        )
+    return _READERS[name](path, na_values, encoding)
+
+
+def present(value: Any) -> bool:
+    """Whether a cell holds a value (not None, NA or NaN)."""
+    return not (value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)))
+
+
+def lines(index: Sequence[Any] | pd.Index) -> str:
+    """``"line 5"`` or ``"lines 5, 9"`` (at most ten) for rows indexed by file line − 2."""
+    numbers = [int(i) + 2 for i in list(index)]
+    listed = ", ".join(str(n) for n in numbers[:10]) + (" ..." if len(numbers) > 10 else "")
+    return f"line{'s' if len(numbers) > 1 else ''} {listed}"
+
+
+def read_delimited(path: Path, na_values: Sequence[str], encoding: str | None, sep: str) -> pd.DataFrame:
+    """A ``sep``-separated text table as text cells (NaN where a cell is one of ``na_values`` or absent),
+    indexed by file line − 2.
 
     Blank lines are left out of the rows but not of the line count; column names are stripped of spaces.
 
     Raises:
-        FileNotFoundError: no such file.
         ValueError: text that does not decode, NUL bytes, no header or no rows, a column named twice, a field
             beyond the header's columns, a quote left open — each naming the file and line.
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"cohort table {path} does not exist")
     text = decode_table(path, encoding)
-    sep = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
     records = _records(text, sep, path)
     if not records:
         raise ValueError(f"cohort table {path} is empty: no header line")
@@ -72,6 +131,18 @@ def read_table(path: Path, na_values: Sequence[str], encoding: str | None = None
         raise ValueError(f"cohort table {path} has no rows")
     table = pd.DataFrame(rows, columns=columns, index=pd.Index(np.asarray(lines) - 2), dtype=object)
     return table
+
+
+def _csv(path: Path, na_values: Sequence[str], encoding: str | None) -> pd.DataFrame:
+    return read_delimited(path, na_values, encoding, ",")
+
+
+def _tsv(path: Path, na_values: Sequence[str], encoding: str | None) -> pd.DataFrame:
+    return read_delimited(path, na_values, encoding, "\t")
+
+
+register_table_reader("csv", _csv, (".csv",))
+register_table_reader("tsv", _tsv, (".tsv", ".tab"))
 
 
 def decode_table(path: Path, encoding: str | None) -> str:

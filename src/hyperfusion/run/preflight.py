@@ -261,7 +261,7 @@ def raw_rows(cohort: Cohort) -> tuple[pd.DataFrame, pd.Series]:
 
     spec = cohort.spec
     with _quiet():
-        table = read_table(cohort.table_path, spec.na_values, spec.encoding)
+        table = read_table(cohort.table_path, spec.na_values, spec.encoding, reader=spec.table_reader)
     if spec.visit_column is not None:
         keep = (table[spec.visit_column].astype("string").str.strip() == spec.visit_keep).fillna(False)
     else:

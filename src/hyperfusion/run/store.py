@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import hashlib
 import json
 import logging
@@ -488,12 +487,6 @@ def resolved_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     """Flattened keys whose values differ between two resolved configurations."""
     a, b = _flatten(old), _flatten(new)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
-def nearest(key: str, valid: Sequence[str]) -> str:
-    """' (did you mean X?)' for the closest valid key, or ''."""
-    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
