@@ -1,8 +1,9 @@
 """A new cohort format is one small module: a table reader and an image locator, registered, then named.
 
-The module below is what docs/contributing-cohort-format.md shows: a JSON-lines table (one JSON object per line,
-no header) and images laid out as ``scans/<subject>.nii.gz``. It is imported the way a run config's ``plugins:``
-imports model modules, and a cohort in that format then loads through `load_manifest` end to end.
+The module below is what CONTRIBUTING.md ("How to add a cohort format") shows: a JSON-lines table (one JSON
+object per line, no header) and images laid out as ``scans/<subject>.nii.gz``. It is imported the way a run
+config's ``plugins:`` imports model modules, and a cohort in that format then loads through `load_manifest` end
+to end.
 """
 
 from __future__ import annotations

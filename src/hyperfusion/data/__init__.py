@@ -15,7 +15,7 @@ Typical use (the protocol's view)::
 
 A new cohort format is one module that calls ``register_table_reader`` (how its table is read) and/or
 ``register_image_locator`` (how a row's image is found); a manifest then names them (``table_reader``,
-``image.locator``). See ``docs/contributing-cohort-format.md``.
+``image.locator``). See CONTRIBUTING.md ("How to add a cohort format").
 
 Warnings go to the ``hyperfusion`` logger, one line each.
 """

@@ -17,7 +17,7 @@ value is used:
 Readers are a seam: `register_table_reader` names a reader and the file suffixes it takes, and the manifest's
 ``table_reader`` key (or else the table's suffix) chooses one. The shipped ``csv`` and ``tsv`` readers are
 registered through it like any other; a new cohort format is one module that registers its reader (see
-``docs/contributing-cohort-format.md``).
+CONTRIBUTING.md ("How to add a cohort format")).
 """
 
 from __future__ import annotations
