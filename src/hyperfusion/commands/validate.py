@@ -162,7 +162,7 @@ def _section(title: str, lines: Sequence[str]) -> str:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = ()) -> list[str]:
     """Aligned plain-text columns (two spaces apart), one line each; columns listed in ``right`` are right-aligned."""
-    return format_table(header, rows, right=right, markdown=False).splitlines()
+    return format_table(header, rows, right=right, markdown=False).removesuffix("\n").split("\n")
 
 
 def duration(seconds: float) -> str:

@@ -284,7 +284,7 @@ def _markdown(table: pd.DataFrame, axes: Sequence[str], reference: str, title: s
         rows.append(cells)
         if isinstance(data["note"], str) and data["note"]:
             notes.setdefault(data["note"], None)
-    lines += format_table(head, rows, escape=False).splitlines()
+    lines.append(format_table(head, rows, escape=False).removesuffix("\n"))
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -335,7 +335,7 @@ def _share_markdown(shares: pd.DataFrame, axes: Sequence[str]) -> str:
                  _fmt(data["additive"]), _fmt(data["interaction"]), share]  # fmt: skip
         rows.append(cells)
     head = [*axis_columns, "method", "runs", "BA", "additive", "interaction", "share [95 % CI]"]
-    lines += format_table(head, rows, escape=False).splitlines()
+    lines.append(format_table(head, rows, escape=False).removesuffix("\n"))
     lines += ["", "![Share of the interaction headroom per method](headroom.png)"]
     return "\n".join(lines) + "\n"
 
