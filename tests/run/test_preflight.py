@@ -528,3 +528,57 @@ def test_a_rescaled_copy_of_another_scan_is_named(unlike):
 def test_a_negative_slope_is_named(unlike):
     table, _, out = unlike
     assert "its header's scl_slope is -1, which inverts the stored intensities" in _warning(out, table, 14)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# warnings that do not stop the run, and sections shown as they are ready
+
+
+@fault(
+    "validate",
+    "bf16 on a CPU and a categorical column spelled 'Male' and 'male'",
+    "a Warnings section naming both; neither is a problem",
+)
+def test_bf16_on_a_cpu_and_case_variants_are_warned_about(cohort_yaml, tmp_path):
+    spec = copy_cohort(cohort_yaml, tmp_path / "cohort")
+    table = pd.read_csv(spec.parent / "ADNIMERGE.csv", dtype=str, keep_default_na=False)
+    males = table.index[table["PTGENDER"] == "Male"]
+    table.loc[males[:1], "PTGENDER"] = "male"
+    table.to_csv(spec.parent / "ADNIMERGE.csv", index=False)
+    run = settings(cohort=str(spec))
+    run["training"]["precision"] = "bf16"
+    _, out, _ = validate(write_yaml(tmp_path / "run.yaml", run), "--steps", "0")
+    section = out.split("\nWarnings: 2 (the run goes through, but check them)\n", 1)[1].split("\n\n")[0]
+    assert "column 'PTGENDER' has categories that differ only by case or spaces: 'Male' (" in section
+    assert "'male' (1 rows)" in section
+    assert "training.precision is bf16 on a CPU" in section
+
+
+def test_sections_are_printed_before_the_timing_starts(cohort_yaml, tmp_path, monkeypatch):
+    import sys
+
+    seen: dict[str, str] = {}
+
+    def estimate_time(*args, **kwargs):
+        seen["stdout"] = sys.stdout.getvalue()
+        raise KeyboardInterrupt  # stop here: only what was printed before the timing matters
+
+    monkeypatch.setattr(pf, "estimate_time", estimate_time)
+    status, _, _ = validate(write_yaml(tmp_path / "run.yaml", settings(cohort=str(cohort_yaml))))
+    assert status != 0 and "stdout" in seen
+    for heading in ("Cohort", "Rows", "Tabular columns", "Images", "Partitions"):
+        assert f"\n{heading}\n" in f"\n{seen['stdout']}", heading
+    assert "Estimated time" not in seen["stdout"]
+
+
+def test_stages_are_reported_in_order_and_the_estimate_notes_a_busy_machine(config, cohort_yaml, monkeypatch):
+    monkeypatch.setattr(pf, "load_note", lambda: "this machine is loaded (load average 9.0 on 2 core(s))")
+    stages: list[str] = []
+    lines: list[str] = []
+    found = pf.preflight(
+        config, cohort_yaml.parent.parent, steps=1, echo=lines.append, on_ready=lambda s, f: stages.append(s)
+    )
+    assert tuple(stages) == pf.STAGES
+    assert lines[0].startswith("this machine is loaded")
+    assert any(line.startswith("timing: step 1/1 of") for line in lines)
+    assert "Note: this machine is loaded (load average 9.0 on 2 core(s))." in render(found, target="x")

@@ -4,7 +4,10 @@ CONFIG_OR_COHORT is a run config YAML or preset name (its cohort is read, and si
 the config has `simulate:`), or a cohort manifest YAML (checked with the settings of --settings). Prints the rows
 kept and dropped, the classes or target, every tabular column, the image grids and the image checks, the
 partitions of the first split seed and an estimate of the run's time on this machine from a few timed training
-steps of each method. Nothing is trained. Exit status 2 when the run would stop before training, naming every
+steps of each method, each section as soon as it is ready (progress lines go to stderr). A Warnings section names
+what trains but not as meant: images at another resolution than the input spec, mixed grids, categories that
+differ only by case or spaces, bf16 on a CPU; a busy machine is noted under the estimate. Nothing is trained.
+Exit status 2 when the run would stop before training, naming every
 problem found. With --work set to the run's --out, the run reuses the simulated cohort and the image cache.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,8 +125,19 @@ def run(args: argparse.Namespace) -> int:
         work = args.work or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="hyperfusion-validate-"))
         )
-        found = preflight(config, work, steps=args.steps, progress=progress)
-        print(render(found, target=args.target, work=args.work))
+        shown: list[str] = []
+
+        def show(stage: str, found: Preflight) -> None:  # each section as soon as it is final
+            for section in stage_sections(found, stage, target=args.target, work=args.work):
+                print(("\n" if shown else "") + section, flush=True)
+                shown.append(section)
+
+        def echo(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        found = preflight(config, work, steps=args.steps, progress=progress, echo=echo, on_ready=show)
+        for section in problem_sections(found):
+            print("\n" + section, flush=True)
     if found.problems:
         more = f" (and {len(found.problems) - 1} more, listed above)" if len(found.problems) > 1 else ""
         raise ValueError(
@@ -137,23 +152,42 @@ def run(args: argparse.Namespace) -> int:
 
 def render(found: Preflight, *, target: str, work: Path | None = None) -> str:
     """The preflight as readable text: one section per question, aligned tables."""
+    from hyperfusion.run.preflight import STAGES
+
+    sections = [s for stage in STAGES for s in stage_sections(found, stage, target=target, work=work)]
+    sections += problem_sections(found)
+    return "\n\n".join(s for s in sections if s)
+
+
+def stage_sections(found: Preflight, stage: str, *, target: str, work: Path | None = None) -> list[str]:
+    """The sections a preflight stage makes final (see `hyperfusion.run.preflight.STAGES`), in order."""
     from hyperfusion.tasks import get_task
 
-    sections = [
-        _cohort(found, target, work),
-        _rows(found),
-        _classes(found) if get_task(found.cohort.task).has_classes else _target(found),
-        _columns(found),
-        _images(found, work),
-        _partitions(found),
-        _estimate(found, work),
-    ]
-    if found.problems:
-        lines = [f"{i}. {p}" for i, p in enumerate(found.problems, 1)]
-        sections.append(
-            _section(f"Problems: {len(found.problems)} would stop the run before training", lines)
-        )
-    return "\n\n".join(s for s in sections if s)
+    if stage == "cohort":
+        classes = _classes(found) if get_task(found.cohort.task).has_classes else _target(found)
+        return [_cohort(found, target, work), _rows(found), classes, _columns(found)]
+    if stage == "images":
+        return [_images(found, work)]
+    if stage == "cautions":
+        return [_cautions(found)] if found.cautions else []
+    if stage == "partitions":
+        return [_partitions(found)]
+    if stage == "estimate":
+        return [_estimate(found, work)]
+    raise ValueError(f"unknown preflight stage {stage!r}")
+
+
+def problem_sections(found: Preflight) -> list[str]:
+    """The closing Problems section, when something would stop the run."""
+    if not found.problems:
+        return []
+    lines = [f"{i}. {p}" for i, p in enumerate(found.problems, 1)]
+    return [_section(f"Problems: {len(found.problems)} would stop the run before training", lines)]
+
+
+def _cautions(found: Preflight) -> str:
+    title = f"Warnings: {len(found.cautions)} (the run goes through, but check them)"
+    return _section(title, [f"- {c}" for c in found.cautions])
 
 
 def _section(title: str, lines: Sequence[str]) -> str:
@@ -340,6 +374,8 @@ def _estimate(found: Preflight, work: Path | None) -> str:
         )
     header = ["method", "models", "train step", "eval batch", "per model", "total"]
     lines = [settings, *table(header, body, right=[1, 2, 3, 4, 5])]
+    if found.load:
+        lines.append(f"Note: {found.load}.")
     overhead = estimate.overhead
     lines.append(
         f"An estimate from {_plural(estimate.timed_steps, 'timed training step')} and as many evaluation batches "

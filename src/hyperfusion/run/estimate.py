@@ -14,7 +14,7 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,7 @@ def time_methods(
     train_batches: Sequence[Any],
     eval_batches: Sequence[Any],
     steps: int,
+    echo: Callable[[str], None] = lambda line: None,
 ) -> dict[str, StepTimes]:
     """Median seconds of ``steps`` training steps and evaluation batches per method, taken round-robin.
 
@@ -215,13 +216,20 @@ def time_methods(
     take turns step by step, so a burst of load from another program slows every method a little rather than
     one method a lot; the batches are cycled, so two real batches serve any number of steps.
     """
-    first = {m: (t.train_step(train_batches[0]), t.eval_step(eval_batches[0])) for m, t in timers.items()}
+    first = {}
+    for i, (method, timer) in enumerate(timers.items(), 1):
+        echo(f"timing: untimed first step of {method} ({i}/{len(timers)}) ...")
+        first[method] = (timer.train_step(train_batches[0]), timer.eval_step(eval_batches[0]))
     train: dict[str, list[float]] = {m: [] for m in timers}
     evaluate: dict[str, list[float]] = {m: [] for m in timers}
     for step in range(steps):
+        start = time.perf_counter()
         for method, timer in timers.items():
             train[method].append(timer.train_step(train_batches[step % len(train_batches)]))
             evaluate[method].append(timer.eval_step(eval_batches[step % len(eval_batches)]))
+        echo(
+            f"timing: step {step + 1}/{steps} of {len(timers)} method(s) took {time.perf_counter() - start:.1f} s"
+        )
     out = {}
     for method, timer in timers.items():
         step, batch = statistics.median(train[method]), statistics.median(evaluate[method])
@@ -266,17 +274,20 @@ def estimate_time(
     steps: int = 3,
     batches: int = 2,
     prepare: float = 0.0,
+    echo: Callable[[str], None] = lambda line: None,
 ) -> Estimate:
     """Time ``steps`` steps of each trained method on ``batches`` real batches; scale to every model still to run.
 
     Each model's time is `unit_seconds` with its own fold's row counts; models already finished in ``work`` (a
     run directory being resumed) are left out, and composed models (late fusion) cost nothing to train.
     ``prepare``: the seconds the run spends before its first model (fitting the folds' preprocessing).
+    ``echo`` gets a line as each part starts or each round of steps ends: timing is the slow part of validate.
     """
     training = config.training
     first = min(roles)
     fold_roles, preprocessor = roles[first], preprocessors[first]
     spec = image_spec(config)
+    echo("timing: building the datasets and one model per method ...")
     start = time.perf_counter()
     datasets = {
         role: build_dataset(cohort, fold_roles == role, preprocessor, spec, cache, train=role == "train")
@@ -308,13 +319,14 @@ def estimate_time(
         for method, kind in kinds.items()
         if kind == "train"
     }
-    measured = time_methods(timers, train_batches, eval_batches, steps)
+    measured = time_methods(timers, train_batches, eval_batches, steps, echo)
     times = {
         m: dataclasses.replace(t, train=t.train + train_load, evaluate=t.evaluate + eval_load)
         for m, t in measured.items()
     }
     del timers  # the models and their optimiser states
     cheapest = min(times, key=lambda m: times[m].train)
+    echo(f"timing: one short training of {cheapest} (2 epochs) for what a model costs besides its steps ...")
     overhead = time_overhead(config, cohort, cheapest, preprocessor, datasets, times[cheapest])
     overhead = dataclasses.replace(overhead, per_row=per_row)
 

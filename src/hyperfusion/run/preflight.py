@@ -33,6 +33,14 @@ from hyperfusion.data import Cohort, ImageCache, load_manifest
 from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.duplicates import check_duplicate_images
 from hyperfusion.data.intensity import check_intensities, header_warnings
+from hyperfusion.engine.devices import torch_device
+from hyperfusion.run.cautions import (
+    category_cautions,
+    load_note,
+    mixed_grid_cautions,
+    precision_cautions,
+    resolution_cautions,
+)
 from hyperfusion.run.estimate import Estimate, estimate_time
 from hyperfusion.run.plan import PlannedUnit
 from hyperfusion.run.runner import check_cohort, fit_fold, fold_roles_of, partitions_of, plan_of
@@ -106,17 +114,24 @@ class Preflight:
     cohort: Cohort
     rows: RowCounts
     columns: list[ColumnSummary]
-    grids: list[GridGroup]
-    images_checked: int
-    image_failures: list[ImageFailure]
-    preprocessing_seconds: float
-    balance: pd.DataFrame | None  # rows: partitions (or roles) of the first split seed
-    planned: list[PlannedUnit]
-    estimate: Estimate | None
+    # filled in stage by stage (see `STAGES`): a stage's fields are final once it is reported
+    grids: list[GridGroup] = field(default_factory=list)
+    images_checked: int = 0
+    image_failures: list[ImageFailure] = field(default_factory=list)
+    preprocessing_seconds: float = 0.0
+    balance: pd.DataFrame | None = None  # rows: partitions (or roles) of the first split seed
+    planned: list[PlannedUnit] = field(default_factory=list)
+    estimate: Estimate | None = None
     problems: list[str] = field(default_factory=list)
     simulated_seconds: float | None = None
     labels: pd.DataFrame | None = None  # classification: class, subjects, raw labels
     image_warnings: list[ImageFailure] = field(default_factory=list)  # unlike the cohort's T1s; not problems
+    cautions: list[str] = field(default_factory=list)  # settings or inputs that train, but not as meant
+    load: str | None = None  # a note when the machine was busy while the steps were timed
+
+
+#: The order in which a preflight's parts become final; ``on_ready`` is called with each.
+STAGES = ("cohort", "images", "cautions", "partitions", "estimate")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -130,12 +145,15 @@ def preflight(
     steps: int = 3,
     progress: bool = False,
     echo: Callable[[str], None] = print,
+    on_ready: Callable[[str, Preflight], None] = lambda stage, found: None,
 ) -> Preflight:
     """Read ``config``'s cohort as a run into ``work`` would, and check it without training.
 
     ``work`` receives a simulated cohort (``work/cohort``, when the config has ``simulate:``) and the image cache
     (``work/cache``): the layout of a run directory, so a run with ``--out work`` reuses both. ``steps`` training
     steps (and as many evaluation batches) of each method are timed for the estimate; 0 skips it, as do problems.
+    ``on_ready(stage, found)`` is called as each of `STAGES` becomes final, so a caller can show it before the
+    slower stages run; ``echo`` gets the progress lines (simulating, timing each method, a busy machine).
 
     Raises:
         ValueError, FileNotFoundError: what stops everything (a device the machine lacks, a manifest or table
@@ -155,46 +173,66 @@ def preflight(
     cohort = load_manifest(config.cohort)
     problems: list[str] = []
     stratifiable = _collect(problems, check_cohort, config, cohort)
-
-    spec = image_spec(config)
-    cache = ImageCache(RunDirectory(work).cache)
-    start = time.perf_counter()
-    grids, failures = check_images(cohort, spec, cache, progress=progress)
-    seconds = time.perf_counter() - start
-    if failures:
-        problems.append(
-            f"{len(failures)} of {len(cohort.frame)} image(s) fail the image checks; the first: {failures[0].message}"
-        )
-    _collect(problems, check_duplicate_images, cohort, cache)
-    warnings = image_warnings(cohort, spec, cache, failures)
-
-    start = time.perf_counter()  # partitions and each fold's preprocessing, as the run prepares them
-    folds = _prepare_folds(config, cohort, problems) if stratifiable else None
-    roles, preprocessors, balance = folds or ({}, {}, None)
-    prepare = time.perf_counter() - start
-    planned = plan_of(config, cohort.task)
-    estimate = None
-    if steps > 0 and not problems:
-        estimate = estimate_time(
-            config, cohort, cache, planned, roles, preprocessors, work=work, steps=steps, prepare=prepare
-        )
-    return Preflight(
+    found = Preflight(
         config=config,
         cohort=cohort,
         rows=count_rows(cohort),
         columns=summarize_columns(cohort),
-        grids=grids,
-        images_checked=len(cohort.frame),
-        image_failures=failures,
-        preprocessing_seconds=seconds,
-        balance=balance,
-        planned=planned,
-        estimate=estimate,
-        problems=list(dict.fromkeys(problems)),
+        problems=problems,
         simulated_seconds=simulated,
         labels=label_counts(cohort) if get_task(cohort.task).has_classes else None,
-        image_warnings=warnings,
     )
+    on_ready("cohort", found)
+
+    spec = image_spec(config)
+    cache = ImageCache(RunDirectory(work).cache)
+    start = time.perf_counter()
+    found.grids, found.image_failures = check_images(cohort, spec, cache, progress=progress)
+    found.images_checked = len(cohort.frame)
+    found.preprocessing_seconds = time.perf_counter() - start
+    if found.image_failures:
+        problems.append(
+            f"{len(found.image_failures)} of {len(cohort.frame)} image(s) fail the image checks; "
+            f"the first: {found.image_failures[0].message}"
+        )
+    _collect(problems, check_duplicate_images, cohort, cache)
+    found.image_warnings = image_warnings(cohort, spec, cache, found.image_failures)
+    on_ready("images", found)
+
+    found.cautions = [
+        *resolution_cautions(found.grids, config.image.voxel_mm),
+        *mixed_grid_cautions(found.grids),
+        *category_cautions(cohort.frame, cohort.categorical, source=str(cohort.table_path)),
+        *precision_cautions(config.training.precision, torch_device(config.training.device).type),
+    ]
+    on_ready("cautions", found)
+
+    start = time.perf_counter()  # partitions and each fold's preprocessing, as the run prepares them
+    folds = _prepare_folds(config, cohort, problems) if stratifiable else None
+    roles, preprocessors, found.balance = folds or ({}, {}, None)
+    prepare = time.perf_counter() - start
+    found.planned = plan_of(config, cohort.task)
+    on_ready("partitions", found)
+
+    if steps > 0 and not problems:
+        found.load = load_note()
+        if found.load:
+            echo(found.load)
+        found.estimate = estimate_time(
+            config,
+            cohort,
+            cache,
+            found.planned,
+            roles,
+            preprocessors,
+            work=work,
+            steps=steps,
+            prepare=prepare,
+            echo=echo,
+        )
+    found.problems = list(dict.fromkeys(problems))
+    on_ready("estimate", found)
+    return found
 
 
 def _collect(problems: list[str], function: Callable[..., Any], *args: Any) -> Any:
@@ -471,6 +509,7 @@ def _role_order(value: Any) -> tuple:
 
 
 __all__ = [
+    "STAGES",
     "ColumnSummary",
     "GridGroup",
     "ImageFailure",
