@@ -36,7 +36,8 @@ def import_plugins(
     recorded: Mapping[str, Mapping[str, str]] | None = None,
     data_folder: Path | None = None,
 ) -> PluginFiles:
-    """Import user modules once: names on ``sys.path``, or ``.py`` files (relative ones from ``base``).
+    """Import user modules once: names (``name.py`` in ``base`` first, then ``sys.path``), or ``.py`` files
+    (relative ones from ``base``).
 
     Args:
         plugins: the config's ``plugins`` list.
@@ -96,13 +97,26 @@ def _file_of(plugin: str, base: Path | None, known: Mapping[str, str] | None) ->
         if not path.is_file():
             raise PluginError(f"plugins: no file {str(path)!r}")
         return path
+    beside = _beside(plugin, base)
+    if beside is not None:
+        return beside
     try:
         spec = importlib.util.find_spec(plugin)
     except (ImportError, ValueError) as err:
         raise PluginError(f"plugins: cannot import {plugin!r} ({err})") from None
     if spec is None or not spec.origin or not Path(spec.origin).is_file():
-        raise PluginError(f"plugins: cannot import {plugin!r} (No module named {plugin!r})")
+        where = f"; no {plugin.replace('.', '/')}.py in {base} either" if base is not None else ""
+        raise PluginError(f"plugins: cannot import {plugin!r} (No module named {plugin!r}{where})")
     return Path(spec.origin).resolve()
+
+
+def _beside(plugin: str, base: Path | None) -> Path | None:
+    """``name.py`` (``pkg/name.py`` for ``pkg.name``) in the config's folder: a module name finds it there first,
+    so ``plugins: [my_models]`` works with ``my_models.py`` beside the YAML, whatever the current directory."""
+    if base is None or not all(part.isidentifier() for part in plugin.split(".")):
+        return None
+    path = base.joinpath(*plugin.split(".")).with_suffix(".py")
+    return path.resolve() if path.is_file() else None
 
 
 def _check_recorded(
@@ -124,7 +138,7 @@ def _check_recorded(
 def _import(plugin: str, path: Path) -> None:
     """Execute the plugin once per process (a second import of the same file is a no-op)."""
     try:
-        if plugin.endswith(".py"):
+        if plugin.endswith(".py") or not _imports_from(plugin, path):
             name = f"hyperfusion_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
             if name in sys.modules:
                 return
@@ -142,6 +156,15 @@ def _import(plugin: str, path: Path) -> None:
         raise PluginError(f"plugins: cannot import {plugin!r} ({err})") from None
     except Exception as err:
         raise PluginError(f"plugins: importing {plugin!r} failed: {type(err).__name__}: {err}") from None
+
+
+def _imports_from(plugin: str, path: Path) -> bool:
+    """Whether importing the module name ``plugin`` executes ``path`` (else the file is executed by location)."""
+    try:
+        spec = importlib.util.find_spec(plugin)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and bool(spec.origin) and Path(spec.origin).resolve() == path
 
 
 def _sha256(path: Path) -> str:
