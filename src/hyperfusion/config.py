@@ -374,6 +374,7 @@ def config_from_dict(
             allowed values.
     """
     from hyperfusion.models import list_models, with_crop_readers
+    from hyperfusion.models.registry import canonical_name
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: the configuration must be a mapping, got {type(raw).__name__}")
@@ -392,6 +393,7 @@ def config_from_dict(
     if isinstance(methods, str) or not isinstance(methods, (list, tuple)) or not methods:
         raise ConfigError(f"methods: expected a non-empty list of model names, got {methods!r}")
     known = list_models()
+    methods = [canonical_name(m) if isinstance(m, str) else m for m in methods]  # cls3d-* → ad-*
     for method in methods:
         if method not in known:
             match = difflib.get_close_matches(str(method), known, n=1)
@@ -403,6 +405,7 @@ def config_from_dict(
     reference = raw.get(
         "reference_method", next((m for m in methods if m.endswith("hyperfusion")), methods[0])
     )
+    reference = canonical_name(reference) if isinstance(reference, str) else reference
     if reference not in methods:
         raise ConfigError(f"reference_method: {reference!r} is not one of the methods {list(methods)}")
     model = raw.get("model") or {}
@@ -411,6 +414,7 @@ def config_from_dict(
         raise ConfigError(f"model: expected a mapping of model keyword arguments, got {model!r}")
     if not isinstance(overrides, Mapping) or any(not isinstance(v, Mapping) for v in overrides.values()):
         raise ConfigError("model_overrides: expected a mapping from method name to keyword arguments")
+    overrides = {canonical_name(str(m)): v for m, v in overrides.items()}
     for method in overrides:
         if method not in methods:
             raise ConfigError(f"model_overrides: {method!r} is not one of the methods {list(methods)}")

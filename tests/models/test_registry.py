@@ -239,3 +239,27 @@ def test_a_model_without_a_family_is_a_family_of_one(scratch_registry: None) -> 
 
     assert model_info("lone-model").family == "lone-model"
     assert family_member("lone-model", "imaging") is None
+
+
+def test_the_neutral_cls3d_alias_names_every_ad_model_and_nothing_else():
+    from hyperfusion.models.registry import canonical_name, list_models, model_info
+
+    ad = [m for m in list_models() if m.startswith("ad-")]
+    assert ad and all(canonical_name("cls3d-" + m[3:]) == m for m in ad)
+    assert model_info("cls3d-hyperfusion").name == "ad-hyperfusion"
+    assert canonical_name("cls3d-no-such-model") == "cls3d-no-such-model"  # left for the unknown-name error
+    assert canonical_name("brainage-imaging") == "brainage-imaging"
+
+
+def test_a_config_naming_cls3d_models_records_the_registered_names(tmp_path):
+    from hyperfusion.config import config_from_dict
+
+    raw = {
+        "cohort": "c.yaml",
+        "methods": ["cls3d-imaging", "cls3d-hyperfusion"],
+        "model_overrides": {"cls3d-imaging": {"base_width": 4}},
+    }
+    config = config_from_dict(raw, source="t.yaml", base=tmp_path)
+    assert config.methods[0] == "ad-imaging" and "ad-hyperfusion" in config.methods
+    assert config.reference_method == "ad-hyperfusion"
+    assert dict(config.model_overrides["ad-imaging"]) == {"base_width": 4}

@@ -166,7 +166,25 @@ def register_model(
     return decorate
 
 
+#: Neutral names of families whose registered prefix says less than they do: ``ad-*`` is the general 3D-image
+#: classification family (any classes, any cohort), so ``cls3d-hyperfusion`` names ``ad-hyperfusion``.
+FAMILY_ALIASES: dict[str, str] = {"cls3d": "ad"}
+
+
+def canonical_name(name: str) -> str:
+    """The registered name behind an alias (``cls3d-film`` → ``ad-film``); any other name is returned as is.
+
+    A config may name either; the run records the registered name, so runs made with either compare as one.
+    """
+    alias, _, rest = name.partition("-")
+    family = FAMILY_ALIASES.get(alias)
+    if family is not None and rest and f"{family}-{rest}" in _REGISTRY:
+        return f"{family}-{rest}"
+    return name
+
+
 def _entry(name: str) -> _Entry:
+    name = canonical_name(name)
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
