@@ -26,6 +26,7 @@ from hyperfusion.text import one_line
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("hyperfusion.simulate.command", "write a simulated cohort (NIfTI + table + manifest spec)"),
     "run": ("hyperfusion.commands.run", "run, resume or grow a comparison of methods from a config"),
+    "init": ("hyperfusion.commands.init", "write a run config matched to a cohort's voxel size"),
     "validate": ("hyperfusion.commands.validate", "check a cohort and config without training; time it"),
     "demo": ("hyperfusion.commands.demo", "the main job on the built-in simulated AD cohort"),
     "predict": ("hyperfusion.commands.predict", "apply a finished run to new subjects"),
