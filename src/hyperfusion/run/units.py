@@ -178,7 +178,9 @@ def settings_for(config: RunConfig, task: str, n_classes: int, unit: Unit) -> Tr
         precision=training.precision,  # type: ignore[arg-type]
         channels_last=training.channels_last,
         compile=training.compile,
-        progress_bar=training.progress,
+        # the run shows its own progress (image preprocessing bar, a line per model with the time left);
+        # Lightning's per-epoch bars would interleave with it and flood a redirected log, so they stay off
+        progress_bar=False,
         deterministic=training.deterministic,
         devices=training.devices,
     )
