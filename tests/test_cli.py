@@ -28,3 +28,16 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("HYPERFUSION_DEBUG", "1")
     with pytest.raises(ValueError, match="no-such-preset"):
         main(["run", "no-such-preset", "--out", str(tmp_path / "run")])
+
+
+def test_help_imports_neither_torch_nor_pandas():
+    """`hyperfusion --help` builds every subcommand's parser; heavy modules load only in the command that runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from hyperfusion.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'pandas', 'lightning', 'nibabel') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
