@@ -19,13 +19,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--executor", choices=["local", "ray"], help="where units run (default: the config's)"
     )
     parser.add_argument("--address", help="ray: a running cluster's address")
+    group = parser.add_argument_group("overrides (every cell; a grid axis over the same key still wins)")
+    group.add_argument("--epochs", type=int, help="training epochs per model")
+    group.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    group.add_argument("--precision", choices=["fp32", "bf16"])
 
 
 def run(args: argparse.Namespace) -> int:
     from hyperfusion.run.executors import make_executor
     from hyperfusion.study import load_study, run_study
 
-    study = load_study(args.config)
+    training = {
+        k: getattr(args, k) for k in ("epochs", "device", "precision") if getattr(args, k) is not None
+    }
+    study = load_study(args.config, training=training)
     executor = None
     if args.executor:
         protocol = study.base.protocol

@@ -139,7 +139,17 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<study>", base: Pa
     return Study(tuple(cells), axes, tuple(metrics), base_config, source, base)
 
 
-def load_study(name_or_path: str | Path) -> Study:
-    """A study from a YAML file or a shipped preset (e.g. ``study-cpu``)."""
+def load_study(name_or_path: str | Path, *, training: Mapping[str, Any] | None = None) -> Study:
+    """A study from a YAML file or a shipped preset (e.g. ``study-cpu``).
+
+    ``training``: settings (``epochs``, ``device``, ``precision``, ...) laid over the YAML's ``training:`` for every
+    cell, as ``hyperfusion study --epochs`` does; a grid axis over the same key still sets it per cell.
+    """
     raw, source, base = read_yaml_source(name_or_path, what="study")
-    return study_from_dict(raw or {}, source=source, base=base)
+    raw = dict(raw or {})
+    if training:
+        section = raw.get("training") or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{source}: training: expected a mapping, got {section!r}")
+        raw["training"] = {**section, **training}
+    return study_from_dict(raw, source=source, base=base)
