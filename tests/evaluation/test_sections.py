@@ -181,3 +181,18 @@ def test_a_reader_at_chance_gives_no_share() -> None:
     assert (
         sections.reader_section(results, image_methods=["Imaging"], reader="Other", no_skill="no-skill") == ""
     )
+
+
+def test_rows_without_any_number_are_folded_into_one_line() -> None:
+    from hyperfusion.evaluation.stats import compare_paired
+
+    rows = [(m, 0, 0, "ensemble", "BA", v) for m, v in (("HF", 0.7), ("A", 0.6))]
+    rows += [(m, 0, 0, "ensemble", "AUC", np.nan) for m in ("HF", "A")]  # undefined on this test set
+    df = pd.DataFrame(rows, columns=["method", "split_seed", "version", "fold", "metric", "value"])
+    paired = compare_paired(df, "HF")
+    text = sections.paired_section(paired, "HF", test_train_ratio=None, fold="ensemble")
+    assert "– [–, –]" not in text
+    dashes = paired[paired["metric"] == "AUC"]
+    assert len(dashes) == 1 and "No paired value (too few pairs or runs) for 1: A AUC (" in text
+    kept = paired[paired["metric"] == "BA"].iloc[0]
+    assert np.isfinite(kept["mean_difference"]) and "| BA | A | 1 | -0.100 [" in text  # numbers unchanged

@@ -147,8 +147,14 @@ def paired_section(
     notes = [[n for n in str(note).split("; ") if n] for note in paired["note"]]
     shared = [n for n in notes[0] if all(n in other for other in notes)]
     rows = []
+    empty = []  # rows with no number at all: folded into one line, not a table row of dashes
     for (_, r), own in zip(paired.iterrows(), notes):
         r["note"] = "; ".join(n for n in own if n not in shared)
+        if not any(np.isfinite(float(r[c])) for c in _PAIRED_NUMBERS):
+            empty.append(
+                f"{r['method']} {r['metric']} ({int(r['pairs'])} pairs{'; ' + r['note'] if r['note'] else ''})"
+            )
+            continue
         interval = _interval(r["mean_difference"], r["difference_low"], r["difference_high"], digits)
         wilcoxon = (
             "–" if not np.isfinite(r["wilcoxon_p"]) else f"{r['wilcoxon_W']:g} ({format_p(r['wilcoxon_p'])})"
@@ -171,24 +177,42 @@ def paired_section(
                 r["note"],
             ]
         )
-    text += format_table(
-        [
-            "metric",
-            "method",
-            "pairs",
-            "difference [95 % CI]",
-            "d_z",
-            "Wilcoxon W (p)",
-            "r",
-            "corrected t (p)",
-            "note",
-        ],
-        rows,
-        right=(2, 3, 4, 5, 6, 7),
+    text += (
+        format_table(
+            [
+                "metric",
+                "method",
+                "pairs",
+                "difference [95 % CI]",
+                "d_z",
+                "Wilcoxon W (p)",
+                "r",
+                "corrected t (p)",
+                "note",
+            ],
+            rows,
+            right=(2, 3, 4, 5, 6, 7),
+        )
+        if rows
+        else ""
     )
     if shared:
         text += "\nEvery row: " + "; ".join(shared) + ".\n"
+    if empty:
+        text += f"\nNo paired value (too few pairs or runs) for {len(empty)}: " + ", ".join(empty) + ".\n"
     return text
+
+
+#: The paired section's numbers: a row where none is finite says nothing but its names.
+_PAIRED_NUMBERS = (
+    "mean_difference",
+    "difference_low",
+    "difference_high",
+    "cohen_dz",
+    "wilcoxon_p",
+    "rank_biserial",
+    "corrected_p",
+)
 
 
 def sensitivity_section(
