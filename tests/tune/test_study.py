@@ -133,3 +133,16 @@ def test_tuned_yaml_is_an_ordinary_run_config(cohort_yaml, tmp_path):
     scores = json.loads((tmp_path / "tuning.json").read_text())
     assert scores["methods"]["ad-film"]["default_score"] is not None
     assert yaml.safe_load((tmp_path / "tuned.yaml").read_text())["methods"] == ["ad-film"]
+
+
+def test_cli_tune_writes_the_study_and_tuned_config(cohort_yaml, tmp_path):
+    from hyperfusion.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config_for(cohort_yaml).to_dict()))
+    assert main(["tune", str(path), "--trials", "1", "--out", str(tmp_path / "tuning")]) == 0
+    for name in ("study.sqlite3", "tuned.yaml", "tuning.json"):
+        assert (tmp_path / "tuning" / name).is_file(), name
+    assert (
+        main(["tune", str(path), "--trials", "2", "--out", str(tmp_path / "tuning")]) != 0
+    )  # budget refused
