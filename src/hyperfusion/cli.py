@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "hyperfusion.commands.study",
         "a grid of cohorts and settings, each an ordinary run; one summary",
     ),
+    "tune": ("hyperfusion.commands.tune", "tune every method with the same budget on the training folds"),
     "presets": ("hyperfusion.commands.presets", "list the shipped presets, or print one to copy"),
 }
 

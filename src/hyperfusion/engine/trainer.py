@@ -266,6 +266,8 @@ def train_model(
     val_loader: DataLoader,
     settings: TrainSettings,
     checkpoint_path: str | os.PathLike[str],
+    *,
+    callbacks: list[L.Callback] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``settings.epochs`` epochs and keep the best validation epoch.
 
@@ -325,6 +327,7 @@ def train_model(
             num_sanity_val_steps=0,
             deterministic="warn" if settings.deterministic else None,
             default_root_dir=checkpoint_path.parent,
+            callbacks=list(callbacks or []),  # e.g. hyperfusion.tune's per-epoch pruning
         )
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
     if settings.devices > 1:

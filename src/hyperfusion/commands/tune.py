@@ -1,0 +1,34 @@
+"""Tune every method with the same budget on the protocol's training folds; write OUT/tuned.yaml.
+
+Each method gets N trials of a seeded TPE search over the same shared settings (learning rate, weight decay,
+epochs, batch size) plus its own knobs (head dropout; FiLM/DAFT conditioner scale and location; HyperFusion's
+embedding size and hyperized layer). A trial trains on the training rows and is scored on the validation rows of
+the protocol's folds; the test partition is never read. The Optuna study lives in OUT/study.sqlite3: rerunning
+resumes, and a different --trials or search space is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a run YAML, or a preset name (see `hyperfusion presets`)")
+    parser.add_argument(
+        "--trials", type=int, required=True, help="trials per method (the same for every method)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="tuning directory (created; reused to resume)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from hyperfusion.config import load_config
+    from hyperfusion.run.simulated import ensure_simulated_cohort
+    from hyperfusion.tune import tune
+
+    config = ensure_simulated_cohort(load_config(args.config), args.out)
+    tune(config, args.out, args.trials)
+    print(f"tuned config: {args.out / 'tuned.yaml'}  scores: {args.out / 'tuning.json'}")
+    return 0

@@ -1,0 +1,177 @@
+"""Equal budgets: one Optuna study per method, in one SQLite file, with the same number of trials for each.
+
+Each method gets its own seeded TPE sampler (seed from the config's first split seed and the method's name, so
+methods do not share one sampler state) and the same shared search space. Trial 0 of every method is the config's
+own settings, so "default" and "best" validation scores come from the same study. A trial's sampler is re-seeded
+from its trial number, so the suggestion for trial k depends only on the finished trials before it: an interrupted
+tuning resumed later makes the same suggestions and reaches the same best trial as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from hyperfusion.atomic import write_text_atomic
+from hyperfusion.config import RunConfig
+from hyperfusion.data import ImageCache, load_manifest
+from hyperfusion.run.plan import Unit
+from hyperfusion.run.runner import check_cohort
+from hyperfusion.tasks import get_task
+from hyperfusion.tune import space as spaces
+from hyperfusion.tune.objective import PruneOnValidation, fold_data, train_on_fold, tunable, with_trial
+
+Echo = Callable[[str], None]
+STORAGE = "study.sqlite3"
+
+
+class TuningError(ValueError):
+    """A tuning directory that cannot be resumed as asked (another budget or search space); one line."""
+
+
+def sampler_seed(config: RunConfig, method: str, trial_number: int) -> int:
+    text = f"{config.protocol.split_seeds[0]}:{method}:{trial_number}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def tune(
+    config: RunConfig, out: str | Path, n_trials: int, *, echo: Echo = print
+) -> dict[str, dict[str, Any]]:
+    """Tune every trainable method of ``config`` with ``n_trials`` trials each; write ``out/tuned.yaml``.
+
+    Returns per method: the budget, the default (trial 0) and best validation scores and the best settings.
+
+    Raises:
+        TuningError: ``n_trials`` < 1, or a resumed study with another budget or search space.
+    """
+    if n_trials < 1:
+        raise TuningError(f"--trials must be >= 1, got {n_trials}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cohort = load_manifest(config.cohort)
+    check_cohort(config, cohort)
+    task = get_task(cohort.task)
+    storage = f"sqlite:///{(out / STORAGE).resolve()}"
+    cache = ImageCache(out / "cache")
+    split_seed = config.protocol.split_seeds[0]
+    folds = list(range(task.folds(config.protocol)))
+    data = {fold: fold_data(config, cohort, cache, split_seed, fold) for fold in folds}
+    results: dict[str, dict[str, Any]] = {}
+    for method in config.methods:
+        why = tunable(method)
+        if why is not None:
+            echo(f"{method}: not tuned ({why})")
+            results[method] = {"tuned": False, "why": why}
+            continue
+        space = {**spaces.shared_space(config), **spaces.method_space(config, method)}
+        study = optuna.create_study(
+            study_name=method,
+            storage=storage,
+            load_if_exists=True,
+            direction="maximize" if task.selection.higher_is_better else "minimize",
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        )
+        _check_budget(study, method, n_trials, space, out)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            study._storage.set_trial_state_values(
+                trial._trial_id, TrialState.FAIL
+            )  # left by an interrupted run
+        if not study.trials:
+            study.enqueue_trial(spaces.defaults(config, method, space))
+
+        def objective(trial: optuna.Trial, method: str = method, space: dict = space) -> float:
+            params = {name: trial._suggest(name, dist) for name, dist in space.items()}
+            training, model = spaces.as_settings(params)
+            trial_config = with_trial(config, method, training, model)
+            scores, losses = [], []
+            for fold in folds:
+                unit = Unit(method, split_seed, 0, fold)
+                callback = PruneOnValidation(trial, task.selection.name, fold * trial_config.training.epochs)
+                with tempfile.TemporaryDirectory(dir=out) as workdir:
+                    score, history = train_on_fold(
+                        trial_config, cohort, data[fold], method, unit, Path(workdir), [callback]
+                    )
+                scores.append(score)
+                losses.append([float(h["val_loss"]) for h in history])
+            trial.set_user_attr("val_loss", losses)
+            return float(sum(scores) / len(scores))
+
+        while (done := _counted(study)) < n_trials:
+            study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(config, method, done))
+            study.optimize(objective, n_trials=1, catch=())
+        finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        best = study.best_trial
+        training, model = spaces.as_settings(best.params)
+        results[method] = {
+            "tuned": True,
+            "budget": n_trials,
+            "pruned": sum(t.state == TrialState.PRUNED for t in study.trials),
+            "default_score": finished[0].value if finished and finished[0].number == 0 else None,
+            "best_score": best.value,
+            "best_trial": best.number,
+            "training": training,
+            "model": model,
+        }
+        echo(
+            f"{method}: best validation {task.selection.name} {best.value:.3f} (trial {best.number} of {n_trials})"
+        )
+    write_text_atomic(
+        out / "tuning.json", json.dumps({"metric": task.selection.name, "methods": results}, indent=2)
+    )
+    write_text_atomic(out / "tuned.yaml", tuned_yaml(config, results))
+    return results
+
+
+def tuned_yaml(config: RunConfig, results: dict[str, dict[str, Any]]) -> str:
+    """An ordinary run config: each tuned method's best model settings under ``model_overrides``.
+
+    The run config has one training setting for every method (equal treatment), so the tuned training settings
+    (learning rate, epochs, batch size, weight decay) are recorded in ``tuning.json`` but not applied here.
+    """
+    raw = config.to_dict()
+    overrides = dict(raw.get("model_overrides") or {})
+    for method, result in results.items():
+        if result.get("tuned") and result["model"]:
+            overrides[method] = {**overrides.get(method, {}), **result["model"]}
+    raw["model_overrides"] = overrides
+    raw["simulate"] = None  # the cohort is already on disk
+    header = (
+        "# Written by `hyperfusion tune`: each method's best model settings (tuning.json has the scores).\n"
+    )
+    return header + yaml.safe_dump(raw, sort_keys=False)
+
+
+def _counted(study: optuna.Study) -> int:
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials(deepcopy=False))
+
+
+def _check_budget(study: optuna.Study, method: str, n_trials: int, space: dict, out: Path) -> None:
+    """Record the budget and space on a new study; refuse a resumed one whose budget or space differs."""
+    described = spaces.describe(space)
+    recorded = study.user_attrs
+    if "budget" not in recorded:
+        study.set_user_attr("budget", n_trials)
+        study.set_user_attr("space", described)
+        return
+    if recorded["budget"] != n_trials:
+        raise TuningError(
+            f"{out / STORAGE}: study {method!r} was started with --trials {recorded['budget']}, not {n_trials}; "
+            "every method keeps the same budget (use a new --out to change it)"
+        )
+    if recorded["space"] != described:
+        changed = sorted(
+            k for k in set(described) | set(recorded["space"]) if described.get(k) != recorded["space"].get(k)
+        )
+        raise TuningError(
+            f"{out / STORAGE}: study {method!r} was started with another search space (differs in {changed}); "
+            "use a new --out"
+        )
