@@ -80,7 +80,7 @@ class TrainingSettings:
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 1e-5
-    loss: str = "weighted_ce"  # weighted_ce | oversample | ce | mse
+    loss: str = "weighted_ce"  # weighted_ce | oversample | ce | mse | cox (survival)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16
     channels_last: bool = False
@@ -131,7 +131,7 @@ _CHOICES = {
     ("tabular", "impute"): ("iterative", "median", "none"),
     ("tabular", "unknown_category"): ("error", "zeros"),
     ("protocol", "ensemble"): ("inverse_entropy", "mean"),
-    ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse"),
+    ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse", "cox"),
     ("training", "precision"): PRECISIONS,
     ("training", "warm_start"): ("tabular", "both", "none"),
     ("protocol", "executor"): ("local", "ray"),

@@ -41,11 +41,13 @@ from hyperfusion.evaluation.metrics import (
     regression_metrics,
 )
 from hyperfusion.evaluation.noskill import noskill_predictions, noskill_probabilities
+from hyperfusion.evaluation.survival import harrell_c
+from hyperfusion.nn.cox import cox_loss
 
 if TYPE_CHECKING:
     from hyperfusion.config import ProtocolSettings
 
-TaskName = Literal["classification", "regression"]
+TaskName = Literal["classification", "regression", "survival"]
 #: the fold label of an ensemble's rows in the results table
 ENSEMBLE = "ensemble"
 
@@ -162,6 +164,10 @@ class Task(ABC):
         variance: float,
     ) -> float:
         """The loss of view-averaged values, on the training loss's scale."""
+
+    @abstractmethod
+    def cohort_targets(self, frame: pd.DataFrame) -> np.ndarray:
+        """A cohort frame's targets as this task's arrays take them (what ``Cohort.targets`` returns)."""
 
     @abstractmethod
     def labelled(self, targets: np.ndarray) -> np.ndarray:
@@ -290,6 +296,9 @@ class Classification(Task):
         weight = None if class_weights is None else class_weights.cpu()
         return float(F.nll_loss(values.clamp_min(1e-12).log(), target.long(), weight=weight))
 
+    def cohort_targets(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["target"].to_numpy(dtype=np.int64)
+
     def labelled(self, targets: np.ndarray) -> np.ndarray:
         return targets >= 0  # an unlabelled subject's class is -1
 
@@ -324,6 +333,15 @@ class Classification(Task):
 
     def combine(self, stack: np.ndarray, rule: str) -> np.ndarray:
         return combine_folds(stack, rule)
+
+
+def _one_per_subject(out: torch.Tensor, batch: int, what: str) -> torch.Tensor:
+    """``[B]`` (or ``[B, 1]``, squeezed) outputs, else a ValueError: ``what`` and the shapes."""
+    if out.dim() == 2 and out.shape[1] == 1:
+        out = out[:, 0]
+    if out.shape != (batch,):
+        raise ValueError(f"{what} [B={batch}], got {tuple(out.shape)}")
+    return out
 
 
 class Regression(Task):
@@ -377,13 +395,7 @@ class Regression(Task):
         return None  # a random split of any size; its group column is checked by the protocol
 
     def output(self, out: torch.Tensor, batch: int) -> torch.Tensor:
-        if out.dim() == 2 and out.shape[1] == 1:
-            out = out[:, 0]
-        if out.shape != (batch,):
-            raise ValueError(
-                f"a regression model must return predictions [B={batch}], got {tuple(out.shape)}"
-            )
-        return out
+        return _one_per_subject(out, batch, "a regression model must return predictions")
 
     def view_values(self, out: torch.Tensor) -> torch.Tensor:
         return out
@@ -407,6 +419,9 @@ class Regression(Task):
         variance: float,
     ) -> float:
         return float(F.mse_loss(values, target.float())) / variance
+
+    def cohort_targets(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["target"].to_numpy(dtype=np.float32)
 
     def labelled(self, targets: np.ndarray) -> np.ndarray:
         return np.isfinite(targets)
@@ -439,7 +454,103 @@ class Regression(Task):
         return stack.mean(axis=0)
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Regression())}
+#: the minimum number of events a survival cohort needs: fewer leave a role without a ranked pair
+MIN_EVENTS = 6
+
+
+def _harrell(values: np.ndarray, targets: np.ndarray) -> float:
+    return harrell_c(values, targets[:, 0], targets[:, 1])
+
+
+class Survival(Regression):
+    """Time to an event (conversion): one log-risk per subject, the Cox partial likelihood, Harrell's C.
+
+    The protocol is regression's (one stratified train/val/test split per seed, stratified by the event; the
+    top-k versions by validation C averaged, so an ensemble averages log-risks). Targets are float pairs
+    ``[N, 2]``: months to the event or to censoring, and the event (1 seen, 0 censored). The no-skill model
+    gives everyone the same risk (C = 0.5). Uno's C, the time-dependent AUC and the Brier score need the
+    training rows' censoring and baseline hazard, so they are computed where those rows are at hand
+    (`hyperfusion.evaluation.survival`), not from the scored rows alone.
+    """
+
+    name = "survival"
+    selection = Metric("C", True, _harrell)
+    skill_metrics = ("C",)
+    scores_by_group = False
+    summary_metrics = ("C",)
+    standardises_target = False
+
+    def check_loss(self, loss: str) -> None:
+        if loss != "cox":
+            raise ValueError(f"training.loss: {loss!r} is not a survival loss; use 'cox' for survival")
+
+    def check_cohort(
+        self, frame: pd.DataFrame, protocol: ProtocolSettings, *, classes: Sequence[str], source: str
+    ):
+        events = int(np.nansum(frame["event"].to_numpy(dtype=np.float64)))
+        if events < MIN_EVENTS:
+            raise ValueError(
+                f"{source}: {events} event(s) among {len(frame)} subjects; a survival study needs at least "
+                f"{MIN_EVENTS} so that every role has a pair to rank"
+            )
+
+    def output(self, out: torch.Tensor, batch: int) -> torch.Tensor:
+        return _one_per_subject(out, batch, "a survival model must return one log-risk per subject")
+
+    def loss(
+        self,
+        output: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        class_weights: torch.Tensor | None,
+        variance: float,
+    ) -> torch.Tensor:
+        return cox_loss(output.float(), target[:, 0], target[:, 1])  # the risk set within the batch
+
+    def validation_loss(
+        self,
+        values: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        class_weights: torch.Tensor | None,
+        variance: float,
+    ) -> float:
+        return float(cox_loss(values.float(), target[:, 0].float(), target[:, 1].float()))
+
+    def cohort_targets(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame[["target", "event"]].to_numpy(dtype=np.float32)
+
+    def labelled(self, targets: np.ndarray) -> np.ndarray:
+        return np.isfinite(targets).all(axis=1)
+
+    def metrics(
+        self,
+        values: np.ndarray,
+        targets: np.ndarray,
+        *,
+        classes: Sequence[str] = (),
+        groups: Sequence[str] | None = None,
+    ) -> dict[str, float]:
+        t = np.asarray(targets, dtype=np.float64)
+        return {"C": _harrell(np.asarray(values, dtype=np.float64), t), "events": float(t[:, 1].sum())}
+
+    def no_skill_values(self, train_targets: np.ndarray, n_test: int, classes: Sequence[str]) -> np.ndarray:
+        return np.zeros(n_test)  # one risk for everyone: every pair ties
+
+    def prediction_columns(
+        self, values: np.ndarray, targets: np.ndarray | None, classes: Sequence[str]
+    ) -> dict[str, Sequence]:
+        columns: dict[str, Sequence] = {"predicted": values}  # the log-risk: higher = earlier event
+        if targets is not None:
+            columns |= {"time": targets[:, 0], "event": targets[:, 1].astype(np.int64)}
+        return columns
+
+    def members(self, validation_metrics: Sequence[float], top_k: int) -> list[int]:
+        c = np.asarray(validation_metrics, dtype=np.float64)
+        return top_k_versions(-np.nan_to_num(c, nan=0.0), top_k)  # highest C first; no C ranks last
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Regression(), Survival())}
 
 
 def get_task(name: str | Task) -> Task:

@@ -57,7 +57,9 @@ def check_survival(
         raise ValueError(f"{what}: time on row {bad[0]} is {float(t[bad[0]])!r}; times are months >= 0")
     bad = np.flatnonzero((e != 0) & (e != 1))
     if bad.size:
-        raise ValueError(f"{what}: event on row {bad[0]} is {float(e[bad[0]])!r}; 1 = event seen, 0 = censored")
+        raise ValueError(
+            f"{what}: event on row {bad[0]} is {float(e[bad[0]])!r}; 1 = event seen, 0 = censored"
+        )
     return t, e.astype(bool)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sksurv.linear_model.coxph import CoxPHOptimizer
 
-from hyperfusion.engine.cox import cox_loss
+from hyperfusion.nn.cox import cox_loss
 
 
 def _loop(eta: np.ndarray, time: np.ndarray, event: np.ndarray, ties: str) -> float:
