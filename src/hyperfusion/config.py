@@ -399,7 +399,12 @@ def config_from_dict(
             raise ConfigError(f"methods: unknown model {method!r}{hint}; choose from {known}")
     if len(set(methods)) != len(methods):
         raise ConfigError(f"methods: repeated names in {list(methods)}")
-    methods = with_crop_readers(methods)  # every imaging-only model is reported beside its crop reader
+    training = raw.get("training")
+    risk = (
+        isinstance(training, Mapping) and training.get("loss") == "cox"
+    )  # survival: the models output one risk
+    if not risk:  # the crop reader is a closed-form classifier; a Cox config has no reader to add
+        methods = with_crop_readers(methods)  # every imaging-only model is reported beside its crop reader
     reference = raw.get(
         "reference_method", next((m for m in methods if m.endswith("hyperfusion")), methods[0])
     )

@@ -46,6 +46,7 @@ from hyperfusion.nn.cox import cox_loss
 
 if TYPE_CHECKING:
     from hyperfusion.config import ProtocolSettings
+    from hyperfusion.models.registry import ModelInfo
 
 TaskName = Literal["classification", "regression", "survival"]
 #: the fold label of an ensemble's rows in the results table
@@ -92,6 +93,12 @@ class Task(ABC):
     standardises_target: ClassVar[bool]
     #: the results table has the metrics by group (``protocol.group_by``, e.g. MAE by sex)
     scores_by_group: ClassVar[bool]
+    #: the task of the registered models this task trains (`hyperfusion.models.registry.ModelInfo.task`)
+    model_family: ClassVar[str]
+
+    def check_method(self, method: str, info: ModelInfo) -> None:
+        """Raise ValueError naming ``method`` when this task cannot train it (every model of its family can)."""
+        return None
 
     # --- the protocol ------------------------------------------------------------------------------------
     @abstractmethod
@@ -219,6 +226,7 @@ class Classification(Task):
     skill_metrics = ("BA", "AUC", "F1", "PRC")
     reported_fold = ENSEMBLE
     ensembles_folds = True
+    model_family = "classification"
     scores_by_group = False
     has_classes = True
     summary_metrics = ("BA", "AUC")
@@ -350,6 +358,7 @@ class Regression(Task):
     skill_metrics = ("MAE",)
     reported_fold = "0"
     ensembles_folds = False
+    model_family = "regression"
     scores_by_group = True
     has_classes = False
     summary_metrics = ("MAE",)
@@ -475,10 +484,23 @@ class Survival(Regression):
 
     name = "survival"
     selection = Metric("C", True, _harrell)
+    model_family = "classification"  # the AD family built with one output: the log-risk
     skill_metrics = ("C",)
     scores_by_group = False
     summary_metrics = ("C",)
     standardises_target = False
+
+    def check_method(self, method: str, info: ModelInfo) -> None:
+        if (
+            info.fusion == "late"
+        ):  # its members' class probabilities are mixed; one risk has no softmax to mix
+            raise ValueError(
+                f"method {method!r}: late fusion of class probabilities does not apply to survival"
+            )
+        if info.fit != "gradient":  # the crop reader fits a classifier in closed form
+            raise ValueError(
+                f"method {method!r} fits a classifier in closed form; survival trains by gradient"
+            )
 
     def check_loss(self, loss: str) -> None:
         if loss != "cox":
@@ -531,8 +553,7 @@ class Survival(Regression):
         classes: Sequence[str] = (),
         groups: Sequence[str] | None = None,
     ) -> dict[str, float]:
-        t = np.asarray(targets, dtype=np.float64)
-        return {"C": _harrell(np.asarray(values, dtype=np.float64), t), "events": float(t[:, 1].sum())}
+        return {"C": _harrell(np.asarray(values, dtype=np.float64), np.asarray(targets, dtype=np.float64))}
 
     def no_skill_values(self, train_targets: np.ndarray, n_test: int, classes: Sequence[str]) -> np.ndarray:
         return np.zeros(n_test)  # one risk for everyone: every pair ties

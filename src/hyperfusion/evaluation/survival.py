@@ -37,6 +37,7 @@ __all__ = [
     "integrated_brier_score",
     "kaplan_meier",
     "noskill_survival",
+    "pair_scores",
     "step_at",
     "uno_c",
 ]
@@ -105,14 +106,22 @@ def _inverse_weights(g_times: np.ndarray, g: np.ndarray, at: np.ndarray) -> np.n
     return 1.0 / probability
 
 
-def _concordance(
-    risk: np.ndarray, time: np.ndarray, event: np.ndarray, weight: np.ndarray, tied_tol: float
-) -> float:
+def pair_scores(
+    risk: np.ndarray, time: np.ndarray, event: np.ndarray, tied_tol: float = TIED_TOL
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[N, N]`` matrices: whether (i, j) is comparable, and its concordance (1, 1/2 for tied risks, 0)."""
+    event = np.asarray(event, dtype=bool)
     comparable = event[:, None] & (
         (time[None, :] > time[:, None]) | ((time[None, :] == time[:, None]) & ~event[None, :])
     )
     diff = risk[:, None] - risk[None, :]
-    score = np.where(np.abs(diff) <= tied_tol, 0.5, (diff > 0).astype(float))
+    return comparable, np.where(np.abs(diff) <= tied_tol, 0.5, (diff > 0).astype(float))
+
+
+def _concordance(
+    risk: np.ndarray, time: np.ndarray, event: np.ndarray, weight: np.ndarray, tied_tol: float
+) -> float:
+    comparable, score = pair_scores(risk, time, event, tied_tol)
     denominator = (weight[:, None] * comparable).sum()
     if denominator == 0:
         return float("nan")  # no comparable pair (e.g. no event): no concordance to estimate
