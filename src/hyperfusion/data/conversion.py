@@ -40,7 +40,6 @@ from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.tables import lines, present
 from hyperfusion.text import closest, shown
 
-
 #: The `ConversionSummary` fields counted while reading the visits.
 _COUNTED = (
     "no_baseline", "baseline_event", "baseline_not_at_risk", "no_follow_up", "reverted",
