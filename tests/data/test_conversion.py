@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from hyperfusion.data.conversion import ConversionSummary, derive_conversion
+from tests.faults import fault
 
 KEYS = {"subject": "PTID", "months": "M", "diagnosis": "DX", "at_risk": ["MCI"], "event": ["Dementia"]}
 
@@ -65,6 +66,11 @@ def test_baseline_without_diagnosis_counts_as_missing_baseline() -> None:
     assert list(out.index) == ["b"] and summary.no_baseline == 1
 
 
+@fault(
+    "visits table",
+    "one subject with two visits at the same month and different diagnoses",
+    "ValueError naming the file, subject, month, both diagnoses and lines",
+)
 def test_conflicting_duplicate_month_names_subject_month_and_lines() -> None:
     with pytest.raises(
         ValueError, match=r"v\.csv: subject 'a' has two visits at month 6 .*'MCI' and 'Dementia', lines 3, 4"
@@ -124,32 +130,50 @@ def test_several_at_risk_and_event_labels() -> None:
     assert out.to_dict("index") == {"a": {"time": 12.0, "event": 1}, "b": {"time": 6.0, "event": 0}}
 
 
+@fault(
+    "visits table",
+    "months since baseline that are not a number",
+    "ValueError naming the file, column, line and value",
+)
 @pytest.mark.parametrize("bad", ["six", "6 months", ">6"])
 def test_non_numeric_months_name_row_and_column(bad: str) -> None:
     with pytest.raises(ValueError, match=rf"v\.csv: column 'M', line 3: value '{bad}' is not a number$"):
         _derive([("a", 0, "MCI"), ("a", bad, "MCI")])
 
 
+@fault("visits table", "negative months since baseline", "ValueError naming the file, column, line and value")
 def test_negative_months_name_row_and_column() -> None:
     with pytest.raises(ValueError, match=r"v\.csv: column 'M', line 4: months since baseline -6 is negative"):
         _derive([("a", 0, "MCI"), ("a", 6, "MCI"), ("a", -6, "MCI")])
 
 
+@fault("visits table", "a visit without months since baseline", "ValueError naming the file, column and line")
 def test_missing_months_name_row_and_column() -> None:
     with pytest.raises(ValueError, match=r"v\.csv: column 'M', line 3: months since baseline missing"):
         _derive([("a", 0, "MCI"), ("a", None, "MCI")])
 
 
+@fault("visits table", "a visit without a subject id", "ValueError naming the file, column and line")
 def test_missing_subject_id_names_row() -> None:
     with pytest.raises(ValueError, match=r"v\.csv: column 'PTID', line 3: the subject id is missing"):
         _derive([("a", 0, "MCI"), ("  ", 6, "MCI")])
 
 
+@fault(
+    "visits table",
+    "from_visits naming a column the table lacks",
+    "ValueError naming the key and column, with the closest column",
+)
 def test_absent_column_suggests_the_closest() -> None:
     with pytest.raises(ValueError, match=r"from_visits\.diagnosis names column 'DXX'.*did you mean 'DX'\?"):
         _derive([("a", 0, "MCI")], diagnosis="DXX")
 
 
+@fault(
+    "visits table",
+    "an at_risk or event diagnosis misspelt (no visit has it)",
+    "ValueError naming the column and label: did you mean ...",
+)
 def test_label_no_visit_has_suggests_the_closest() -> None:
     with pytest.raises(
         ValueError,
@@ -158,6 +182,11 @@ def test_label_no_visit_has_suggests_the_closest() -> None:
         _derive([("a", 0, "MCI"), ("a", 6, "Dementia")], event=["Dementai"])
 
 
+@fault(
+    "visits table",
+    "no visit has any of the event (or at_risk) diagnoses",
+    "ValueError naming the column, the labels and the values present",
+)
 def test_no_event_label_in_the_table_is_an_error() -> None:
     with pytest.raises(
         ValueError,

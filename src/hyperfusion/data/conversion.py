@@ -49,7 +49,13 @@ _COUNTED = (
 
 @dataclass(frozen=True)
 class ConversionSummary:
-    """How many subjects each rule kept, censored or excluded, for ``validate`` to print."""
+    """How many subjects each rule kept, censored or excluded, for ``validate`` to print.
+
+    ``subjects`` counts every subject in the table; ``no_baseline`` … ``no_follow_up`` the excluded ones by rule;
+    ``reverted`` the events whose later visits were not all in an event class; ``visits_without_diagnosis`` and
+    ``duplicate_visits`` count visits; ``other_diagnoses`` counts the follow-up visits of kept subjects whose
+    diagnosis is in neither list, by diagnosis.
+    """
 
     subjects: int
     events: int
