@@ -103,5 +103,5 @@ def visit_table(table: pd.DataFrame, visits: pd.DataFrame) -> pd.DataFrame:
     follow_rows = pd.concat([repeated, follow[["VISCODE", "M", "DX"]].reset_index(drop=True)], axis=1)
     out = pd.concat([full, follow_rows], ignore_index=True)[list(full.columns)]
     order = {pid: k for k, pid in enumerate(table["PTID"])}
-    key = out["PTID"].map(order) * 1000 + out["M"].astype(int)
-    return out.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
+    rank = np.lexsort((out["M"].to_numpy(dtype=float), out["PTID"].map(order).to_numpy()))
+    return out.iloc[rank].reset_index(drop=True)
