@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from hyperfusion.cli import main
 from hyperfusion.data.conversion import derive_conversion
 from hyperfusion.data.manifest import load_manifest
 from hyperfusion.data.tables import read_table
 from hyperfusion.simulate import simulate_ad
 from hyperfusion.simulate.ad import make_ad_cohort
-from hyperfusion.simulate.command import add_arguments, run
 from hyperfusion.simulate.visits import (
     LAST_VISIT,
     SCHEDULE,
@@ -25,6 +25,7 @@ from hyperfusion.simulate.visits import (
     conversion_months,
     visit_table,
 )
+from tests.faults import fault
 
 KW = dict(voxel_size=8.0, template="phantom", progress=False, workers=1)
 FROM_VISITS = dict(subject="PTID", months="M", diagnosis="DX", at_risk=["MCI"], event=["Dementia"])
@@ -129,10 +130,14 @@ def test_visits_argument_is_checked(tmp_path: Path) -> None:
         simulate_ad(tmp_path, n=4, visits="yes", **KW)  # type: ignore[arg-type]
 
 
-def test_cli_visits_is_for_the_ad_cohort_only(tmp_path: Path) -> None:
-    import argparse
+def test_cli_writes_visits(tmp_path: Path) -> None:
+    args = ["simulate", "ad", "--n", "6", "--voxel-size", "8", "--template", "phantom", "--workers", "1"]
+    assert main([*args, "--visits", "--no-progress", "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "ADNIMERGE.csv")
+    assert {"M", "DX"} <= set(table.columns) and (table["VISCODE"] == "bl").sum() == 6 and len(table) > 6
 
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    with pytest.raises(ValueError, match="--visits is for the ad cohort only"):
-        run(parser.parse_args(["brain-age", "--out", str(tmp_path), "--visits"]))
+
+@fault("simulator", "--visits for the brain-age cohort", "exit status 2: for the ad cohort only")
+def test_cli_visits_is_for_the_ad_cohort_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "brain-age", "--out", str(tmp_path), "--visits"]) == 2
+    assert "--visits is for the ad cohort only" in capsys.readouterr().err
