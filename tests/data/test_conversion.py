@@ -240,3 +240,12 @@ def test_random_tables_match_a_per_subject_loop(seed: int) -> None:
     got = {sid: (float(r["time"]), int(r["event"])) for sid, r in out.iterrows()}
     assert got == expected and list(out.index) == list(expected)
     assert summary.kept == len(expected) and summary.events == sum(e for _, e in expected.values())
+
+
+def test_rows_of_two_concatenated_tables_keep_their_subjects() -> None:
+    first, second = (
+        _visits([("a", 0, "MCI"), ("a", 6, "MCI")]),
+        _visits([("b", 0, "MCI"), ("b", 12, "Dementia")]),
+    )
+    out, _ = derive_conversion(pd.concat([first, second]), **KEYS, source="v.csv")
+    assert out.to_dict("index") == {"a": {"time": 6.0, "event": 0}, "b": {"time": 12.0, "event": 1}}

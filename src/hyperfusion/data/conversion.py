@@ -126,7 +126,9 @@ def derive_conversion(
     dx = pd.Series([_diagnosis(v) for v in visits[diagnosis]], index=visits.index, dtype=object)
     _check_labels_occur(dx, {"at_risk": at_risk_set, "event": event_set}, diagnosis, source)
 
-    frame = pd.DataFrame({"subject": ids, "month": month, "dx": dx, "row": visits.index}, index=visits.index)
+    frame = pd.DataFrame(
+        {"subject": ids.to_numpy(), "month": month.to_numpy(), "dx": dx.to_numpy(), "row": visits.index}
+    )
     order = pd.unique(frame["subject"])
     counts: Counter[str] = Counter()
     other: Counter[str] = Counter()
@@ -245,7 +247,7 @@ def _timeline(rows: pd.DataFrame, sid: str, source: str, counts: Counter[str]) -
     timeline: dict[float, str] = {}
     first_row: dict[float, object] = {}
     for month, dx, row in zip(rows["month"], rows["dx"], rows["row"]):
-        if dx is None:
+        if not present(dx):
             counts["visits_without_diagnosis"] += 1
             continue
         if month in timeline:
