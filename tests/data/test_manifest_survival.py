@@ -108,3 +108,64 @@ def test_new_subjects_need_no_outcome(tmp_path) -> None:
     table.to_csv(tmp_path / "cohort.csv", index=False)
     cohort = load_manifest(path, require_target=False)
     assert np.isnan(cohort.targets).all()
+
+
+FROM_VISITS = {
+    "task": "survival",
+    "from_visits": {"months": "M", "diagnosis": "DX", "at_risk": ["MCI"], "event": ["Dementia"]},
+}
+
+
+def _visits(folder: Path) -> Path:
+    """Baseline rows with images and follow-up rows without: s0 converts at 12, s1 is censored at 24, s2 (CN) and
+    s3 (no follow-up) are left out; the rows are out of month order."""
+    affine = ras_affine(8.0, (-80.0, -120.0, -68.0))
+    write_nifti(folder / "scans" / "s0.nii.gz", render((21, 27, 20), affine, marker=False), affine)
+    for s in ("s1", "s2", "s3"):
+        (folder / "scans" / f"{s}.nii.gz").write_bytes((folder / "scans" / "s0.nii.gz").read_bytes())
+    rows = [
+        ("s0", "m12", 12, "Dementia", ""), ("s0", "bl", 0, "MCI", "scans/s0.nii.gz"), ("s0", "m06", 6, "MCI", ""),
+        ("s1", "bl", 0, "MCI", "scans/s1.nii.gz"), ("s1", "m24", 24, "MCI", ""), ("s1", "m12", 12, "", ""),
+        ("s2", "bl", 0, "CN", "scans/s2.nii.gz"), ("s2", "m06", 6, "CN", ""),
+        ("s3", "bl", 0, "MCI", "scans/s3.nii.gz"),
+    ]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["PTID", "VISCODE", "M", "DX", "image"]).assign(AGE=70.0)
+    table.to_csv(folder / "visits.csv", index=False)
+    spec = {
+        "table": "visits.csv",
+        "subject": "PTID",
+        "visit": {"column": "VISCODE", "keep": "bl"},
+        "image": {"column": "image"},
+        "tabular": {"continuous": ["AGE"]},
+        "target": FROM_VISITS,
+    }
+    (folder / "cohort.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "cohort.yaml"
+
+
+def test_from_visits_derives_time_and_event_per_baseline_row(tmp_path, caplog) -> None:
+    cohort = load_manifest(_visits(tmp_path))
+    assert list(cohort.frame["subject_id"]) == ["s0", "s1"]
+    np.testing.assert_array_equal(cohort.targets, [[12.0, 1.0], [24.0, 0.0]])
+    (line,) = [r.getMessage() for r in caplog.records if "from_visits" in r.getMessage()]
+    assert line.endswith(
+        "from_visits: 2 of 4 subjects at risk at baseline (1 events, 1 censored); left out: no baseline 0, "
+        "baseline event 0, baseline not at risk 1, no follow up 1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("from_visits", "message"),
+    [
+        ({"months": "M", "diagnosis": "DX", "at_risk": ["MCI"]}, r"'target.from_visits.event' is required"),
+        ({"months": "M", "diagnosis": "DX", "at_risk": [], "event": ["D"]}, "must be a non-empty list"),
+        ({"month": "M", "diagnosis": "DX", "at_risk": ["MCI"], "event": ["D"]}, r"did you mean 'months'"),
+    ],
+)
+def test_bad_from_visits_keys_name_the_key(from_visits: dict, message: str) -> None:
+    raw = {"table": "t.csv", "subject": "PTID", "image": {"column": "image"}}
+    raw["target"] = {"task": "survival", "from_visits": from_visits}
+    with pytest.raises(ValueError, match=message):
+        spec_from_dict(raw, source="c.yaml")
+    with pytest.raises(ValueError, match="not both"):
+        spec_from_dict({**raw, "target": {**FROM_VISITS, "time": "T", "event": "E"}}, source="c.yaml")

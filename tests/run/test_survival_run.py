@@ -1,10 +1,9 @@
-"""A survival run end to end on a tiny simulated cohort with time and event columns added to its table."""
+"""A survival run end to end on a tiny simulated cohort whose visits the manifest turns into time and event."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -14,29 +13,23 @@ from hyperfusion.evaluation.survival import harrell_c
 from hyperfusion.run.runner import run_protocol
 from hyperfusion.simulate import simulate_ad
 
-STAGE = {"CN": 0.0, "SMC": 0.0, "EMCI": 1.0, "LMCI": 1.0, "MCI": 1.0, "AD": 2.0, "Dementia": 2.0}
-
 
 @pytest.fixture(scope="module")
 def survival_yaml(tmp_path_factory) -> Path:
-    """40 phantom subjects; months to conversion drawn from the diagnosis, censored at 36 months."""
+    """120 phantom subjects with simulated follow-up visits; the cohort spec derives baseline-MCI conversion."""
     out = tmp_path_factory.mktemp("survival")
-    simulated = simulate_ad(
-        out, n=40, voxel_size=4.0, interaction=2.0, seed=3, template="phantom", progress=False
+    simulate_ad(
+        out, n=120, voxel_size=4.0, interaction=2.0, seed=3, template="phantom", progress=False, visits=True
     )
-    table = pd.read_csv(simulated.parent / "ADNIMERGE.csv")
-    rng = np.random.default_rng(0)
-    months = rng.exponential(40.0 * np.exp(-table["DX_bl"].map(STAGE).to_numpy()))
-    table["CONVERTED"] = (months <= 36).astype(int)
-    table["MONTHS"] = np.minimum(months, 36).round(1)
-    table.to_csv(simulated.parent / "ADNIMERGE.csv", index=False)
     spec = {
         "preset": "adnimerge",
-        "table": "ADNIMERGE.csv",
         "image": {"column": "image"},
-        "target": {"task": "survival", "time": "MONTHS", "event": "CONVERTED"},
+        "target": {
+            "task": "survival",
+            "from_visits": {"months": "M", "diagnosis": "DX", "at_risk": ["MCI"], "event": ["Dementia"]},
+        },
     }
-    path = simulated.parent / "survival.yaml"
+    path = out / "survival.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
@@ -77,10 +70,11 @@ def test_a_survival_run_scores_c_beside_no_skill(survival_yaml, tmp_path) -> Non
     assert (c.loc[c["method"] == "no-skill", "value"] == 0.5).all()
     assert c["value"].between(0, 1).all()
     partitions = pd.read_csv(tmp_path / "run" / "partitions_seed0.csv")
-    assert partitions["partition"].value_counts().to_dict() == {"train": 24, "val": 8, "test": 8}
+    counts = partitions["partition"].value_counts().to_dict()
+    assert set(counts) == {"train", "val", "test"} and sum(counts.values()) == 53  # the at-risk MCI subjects
     predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
     test = predictions[predictions["method"] == "ad-tabular"]
-    assert len(test) == 8 and {"predicted", "time", "event"} <= set(test.columns)
+    assert len(test) == counts["test"] and {"predicted", "time", "event"} <= set(test.columns)
     assert harrell_c(test["predicted"], test["time"], test["event"]) == pytest.approx(
         c[(c["method"] == "ad-tabular") & (c["fold"] == "ensemble")]["value"].item()
     )

@@ -44,6 +44,8 @@ TASKS = ("classification", "regression", "survival")
 DEFAULT_NA_VALUES = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "None")
 #: Columns the cohort frame reserves for itself.
 RESERVED = ("subject_id", "target", "event", "label", "image", "line")
+#: The columns `target.from_visits` adds to the table (named so in messages; no table has them).
+DERIVED_TIME, DERIVED_EVENT = "time (from visits)", "event (from visits)"
 
 
 # --- how a key's value is read: its type as the docs name it, and a parser that checks it ---------------------
@@ -153,6 +155,41 @@ def _encoding(value: Any, key: str, source: str) -> str | None:
     return value
 
 
+_FROM_VISITS = {"subject": False, "months": True, "diagnosis": True, "at_risk": True, "event": True}
+
+
+def _from_visits(value: Any, key: str, source: str) -> dict[str, Any] | None:
+    """The columns and labels `derive_conversion` reads; ``subject`` defaults to the spec's subject column."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{source}: {key!r} must be a mapping with keys {sorted(_FROM_VISITS)}, got {value!r}"
+        )
+    unknown = sorted(set(value) - set(_FROM_VISITS))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown key(s) {unknown} under {key!r}{_hint(unknown, _FROM_VISITS)}; "
+            f"allowed: {sorted(_FROM_VISITS)}"
+        )
+    out: dict[str, Any] = {}
+    for name, required in _FROM_VISITS.items():
+        if name not in value:
+            if required:
+                raise ValueError(f"{source}: '{key}.{name}' is required")
+            continue
+        if name in ("at_risk", "event"):
+            labels = value[name]
+            if not isinstance(labels, list) or not labels:
+                raise ValueError(
+                    f"{source}: '{key}.{name}' must be a non-empty list of diagnoses, got {labels!r}"
+                )
+            out[name] = tuple(str(v) for v in labels)
+        else:
+            out[name] = _text(value[name], f"{key}.{name}", source)
+    return out
+
+
 TEXT = Read("text", _text)
 OPTIONAL_TEXT = Read("text", lambda v, k, s: None if v is None else _text(v, k, s))
 ANY_TEXT = Read("any value (compared as text)", lambda v, k, s: None if v is None else str(v))
@@ -257,6 +294,11 @@ class ManifestSpec:
     )
     event_column: str | None = key(
         "target.event", OPTIONAL_TEXT, help="survival: the column of 1 = event seen, 0 = censored"
+    )
+    from_visits: Mapping[str, Any] | None = key(
+        "target.from_visits",
+        Read("{subject, months, diagnosis, at_risk: [labels], event: [labels]}", _from_visits),
+        help="survival: time and event derived from the visits of a longitudinal table (data.conversion)",
     )
     target_column: str = key(
         "target.column",
@@ -481,14 +523,20 @@ def _check_target_columns(v: Values, source: str) -> None:
     (the time column then stands as the target column: it is the numeric target the ranges and checks see)."""
     time, event, column = v["time_column"], v["event_column"], v["target_column"]
     if v["task"] != "survival":
-        if time is not None or event is not None:
-            raise ValueError(f"{source}: 'target.time'/'target.event' only apply to task survival")
+        if time is not None or event is not None or v["from_visits"] is not None:
+            raise ValueError(
+                f"{source}: 'target.time'/'target.event'/'target.from_visits' only apply to task survival"
+            )
         _text(column, "target.column", source)
         return
     if column is not None:
         raise ValueError(
             f"{source}: a survival target is 'target.time' and 'target.event', not 'target.column'"
         )
+    if v["from_visits"] is not None:
+        if time is not None or event is not None:
+            raise ValueError(f"{source}: give 'target.from_visits' or 'target.time'/'target.event', not both")
+        v["time_column"], v["event_column"] = time, event = DERIVED_TIME, DERIVED_EVENT
     for name, value in (("target.time", time), ("target.event", event)):
         _text(value, name, source)
     if time == event:
@@ -654,6 +702,8 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
     table_path = Path(table_path).resolve()
     source = str(table_path)
     table = read_table(table_path, spec.na_values, spec.encoding, reader=spec.table_reader)
+    if spec.from_visits is not None and require_target:
+        table = _with_conversion(spec, table, source)
     if not require_target:
         if spec.target_column not in table.columns:
             table[spec.target_column] = np.nan
@@ -842,6 +892,34 @@ def _parse_target(
         )
     target = labels.map(lambda v: index.get(v, -1)).astype(np.int64)
     return target, labels, ~missing
+
+
+def _with_conversion(spec: ManifestSpec, table: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The table with each subject's derived time and event on its rows; subjects the rules exclude are dropped
+    with one warning that counts them by rule (`hyperfusion.data.conversion`)."""
+    from hyperfusion.data.conversion import derive_conversion
+
+    fv = spec.from_visits or {}
+    subject = fv.get("subject", spec.subject)
+    derived, summary = derive_conversion(
+        table, subject=subject, months=fv["months"], diagnosis=fv["diagnosis"], at_risk=fv["at_risk"],
+        event=fv["event"], source=source,
+    )  # fmt: skip
+    ids = table[subject].map(lambda v: str(v).strip() if _present(v) else v)
+    index = derived.index.astype(str)
+    table = table.assign(
+        **{
+            DERIVED_TIME: ids.map(pd.Series(derived["time"].to_numpy(), index=index)),
+            DERIVED_EVENT: ids.map(pd.Series(derived["event"].to_numpy(), index=index)),
+        }
+    )
+    rules = ("no_baseline", "baseline_event", "baseline_not_at_risk", "no_follow_up")
+    log.warning(
+        "%s: from_visits: %d of %d subjects at risk at baseline (%d events, %d censored); left out: %s",
+        source, len(derived), summary.subjects, summary.events, summary.censored,
+        ", ".join(f"{rule.replace('_', ' ')} {getattr(summary, rule)}" for rule in rules),
+    )  # fmt: skip
+    return table[table[DERIVED_TIME].notna().to_numpy()]
 
 
 def _parse_event(table: pd.DataFrame, spec: ManifestSpec, time: pd.Series, source: str) -> pd.Series:
