@@ -64,7 +64,9 @@ def test_a_survival_run_scores_c_beside_no_skill(survival_yaml, tmp_path) -> Non
     methods = ["ad-tabular", "ad-imaging", "ad-hyperfusion"]
     config = load_config(_config(tmp_path / "run.yaml", survival_yaml, methods))
     results = run_protocol(config, tmp_path / "run", echo=lambda _: None)
-    (tmp_path / "run" / "report.md").read_text()  # the report is written
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Survival: concordance and time-dependent AUC" in report and "by validation C (eq. 6)" in report
+    assert (tmp_path / "run" / "survival_tertiles.png").stat().st_size > 0
     c = results[results["metric"] == "C"]
     assert set(c["method"]) == {*methods, "no-skill"}
     assert (c.loc[c["method"] == "no-skill", "value"] == 0.5).all()
