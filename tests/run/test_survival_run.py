@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from hyperfusion.cli import main
 from hyperfusion.config import load_config
 from hyperfusion.evaluation.survival import harrell_c
 from hyperfusion.run.runner import run_protocol
@@ -77,6 +79,26 @@ def test_a_survival_run_scores_c_beside_no_skill(survival_yaml, tmp_path) -> Non
     predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
     test = predictions[predictions["method"] == "ad-tabular"]
     assert len(test) == counts["test"] and {"predicted", "time", "event"} <= set(test.columns)
+    table = pd.read_csv(survival_yaml.parent / "ADNIMERGE.csv")
+    baseline = table[(table["VISCODE"] == "bl") & table["PTID"].isin(test["subject_id"])]
+    baseline.drop(columns=["M", "DX"]).to_csv(survival_yaml.parent / "new.csv", index=False)  # no outcome yet
+    csv = tmp_path / "predicted.csv"
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "--manifest",
+                str(survival_yaml.parent / "new.csv"),
+                "--out",
+                str(csv),
+            ]
+        )
+        == 0
+    )
+    again = pd.read_csv(csv).set_index("subject_id")
+    reference = predictions[predictions["method"] == "ad-hyperfusion"].set_index("subject_id")
+    np.testing.assert_allclose(again.loc[reference.index, "predicted"], reference["predicted"], atol=1e-6)
     assert harrell_c(test["predicted"], test["time"], test["event"]) == pytest.approx(
         c[(c["method"] == "ad-tabular") & (c["fold"] == "ensemble")]["value"].item()
     )
