@@ -95,6 +95,8 @@ class Task(ABC):
     scores_by_group: ClassVar[bool]
     #: the task of the registered models this task trains (`hyperfusion.models.registry.ModelInfo.task`)
     model_family: ClassVar[str]
+    #: the target is a time and an event (the manifest's ``target.time``/``target.event``/``target.from_visits``)
+    time_to_event: ClassVar[bool] = False
 
     def check_method(self, method: str, info: ModelInfo) -> None:
         """Raise ValueError naming ``method`` when this task cannot train it (every model of its family can)."""
@@ -485,6 +487,7 @@ class Survival(Regression):
     name = "survival"
     selection = Metric("C", True, _harrell)
     model_family = "classification"  # the AD family built with one output: the log-risk
+    time_to_event = True
     skill_metrics = ("C",)
     scores_by_group = False
     summary_metrics = ("C",)

@@ -521,8 +521,10 @@ def _check_roles(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], s
 def _check_target_columns(v: Values, source: str) -> None:
     """Classification and regression read ``target.column``; survival reads ``target.time`` and ``target.event``
     (the time column then stands as the target column: it is the numeric target the ranges and checks see)."""
+    from hyperfusion.tasks import get_task  # the task module imports the data package
+
     time, event, column = v["time_column"], v["event_column"], v["target_column"]
-    if v["task"] != "survival":
+    if not get_task(v["task"]).time_to_event:
         if time is not None or event is not None or v["from_visits"] is not None:
             raise ValueError(
                 f"{source}: 'target.time'/'target.event'/'target.from_visits' only apply to task survival"
