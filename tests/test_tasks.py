@@ -32,9 +32,12 @@ def _frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
 
 
 def test_unknown_task_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown task 'survival'; known: classification, regression"):
-        get_task("survival")
-    assert get_task(CLASSIFICATION) is CLASSIFICATION and set(TASKS) == {"classification", "regression"}
+    with pytest.raises(
+        ValueError, match=r"unknown task 'hazard'; known: classification, regression, survival"
+    ):
+        get_task("hazard")
+    assert get_task(CLASSIFICATION) is CLASSIFICATION
+    assert set(TASKS) == {"classification", "regression", "survival"}
 
 
 def test_metric_direction_and_nan() -> None:
@@ -173,3 +176,95 @@ def test_a_task_must_decide_everything() -> None:
     with pytest.raises(TypeError, match="abstract"):
         Partial()  # type: ignore[abstract]
     assert isinstance(CLASSIFICATION, Classification) and isinstance(REGRESSION, Regression)
+
+
+# --- survival ------------------------------------------------------------------------------------------------
+
+SURVIVAL = get_task("survival")
+
+
+def _survival_frame(n: int = 80, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "subject_id": [f"s{i}" for i in range(n)],
+            "target": rng.exponential(30, n).astype(np.float32),
+            "event": (rng.random(n) < 0.3).astype(float),
+            "age": rng.uniform(55, 90, n),
+        }
+    )
+
+
+def test_survival_selection_is_harrells_c_by_a_pair_loop() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        frame = _survival_frame(30, int(rng.integers(1000)))
+        targets = SURVIVAL.cohort_targets(frame)
+        risk = rng.normal(size=30)
+        num = den = 0.0
+        for i in range(30):
+            for j in range(30):
+                t_i, e_i, t_j, e_j = targets[i, 0], targets[i, 1], targets[j, 0], targets[j, 1]
+                if e_i == 1 and (t_j > t_i or (t_j == t_i and e_j == 0)):
+                    den += 1
+                    num += 1.0 if risk[i] > risk[j] else 0.5 if risk[i] == risk[j] else 0.0
+        assert SURVIVAL.selection.compute(risk, targets) == pytest.approx(num / den)
+        assert SURVIVAL.metrics(risk, targets)["C"] == pytest.approx(num / den)
+    assert (SURVIVAL.selection.name, SURVIVAL.selection.higher_is_better) == ("C", True)
+
+
+def test_survival_partitions_keep_the_event_rate_and_follow_the_split() -> None:
+    frame, protocol = _survival_frame(200), ProtocolSettings(val_fraction=0.2, test_fraction=0.2)
+    parts = SURVIVAL.partitions(frame, protocol, stratify=["event"], seed=3)
+    expected = make_split(
+        frame, (0.6, 0.2, 0.2), stratify=["event"], age_bins=protocol.age_bins, group="subject_id", seed=3
+    )
+    pd.testing.assert_series_equal(parts, expected)
+    rate = frame["event"].mean()
+    for role in ("train", "val", "test"):
+        assert abs(frame.loc[parts == role, "event"].mean() - rate) < 0.05
+    assert SURVIVAL.folds(protocol) == 1 and SURVIVAL.test_partition(protocol) == "test"
+
+
+def test_survival_loss_output_and_no_skill() -> None:
+    out = torch.randn(6, 1)
+    assert SURVIVAL.output(out, 6).shape == (6,)
+    with pytest.raises(ValueError, match=r"one log-risk per subject \[B=6\], got \(6, 2\)"):
+        SURVIVAL.output(torch.randn(6, 2), 6)
+    target = torch.tensor([[5.0, 1.0], [3.0, 0.0], [8.0, 1.0], [1.0, 1.0], [9.0, 0.0], [2.0, 0.0]])
+    risk = torch.randn(6)
+    from hyperfusion.nn.cox import cox_loss
+
+    want = cox_loss(risk, target[:, 0], target[:, 1])
+    assert float(SURVIVAL.loss(risk, target, class_weights=None, variance=1.0)) == pytest.approx(float(want))
+    assert SURVIVAL.validation_loss(risk, target, class_weights=None, variance=1.0) == pytest.approx(
+        float(want)
+    )
+    frame = _survival_frame(40)
+    no_skill = SURVIVAL.no_skill_values(SURVIVAL.cohort_targets(frame), 40, ())
+    assert SURVIVAL.metrics(no_skill, SURVIVAL.cohort_targets(frame))["C"] == 0.5
+
+
+def test_survival_ensembles_average_risk_over_the_top_k_by_c() -> None:
+    assert SURVIVAL.members([0.6, 0.8, float("nan"), 0.7], 2) == [1, 3]
+    stack = np.random.default_rng(0).normal(size=(3, 5))
+    np.testing.assert_allclose(SURVIVAL.combine(stack, "mean"), stack.mean(0))
+
+
+def test_survival_checks_the_loss_and_the_events() -> None:
+    with pytest.raises(ValueError, match="use 'cox' for survival"):
+        SURVIVAL.check_loss("weighted_ce")
+    SURVIVAL.check_loss("cox")
+    frame = _survival_frame(40)
+    frame["event"] = 0.0
+    frame.loc[:2, "event"] = 1.0
+    with pytest.raises(ValueError, match=r"cohort.csv: 3 event\(s\) among 40 subjects"):
+        SURVIVAL.check_cohort(frame, ProtocolSettings(), classes=(), source="cohort.csv")
+
+
+def test_survival_prediction_columns_and_labelled_rows() -> None:
+    values, targets = np.array([0.3, -1.0]), np.array([[12.0, 1.0], [30.0, 0.0]], dtype=np.float32)
+    columns = SURVIVAL.prediction_columns(values, targets, ())
+    assert list(columns) == ["predicted", "time", "event"] and list(columns["event"]) == [1, 0]
+    assert list(SURVIVAL.prediction_columns(values, None, ())) == ["predicted"]
+    np.testing.assert_array_equal(SURVIVAL.labelled(np.array([[1.0, 0.0], [np.nan, np.nan]])), [True, False])

@@ -80,7 +80,7 @@ class TrainingSettings:
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 1e-5
-    loss: str = "weighted_ce"  # weighted_ce | oversample | ce | mse
+    loss: str = "weighted_ce"  # weighted_ce | oversample | ce | mse | cox (survival)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16
     channels_last: bool = False
@@ -131,7 +131,7 @@ _CHOICES = {
     ("tabular", "impute"): ("iterative", "median", "none"),
     ("tabular", "unknown_category"): ("error", "zeros"),
     ("protocol", "ensemble"): ("inverse_entropy", "mean"),
-    ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse"),
+    ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse", "cox"),
     ("training", "precision"): PRECISIONS,
     ("training", "warm_start"): ("tabular", "both", "none"),
     ("protocol", "executor"): ("local", "ray"),
@@ -401,7 +401,12 @@ def config_from_dict(
             raise ConfigError(f"methods: unknown model {method!r}{hint}; choose from {known}")
     if len(set(methods)) != len(methods):
         raise ConfigError(f"methods: repeated names in {list(methods)}")
-    methods = with_crop_readers(methods)  # every imaging-only model is reported beside its crop reader
+    training = raw.get("training")
+    risk = (
+        isinstance(training, Mapping) and training.get("loss") == "cox"
+    )  # survival: the models output one risk
+    if not risk:  # the crop reader is a closed-form classifier; a Cox config has no reader to add
+        methods = with_crop_readers(methods)  # every imaging-only model is reported beside its crop reader
     reference = raw.get(
         "reference_method", next((m for m in methods if m.endswith("hyperfusion")), methods[0])
     )

@@ -41,11 +41,14 @@ from hyperfusion.evaluation.metrics import (
     regression_metrics,
 )
 from hyperfusion.evaluation.noskill import noskill_predictions, noskill_probabilities
+from hyperfusion.evaluation.survival import harrell_c
+from hyperfusion.nn.cox import cox_loss
 
 if TYPE_CHECKING:
     from hyperfusion.config import ProtocolSettings
+    from hyperfusion.models.registry import ModelInfo
 
-TaskName = Literal["classification", "regression"]
+TaskName = Literal["classification", "regression", "survival"]
 #: the fold label of an ensemble's rows in the results table
 ENSEMBLE = "ensemble"
 
@@ -90,6 +93,14 @@ class Task(ABC):
     standardises_target: ClassVar[bool]
     #: the results table has the metrics by group (``protocol.group_by``, e.g. MAE by sex)
     scores_by_group: ClassVar[bool]
+    #: the task of the registered models this task trains (`hyperfusion.models.registry.ModelInfo.task`)
+    model_family: ClassVar[str]
+    #: the target is a time and an event (the manifest's ``target.time``/``target.event``/``target.from_visits``)
+    time_to_event: ClassVar[bool] = False
+
+    def check_method(self, method: str, info: ModelInfo) -> None:
+        """Raise ValueError naming ``method`` when this task cannot train it (every model of its family can)."""
+        return None
 
     # --- the protocol ------------------------------------------------------------------------------------
     @abstractmethod
@@ -164,6 +175,10 @@ class Task(ABC):
         """The loss of view-averaged values, on the training loss's scale."""
 
     @abstractmethod
+    def cohort_targets(self, frame: pd.DataFrame) -> np.ndarray:
+        """A cohort frame's targets as this task's arrays take them (what ``Cohort.targets`` returns)."""
+
+    @abstractmethod
     def labelled(self, targets: np.ndarray) -> np.ndarray:
         """Which rows carry a target (float targets; new subjects may come without one)."""
 
@@ -213,6 +228,7 @@ class Classification(Task):
     skill_metrics = ("BA", "AUC", "F1", "PRC")
     reported_fold = ENSEMBLE
     ensembles_folds = True
+    model_family = "classification"
     scores_by_group = False
     has_classes = True
     summary_metrics = ("BA", "AUC")
@@ -290,6 +306,9 @@ class Classification(Task):
         weight = None if class_weights is None else class_weights.cpu()
         return float(F.nll_loss(values.clamp_min(1e-12).log(), target.long(), weight=weight))
 
+    def cohort_targets(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["target"].to_numpy(dtype=np.int64)
+
     def labelled(self, targets: np.ndarray) -> np.ndarray:
         return targets >= 0  # an unlabelled subject's class is -1
 
@@ -326,12 +345,22 @@ class Classification(Task):
         return combine_folds(stack, rule)
 
 
+def _one_per_subject(out: torch.Tensor, batch: int, what: str) -> torch.Tensor:
+    """``[B]`` (or ``[B, 1]``, squeezed) outputs, else a ValueError: ``what`` and the shapes."""
+    if out.dim() == 2 and out.shape[1] == 1:
+        out = out[:, 0]
+    if out.shape != (batch,):
+        raise ValueError(f"{what} [B={batch}], got {tuple(out.shape)}")
+    return out
+
+
 class Regression(Task):
     name = "regression"
     selection = Metric("MAE", False, mae)
     skill_metrics = ("MAE",)
     reported_fold = "0"
     ensembles_folds = False
+    model_family = "regression"
     scores_by_group = True
     has_classes = False
     summary_metrics = ("MAE",)
@@ -377,13 +406,7 @@ class Regression(Task):
         return None  # a random split of any size; its group column is checked by the protocol
 
     def output(self, out: torch.Tensor, batch: int) -> torch.Tensor:
-        if out.dim() == 2 and out.shape[1] == 1:
-            out = out[:, 0]
-        if out.shape != (batch,):
-            raise ValueError(
-                f"a regression model must return predictions [B={batch}], got {tuple(out.shape)}"
-            )
-        return out
+        return _one_per_subject(out, batch, "a regression model must return predictions")
 
     def view_values(self, out: torch.Tensor) -> torch.Tensor:
         return out
@@ -407,6 +430,9 @@ class Regression(Task):
         variance: float,
     ) -> float:
         return float(F.mse_loss(values, target.float())) / variance
+
+    def cohort_targets(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["target"].to_numpy(dtype=np.float32)
 
     def labelled(self, targets: np.ndarray) -> np.ndarray:
         return np.isfinite(targets)
@@ -439,7 +465,116 @@ class Regression(Task):
         return stack.mean(axis=0)
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Regression())}
+#: the minimum number of events a survival cohort needs: fewer leave a role without a ranked pair
+MIN_EVENTS = 6
+
+
+def _harrell(values: np.ndarray, targets: np.ndarray) -> float:
+    return harrell_c(values, targets[:, 0], targets[:, 1])
+
+
+class Survival(Regression):
+    """Time to an event (conversion): one log-risk per subject, the Cox partial likelihood, Harrell's C.
+
+    The protocol is regression's (one stratified train/val/test split per seed, stratified by the event; the
+    top-k versions by validation C averaged, so an ensemble averages log-risks). Targets are float pairs
+    ``[N, 2]``: months to the event or to censoring, and the event (1 seen, 0 censored). The no-skill model
+    gives everyone the same risk (C = 0.5). Uno's C, the time-dependent AUC and the Brier score need the
+    training rows' censoring and baseline hazard, so they are computed where those rows are at hand
+    (`hyperfusion.evaluation.survival`), not from the scored rows alone.
+    """
+
+    name = "survival"
+    selection = Metric("C", True, _harrell)
+    model_family = "classification"  # the AD family built with one output: the log-risk
+    time_to_event = True
+    skill_metrics = ("C",)
+    scores_by_group = False
+    summary_metrics = ("C",)
+    standardises_target = False
+
+    def check_method(self, method: str, info: ModelInfo) -> None:
+        if (
+            info.fusion == "late"
+        ):  # its members' class probabilities are mixed; one risk has no softmax to mix
+            raise ValueError(
+                f"method {method!r}: late fusion of class probabilities does not apply to survival"
+            )
+        if info.fit != "gradient":  # the crop reader fits a classifier in closed form
+            raise ValueError(
+                f"method {method!r} fits a classifier in closed form; survival trains by gradient"
+            )
+
+    def check_loss(self, loss: str) -> None:
+        if loss != "cox":
+            raise ValueError(f"training.loss: {loss!r} is not a survival loss; use 'cox' for survival")
+
+    def check_cohort(
+        self, frame: pd.DataFrame, protocol: ProtocolSettings, *, classes: Sequence[str], source: str
+    ):
+        events = int(np.nansum(frame["event"].to_numpy(dtype=np.float64)))
+        if events < MIN_EVENTS:
+            raise ValueError(
+                f"{source}: {events} event(s) among {len(frame)} subjects; a survival study needs at least "
+                f"{MIN_EVENTS} so that every role has a pair to rank"
+            )
+
+    def output(self, out: torch.Tensor, batch: int) -> torch.Tensor:
+        return _one_per_subject(out, batch, "a survival model must return one log-risk per subject")
+
+    def loss(
+        self,
+        output: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        class_weights: torch.Tensor | None,
+        variance: float,
+    ) -> torch.Tensor:
+        return cox_loss(output.float(), target[:, 0], target[:, 1])  # the risk set within the batch
+
+    def validation_loss(
+        self,
+        values: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        class_weights: torch.Tensor | None,
+        variance: float,
+    ) -> float:
+        return float(cox_loss(values.float(), target[:, 0].float(), target[:, 1].float()))
+
+    def cohort_targets(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame[["target", "event"]].to_numpy(dtype=np.float32)
+
+    def labelled(self, targets: np.ndarray) -> np.ndarray:
+        return np.isfinite(targets).all(axis=1)
+
+    def metrics(
+        self,
+        values: np.ndarray,
+        targets: np.ndarray,
+        *,
+        classes: Sequence[str] = (),
+        groups: Sequence[str] | None = None,
+    ) -> dict[str, float]:
+        return {"C": _harrell(np.asarray(values, dtype=np.float64), np.asarray(targets, dtype=np.float64))}
+
+    def no_skill_values(self, train_targets: np.ndarray, n_test: int, classes: Sequence[str]) -> np.ndarray:
+        return np.zeros(n_test)  # one risk for everyone: every pair ties
+
+    def prediction_columns(
+        self, values: np.ndarray, targets: np.ndarray | None, classes: Sequence[str]
+    ) -> dict[str, Sequence]:
+        columns: dict[str, Sequence] = {"predicted": values}  # the log-risk: higher = earlier event
+        if targets is not None:
+            columns |= {"time": targets[:, 0], "event": targets[:, 1].astype(np.int64)}
+        return columns
+
+    def members(self, validation_metrics: Sequence[float], top_k: int) -> list[int]:
+        c = np.asarray(validation_metrics, dtype=np.float64)
+        return top_k_versions(-np.nan_to_num(c, nan=0.0), top_k)  # highest C first; no C ranks last
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Regression(), Survival())}
 
 
 def get_task(name: str | Task) -> Task:

@@ -219,3 +219,21 @@ def test_bad_settings() -> None:
         b.bootstrap_difference(p, p, y, "BA", confidence=95)
     with pytest.raises(ValueError, match="n_resamples must be >= 1"):
         b.bootstrap_difference(p, p, y, "BA", n_resamples=0)
+
+
+def test_survival_c_of_a_resample_is_harrells_c_on_the_duplicated_arrays() -> None:
+    from hyperfusion.evaluation.survival import harrell_c
+
+    rng = np.random.default_rng(11)
+    n = 25
+    risk = rng.normal(size=n).round(1)
+    targets = np.column_stack([rng.integers(1, 8, n) * 6.0, rng.random(n) < 0.5])
+    idx = b.bootstrap_indices(n, 30, seed=2)
+    got = b.resampled_metric("C", risk, targets, idx)
+    want = [harrell_c(risk[i], targets[i, 0], targets[i, 1]) for i in idx]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    out = b.bootstrap_differences(risk, np.zeros(n), targets, ["C"], n_resamples=200)
+    assert out["baseline_value"].item() == 0.5
+    assert out["value"].item() == pytest.approx(harrell_c(risk, targets[:, 0], targets[:, 1]))
+    with pytest.raises(ValueError, match="not a survival metric the bootstrap knows"):
+        b.resampled_metric("MAE", risk, targets, idx)

@@ -197,6 +197,34 @@ def test_a_regression_cohort_reports_its_target_and_roles(cohort_yaml, tmp_path)
     assert "split seed 0: subjects per role (80/10/10)" in out and "PTGENDER=Female" in out
 
 
+def test_a_survival_cohort_reports_events_censoring_and_follow_up(cohort_yaml, tmp_path):
+    table = pd.read_csv(cohort_yaml.parent / "ADNIMERGE.csv")
+    rng = np.random.default_rng(0)
+    table["MONTHS"] = rng.integers(1, 13, len(table)) * 6.0
+    table["CONVERTED"] = (np.arange(len(table)) % 3 == 0).astype(int)  # 14 of 40 events
+    table.to_csv(tmp_path / "ADNIMERGE.csv", index=False)
+    for name in table["image"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(cohort_yaml.parent / name, tmp_path / name)
+    spec = write_yaml(
+        tmp_path / "survival.yaml",
+        {"preset": "adnimerge", "image": {"column": "image"},
+         "target": {"task": "survival", "time": "MONTHS", "event": "CONVERTED"}},
+    )  # fmt: skip
+    data = settings(methods=["ad-tabular", "ad-imaging"], training={**settings()["training"], "loss": "cox"})
+    status, out, err = validate(spec, "--settings", write_yaml(tmp_path / "run.yaml", data), "--steps", "0")
+    assert status == 0, err
+    section = re.search(
+        r"\nTarget \(survival: time MONTHS, event CONVERTED\)\n-+\n.*\n((?:.*\n){3})", out
+    ).group(1)
+    events, censored, every = (row.split() for row in section.strip().split("\n"))
+    seen = table["CONVERTED"] == 1
+    assert events[:3] == ["events", "14", "(35%)"] and censored[:3] == ["censored", "26", "(65%)"]
+    assert events[5] == f"{table.loc[seen, 'MONTHS'].median():.1f}"
+    assert every[3] == f"{table['MONTHS'].min():.1f}" and every[-1] == f"{table['MONTHS'].max():.1f}"
+    assert "median follow-up (reverse Kaplan–Meier): " in out
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the time estimate
 

@@ -164,7 +164,12 @@ def stage_sections(found: Preflight, stage: str, *, target: str, work: Path | No
     from hyperfusion.tasks import get_task
 
     if stage == "cohort":
-        classes = _classes(found) if get_task(found.cohort.task).has_classes else _target(found)
+        task = get_task(found.cohort.task)
+        classes = (
+            _classes(found)
+            if task.has_classes
+            else (_survival(found) if task.time_to_event else _target(found))
+        )
         return [_cohort(found, target, work), _rows(found), classes, _columns(found)]
     if stage == "images":
         return [_images(found, work)]
@@ -257,6 +262,30 @@ def _target(found: Preflight) -> str:
     header = ["rows", "mean", "std", "min", "25%", "median", "75%", "max"]
     title = f"Target (column {found.cohort.spec.target_column}, regression)"
     return _section(title, table(header, body, right=list(range(8))))
+
+
+def _survival(found: Preflight) -> str:
+    """Events, censoring and follow-up: what a time-to-event study has to learn from."""
+    import numpy as np
+
+    from hyperfusion.evaluation.survival import censoring_survival
+
+    frame, spec = found.cohort.frame, found.cohort.spec
+    time, event = frame["target"].to_numpy(dtype=float), frame["event"].to_numpy(dtype=float) == 1
+    body = []
+    for name, rows in (("events", event), ("censored", ~event), ("all", np.ones_like(event))):
+        share = f"{rows.sum()} ({100 * rows.mean():.0f}%)"
+        q = np.quantile(time[rows], [0, 0.25, 0.5, 0.75, 1]) if rows.any() else [np.nan] * 5
+        body.append([name, share, *(f"{v:.1f}" for v in q)])
+    g_times, g = censoring_survival(time, event)
+    reached = g_times[g <= 0.5]
+    median = f"{reached[0]:g} months" if reached.size else "not reached"
+    lines = table(["subjects", "count", "min", "25%", "median", "75%", "max"], body, right=list(range(1, 7)))
+    lines += [
+        "months to the event (events) or to the last visit (censored)",
+        f"median follow-up (reverse Kaplan–Meier): {median}",
+    ]
+    return _section(f"Target (survival: time {spec.time_column}, event {spec.event_column})", lines)
 
 
 def _columns(found: Preflight) -> str:

@@ -40,10 +40,12 @@ from hyperfusion.yamlio import load_yaml
 
 log = logging.getLogger("hyperfusion")
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "survival")
 DEFAULT_NA_VALUES = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "None")
 #: Columns the cohort frame reserves for itself.
-RESERVED = ("subject_id", "target", "label", "image", "line")
+RESERVED = ("subject_id", "target", "event", "label", "image", "line")
+#: The columns `target.from_visits` adds to the table (named so in messages; no table has them).
+DERIVED_TIME, DERIVED_EVENT = "time (from visits)", "event (from visits)"
 
 
 # --- how a key's value is read: its type as the docs name it, and a parser that checks it ---------------------
@@ -153,6 +155,41 @@ def _encoding(value: Any, key: str, source: str) -> str | None:
     return value
 
 
+_FROM_VISITS = {"subject": False, "months": True, "diagnosis": True, "at_risk": True, "event": True}
+
+
+def _from_visits(value: Any, key: str, source: str) -> dict[str, Any] | None:
+    """The columns and labels `derive_conversion` reads; ``subject`` defaults to the spec's subject column."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{source}: {key!r} must be a mapping with keys {sorted(_FROM_VISITS)}, got {value!r}"
+        )
+    unknown = sorted(set(value) - set(_FROM_VISITS))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown key(s) {unknown} under {key!r}{_hint(unknown, _FROM_VISITS)}; "
+            f"allowed: {sorted(_FROM_VISITS)}"
+        )
+    out: dict[str, Any] = {}
+    for name, required in _FROM_VISITS.items():
+        if name not in value:
+            if required:
+                raise ValueError(f"{source}: '{key}.{name}' is required")
+            continue
+        if name in ("at_risk", "event"):
+            labels = value[name]
+            if not isinstance(labels, list) or not labels:
+                raise ValueError(
+                    f"{source}: '{key}.{name}' must be a non-empty list of diagnoses, got {labels!r}"
+                )
+            out[name] = tuple(str(v) for v in labels)
+        else:
+            out[name] = _text(value[name], f"{key}.{name}", source)
+    return out
+
+
 TEXT = Read("text", _text)
 OPTIONAL_TEXT = Read("text", lambda v, k, s: None if v is None else _text(v, k, s))
 ANY_TEXT = Read("any value (compared as text)", lambda v, k, s: None if v is None else str(v))
@@ -252,7 +289,22 @@ class ManifestSpec:
         help="two-valued columns; declared: [value encoded 0, value encoded 1]",
     )
     subject: str = key("subject", TEXT, required=True, help="the subject id column")
-    target_column: str = key("target.column", TEXT, required=True, help="the target column")
+    time_column: str | None = key(
+        "target.time", OPTIONAL_TEXT, help="survival: the column of months to the event or to censoring"
+    )
+    event_column: str | None = key(
+        "target.event", OPTIONAL_TEXT, help="survival: the column of 1 = event seen, 0 = censored"
+    )
+    from_visits: Mapping[str, Any] | None = key(
+        "target.from_visits",
+        Read("{subject, months, diagnosis, at_risk: [labels], event: [labels]}", _from_visits),
+        help="survival: time and event derived from the visits of a longitudinal table (data.conversion)",
+    )
+    target_column: str = key(
+        "target.column",
+        OPTIONAL_TEXT,
+        help="the target column (required for classification and regression; survival reads target.time)",
+    )
     values: Mapping[str, Mapping[str, Any]] = key(
         "values",
         Read("{column: {raw value: new value}}", _value_maps),
@@ -380,9 +432,10 @@ class Cohort:
 
     @property
     def targets(self) -> np.ndarray:
-        """Targets as int64 class indices (classification) or float32 values (regression)."""
-        dtype = np.int64 if self.task == "classification" else np.float32
-        return self.frame["target"].to_numpy(dtype=dtype)
+        """Targets as the task takes them: int64 class indices, float32 values, or float32 (time, event) pairs."""
+        from hyperfusion.tasks import get_task  # the task module imports the data package
+
+        return get_task(self.task).cohort_targets(self.frame)
 
     @property
     def image_paths(self) -> list[Path]:
@@ -465,7 +518,36 @@ def _check_roles(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], s
         raise ValueError(f"{source}: column(s) {repeated} have more than one tabular role")
 
 
+def _check_target_columns(v: Values, source: str) -> None:
+    """Classification and regression read ``target.column``; survival reads ``target.time`` and ``target.event``
+    (the time column then stands as the target column: it is the numeric target the ranges and checks see)."""
+    from hyperfusion.tasks import get_task  # the task module imports the data package
+
+    time, event, column = v["time_column"], v["event_column"], v["target_column"]
+    if not get_task(v["task"]).time_to_event:
+        if time is not None or event is not None or v["from_visits"] is not None:
+            raise ValueError(
+                f"{source}: 'target.time'/'target.event'/'target.from_visits' only apply to task survival"
+            )
+        _text(column, "target.column", source)
+        return
+    if column is not None:
+        raise ValueError(
+            f"{source}: a survival target is 'target.time' and 'target.event', not 'target.column'"
+        )
+    if v["from_visits"] is not None:
+        if time is not None or event is not None:
+            raise ValueError(f"{source}: give 'target.from_visits' or 'target.time'/'target.event', not both")
+        v["time_column"], v["event_column"] = time, event = DERIVED_TIME, DERIVED_EVENT
+    for name, value in (("target.time", time), ("target.event", event)):
+        _text(value, name, source)
+    if time == event:
+        raise ValueError(f"{source}: 'target.time' and 'target.event' are the same column {time!r}")
+    v["target_column"] = time
+
+
 def _check_reserved(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], source: str) -> None:
+    _check_target_columns(v, source)
     tabular = {*v["continuous"], *v["categorical"], *v["binary"]}
     clashes = sorted(tabular & (set(RESERVED) - {v["subject"], v["target_column"]}))
     if clashes:
@@ -493,7 +575,7 @@ def _check_declared(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any]
 def _check_ranges(v: Values, merged: Mapping[str, Any], raw: Mapping[str, Any], source: str) -> None:
     """The ranges that apply to numeric columns; one the spec itself names for another column is an error."""
     numeric = {*v["continuous"], *v["stratify"]} | (
-        {v["target_column"]} if v["task"] == "regression" else set()
+        {v["target_column"]} if v["task"] != "classification" else set()
     )
     v["ranges"] = usable_ranges(
         v["ranges"], parse_ranges(raw.get("ranges"), source=source), numeric, source=source
@@ -546,7 +628,11 @@ def spec_from_dict(raw: Mapping[str, Any], *, source: str = "<spec>") -> Manifes
             f"allowed keys are {sorted(TOP_KEYS)}"
         )
     name = _preset_name(raw.get("preset", "generic"), "preset", source)
-    merged = merge(preset(name), dict(raw))
+    base = preset(name)
+    own_task = (raw.get("target") or {}).get("task") if isinstance(raw.get("target"), dict) else None
+    if own_task is not None and own_task != (base.get("target") or {}).get("task"):
+        base.pop("target", None)  # a preset's target keys belong to its task (ADNIMERGE's DX_bl classes)
+    merged = merge(base, dict(raw))
     for section, allowed in SECTIONS.items():
         value = merged.get(section)
         if value is None:
@@ -618,9 +704,15 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
     table_path = Path(table_path).resolve()
     source = str(table_path)
     table = read_table(table_path, spec.na_values, spec.encoding, reader=spec.table_reader)
+    if spec.from_visits is not None and require_target:
+        table = _with_conversion(spec, table, source)
     if not require_target:
         if spec.target_column not in table.columns:
             table[spec.target_column] = np.nan
+        if spec.event_column is not None and spec.event_column not in table.columns:
+            table[spec.event_column] = (
+                0  # new subjects' outcome is unknown; their event is reset to NaN below
+            )
         unlabelled = table[spec.target_column].isna()
         if unlabelled.any():  # a placeholder the caller never sees: the target is reset to -1 / NaN below
             placeholder = spec.classes[0] if spec.task == "classification" else 0.0
@@ -683,9 +775,13 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
     frame["target"] = target
     if labels is not None:
         frame["label"] = labels.astype(object)
+    if spec.event_column is not None:
+        frame["event"] = _parse_event(table, spec, frame["target"], source)
     if not require_target:
         rows = frame.index.intersection(unlabelled.index[unlabelled.to_numpy()])
         frame.loc[rows, "target"] = -1 if spec.task == "classification" else np.nan
+        if spec.event_column is not None:
+            frame.loc[rows, "event"] = np.nan
         if labels is not None:
             frame.loc[rows, "label"] = np.nan
     frame["image"] = locate_images(spec, table, subjects, table_path)
@@ -719,13 +815,14 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
         if column not in frame.columns:
             frame[column] = _numeric_or_text(table[column], column, source)
     for column, bounds in spec.ranges.items():
-        name = "target" if column == spec.target_column and spec.task == "regression" else column
+        name = "target" if column == spec.target_column and spec.task != "classification" else column
         check_ranges(frame[name], column, bounds, frame["line"], source=source)
     if require_target and not spec.allow_duplicate_images:
         check_duplicate_paths(frame, source=source)
 
     target_name = "label" if spec.task == "classification" else "target"
-    stratify = ("target", *(c for c in spec.stratify if c not in {spec.target_column, target_name}))
+    first = "event" if spec.event_column is not None else "target"  # survival: partitions keep the event rate
+    stratify = (first, *(c for c in spec.stratify if c not in {spec.target_column, target_name, first}))
     return Cohort(
         frame=frame.reset_index(drop=True),
         task=spec.task,
@@ -742,7 +839,8 @@ def load_table(spec: ManifestSpec, table_path: str | Path, *, require_target: bo
 def _check_columns(spec: ManifestSpec, table: pd.DataFrame, source: str) -> None:
     roles = {
         spec.subject: "subject",
-        spec.target_column: "target.column",
+        spec.target_column: "target.column" if spec.time_column is None else "target.time",
+        **({spec.event_column: "target.event"} if spec.event_column is not None else {}),
         **{c: "tabular.continuous" for c in spec.continuous},
         **{c: "tabular.categorical" for c in spec.categorical},
         **{c: "tabular.binary" for c in spec.binary},
@@ -770,7 +868,7 @@ def _parse_target(
             f"{source}: target column {spec.target_column!r} is missing on {_lines(table.index[missing])} "
             "(set target.drop_missing: true to drop those rows)"
         )
-    if spec.task == "regression":
+    if spec.task != "classification":
         values, _ = parse_numeric(raw, column=spec.target_column, source=source, parse_censored=False)
         return values, None, ~missing
     index = {name: i for i, name in enumerate(spec.classes)}
@@ -796,6 +894,56 @@ def _parse_target(
         )
     target = labels.map(lambda v: index.get(v, -1)).astype(np.int64)
     return target, labels, ~missing
+
+
+def _with_conversion(spec: ManifestSpec, table: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The table with each subject's derived time and event on its rows; subjects the rules exclude are dropped
+    with one warning that counts them by rule (`hyperfusion.data.conversion`)."""
+    from hyperfusion.data.conversion import derive_conversion
+
+    fv = spec.from_visits or {}
+    subject = fv.get("subject", spec.subject)
+    derived, summary = derive_conversion(
+        table, subject=subject, months=fv["months"], diagnosis=fv["diagnosis"], at_risk=fv["at_risk"],
+        event=fv["event"], source=source,
+    )  # fmt: skip
+    ids = table[subject].map(lambda v: str(v).strip() if _present(v) else v)
+    index = derived.index.astype(str)
+    table = table.assign(
+        **{
+            DERIVED_TIME: ids.map(pd.Series(derived["time"].to_numpy(), index=index)),
+            DERIVED_EVENT: ids.map(pd.Series(derived["event"].to_numpy(), index=index)),
+        }
+    )
+    rules = ("no_baseline", "baseline_event", "baseline_not_at_risk", "no_follow_up")
+    log.warning(
+        "%s: from_visits: %d of %d subjects at risk at baseline (%d events, %d censored); left out: %s",
+        source, len(derived), summary.subjects, summary.events, summary.censored,
+        ", ".join(f"{rule.replace('_', ' ')} {getattr(summary, rule)}" for rule in rules),
+    )  # fmt: skip
+    return table[table[DERIVED_TIME].notna().to_numpy()]
+
+
+def _parse_event(table: pd.DataFrame, spec: ManifestSpec, time: pd.Series, source: str) -> pd.Series:
+    """The event column as 0.0 / 1.0; a missing or other value, or a negative time, names its line."""
+    negative = time < 0
+    if negative.any():
+        first = time.index[negative.to_numpy()][0]
+        raise ValueError(
+            f"{source}: time column {spec.target_column!r} on {_lines([first])} is {float(time[first])!r}; "
+            "times are months from baseline, >= 0"
+        )
+    column = spec.event_column
+    raw = table[column]
+    numeric = pd.to_numeric(raw, errors="coerce")
+    bad = ~numeric.isin([0, 1])
+    if bad.any():
+        first = raw.index[bad.to_numpy()][0]
+        raise ValueError(
+            f"{source}: event column {column!r} on {_lines([first])} is {shown(raw[first])}; "
+            f"an event is 1 (seen) or 0 (censored) ({int(bad.sum())} row(s) otherwise)"
+        )
+    return numeric.astype(np.float64)
 
 
 def _parse_binary(values: pd.Series, column: str, source: str, declared: Sequence[str] | None) -> pd.Series:

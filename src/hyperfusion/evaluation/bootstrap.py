@@ -32,6 +32,7 @@ import pandas as pd
 
 from hyperfusion.evaluation.calibration import DEFAULT_BINS, confidence_bins
 from hyperfusion.evaluation.metrics import check_probabilities, check_regression
+from hyperfusion.evaluation.survival import check_survival, pair_scores
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -190,7 +191,24 @@ def _regression(
     return _divide(w[:, mask] @ err[mask], w[:, mask].sum(axis=1), np.nan)
 
 
-def _check_metric(metric: str, classification: bool, groups: np.ndarray | None) -> None:
+def _survival(metric: str, w: np.ndarray, risk: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Harrell's C of each resample: pair (i, j) counts ``w_i * w_j`` times, as on the duplicated arrays (a
+    subject's copies are never comparable with each other: equal times, equal events)."""
+    comparable, score = pair_scores(risk, y[:, 0], y[:, 1])
+    numerator = np.einsum("bi,ij,bj->b", w, comparable * score, w)
+    denominator = np.einsum("bi,ij,bj->b", w, comparable.astype(np.float64), w)
+    return _divide(numerator, denominator, np.nan)
+
+
+def _check_metric(
+    metric: str, classification: bool, groups: np.ndarray | None, survival: bool = False
+) -> None:
+    if survival:
+        if metric != "C":
+            raise ValueError(
+                f"metric {metric!r} is not a survival metric the bootstrap knows: 'C' (Harrell's)"
+            )
+        return
     if classification:
         if metric not in CLASSIFICATION_METRICS:
             raise ValueError(
@@ -216,6 +234,10 @@ def _prepare(
     predictions: np.ndarray, targets: np.ndarray, groups: Sequence[object] | None
 ) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray | None]:
     arr = np.asarray(predictions)
+    if np.ndim(targets) == 2:  # survival: one risk per subject, targets (time, event)
+        t, e = check_survival(np.asarray(targets)[:, 0], np.asarray(targets)[:, 1])
+        p, _ = check_regression(arr, t)
+        return False, p, np.column_stack([t, e.astype(np.float64)]), None
     if arr.ndim == 2:
         p, y = check_probabilities(arr, targets)
         classification = True
@@ -245,14 +267,14 @@ def resampled_metric(
     (``MAE``, ``MAE-<group>`` with ``groups``).
     """
     classification, p, y, g = _prepare(predictions, targets, groups)
-    _check_metric(metric, classification, g)
+    _check_metric(metric, classification, g, survival=y.ndim == 2)
     idx = np.asarray(indices)
-    if idx.ndim != 2 or idx.shape[1] == 0 or idx.min() < 0 or idx.max() >= y.size:
+    if idx.ndim != 2 or idx.shape[1] == 0 or idx.min() < 0 or idx.max() >= len(y):
         raise ValueError(
-            f"indices must be [resamples, subjects] with values in [0, {y.size}), got {idx.shape}"
+            f"indices must be [resamples, subjects] with values in [0, {len(y)}), got {idx.shape}"
         )
     return np.concatenate(
-        [_metric_on_counts(metric, classification, w, p, y, g, n_bins) for w in _chunked(idx, y.size)]
+        [_metric_on_counts(metric, classification, w, p, y, g, n_bins) for w in _chunked(idx, len(y))]
     )
 
 
@@ -267,6 +289,8 @@ def _metric_on_counts(
 ) -> np.ndarray:
     if classification:
         return _classification(metric, w, p, y.astype(np.int64), n_bins)
+    if y.ndim == 2:
+        return _survival(metric, w, p, y)
     return _regression(metric, w, p, y, g)
 
 
@@ -330,20 +354,22 @@ def _differences(
     if not names:
         raise ValueError("metrics must name at least one metric")
     for metric in names:
-        _check_metric(metric, classification, g)
-    strata = (y if classification else g) if stratify else None
-    idx = bootstrap_indices(y.size, n_resamples, seed=seed, strata=strata)
+        _check_metric(metric, classification, g, survival=y.ndim == 2)
+    n = len(y)
+    by = y if classification else (y[:, 1] if y.ndim == 2 else g)  # survival: by event, as the partitions
+    strata = by if stratify else None
+    idx = bootstrap_indices(n, n_resamples, seed=seed, strata=strata)
 
     def on(w: np.ndarray, values: np.ndarray, metric: str) -> np.ndarray:
         return _metric_on_counts(metric, classification, w, values, y, g, n_bins)
 
-    full = np.ones((1, y.size))
+    full = np.ones((1, n))
     tail = (1 - confidence) / 2
     out = []
     for metric in names:
         sign = 1.0 if higher_is_better(metric) else -1.0
         value, base = float(on(full, p, metric)[0]), float(on(full, p0, metric)[0])
-        diffs = np.concatenate([sign * (on(w, p, metric) - on(w, p0, metric)) for w in _chunked(idx, y.size)])
+        diffs = np.concatenate([sign * (on(w, p, metric) - on(w, p0, metric)) for w in _chunked(idx, n)])
         diffs = diffs[~np.isnan(diffs)]
         low, high = np.quantile(diffs, [tail, 1 - tail]) if diffs.size else (math.nan, math.nan)
         out.append(
@@ -355,7 +381,7 @@ def _differences(
                 low=float(low),
                 high=float(high),
                 higher_is_better=sign > 0,
-                n_subjects=int(y.size),
+                n_subjects=int(n),
                 n_resamples=int(diffs.size),
                 confidence=confidence,
                 baseline=baseline_name,

@@ -20,6 +20,7 @@ from hyperfusion.models.registry import family_member
 from hyperfusion.run.finished import FinishedRun
 from hyperfusion.run.setup import group_column
 from hyperfusion.run.store import RunDirectory
+from hyperfusion.run.survival_report import survival_section
 from hyperfusion.tasks import get_task
 
 
@@ -112,12 +113,13 @@ def test_train_ratio(config: RunConfig, task: str) -> float:
     return get_task(task).test_train_ratio(config.protocol)
 
 
-def ensemble_section(top_k: int) -> Section:
-    """Regression: the table of the test-set top-k ensembles, after the main table of each version's model."""
+def ensemble_section(top_k: int, metric: str = "MAE") -> Section:
+    """Regression and survival: the table of the test-set top-k ensembles, after the main table of each version's
+    model (``metric``: the validation metric that ranks the versions)."""
 
     def render(report: ReportContext) -> str:
         return (
-            f"\n## Test-set ensemble: mean of the top {top_k} versions by validation MAE (eq. 6)\n\n"
+            f"\n## Test-set ensemble: mean of the top {top_k} versions by validation {metric} (eq. 6)\n\n"
             "The main table scores each version's single model; this one the ensemble.\n\n"
             + markdown_table(report.results, reference=None, fold=ENSEMBLE)
         )
@@ -143,7 +145,9 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
     tabular_method = family_member(config.reference_method, "tabular")
     sections = []
     if task.reported_fold != ENSEMBLE and (result.results["fold"] == ENSEMBLE).any():
-        sections.append(ensemble_section(config.protocol.top_k))
+        sections.append(ensemble_section(config.protocol.top_k, task.selection.name))
+    if {"time", "event"} <= set(result.predictions.columns):  # survival predictions: C, AUC and the KM figure
+        sections.append(survival_section(finished, cohort, result.predictions))
     write_report(
         result.results,
         run.root,

@@ -58,12 +58,13 @@ def check_cohort(config: RunConfig, cohort: Cohort) -> None:
     Raises:
         ValueError: a method of another task, a loss of the wrong task, a class too small to stratify.
     """
+    task = get_task(cohort.task)
     for method in config.methods:
-        if model_info(method).task != cohort.task:
+        if model_info(method).task != task.model_family:
             raise ValueError(
                 f"method {method!r} is a {model_info(method).task} model but the cohort's task is {cohort.task}"
             )
-    task = get_task(cohort.task)
+        task.check_method(method, model_info(method))
     task.check_loss(config.training.loss)
     if task.scores_by_group:  # a named group column the cohort lacks fails now, not at the end
         group_column(cohort, config.protocol.group_by)

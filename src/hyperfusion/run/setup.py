@@ -101,7 +101,10 @@ def build_model(
     Regression models learn a standardised target (:class:`StandardizedRegressor`): pass the training rows'
     targets when training; when rebuilding for a checkpoint, leave them out (the checkpoint carries mean and std).
     """
-    model = create_model(method, **model_kwargs(config, method, n_tabular=n_tabular, n_classes=len(classes)))
+    n_outputs = (
+        len(classes) or 1
+    )  # a task without classes trains a classifier family's model with one output (risk)
+    model = create_model(method, **model_kwargs(config, method, n_tabular=n_tabular, n_classes=n_outputs))
     if get_task(model_info(method).task).standardises_target:
         if train_targets is None:
             return StandardizedRegressor(model)

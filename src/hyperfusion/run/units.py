@@ -165,7 +165,13 @@ def _context(run_dir: str, config: RunConfig) -> RunContext:
 
 def settings_for(config: RunConfig, task: str, n_classes: int, unit: Unit) -> TrainSettings:
     training = config.training
-    balance = {"weighted_ce": "weighted", "oversample": "oversample", "ce": "none", "mse": "none"}
+    balance = {
+        "weighted_ce": "weighted",
+        "oversample": "oversample",
+        "ce": "none",
+        "mse": "none",
+        "cox": "none",
+    }
     return TrainSettings(
         task=task,  # type: ignore[arg-type]
         epochs=training.epochs,

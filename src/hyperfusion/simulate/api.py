@@ -11,6 +11,7 @@ from hyperfusion.simulate.grid import Grid, hippocampus_box_grid, whole_brain_gr
 from hyperfusion.simulate.location import checked_effect_scale, checked_mode
 from hyperfusion.simulate.render import Nuisance, build_renderer
 from hyperfusion.simulate.template import TEMPLATES, load_template
+from hyperfusion.simulate.visits import add_visits
 from hyperfusion.simulate.writer import checked_workers, write_cohort
 
 REGIONS = ("whole", "box")
@@ -68,6 +69,7 @@ def simulate_ad(
     interaction_mode: str = "graded",
     effect_scale: float = 1.0,
     workers: int | None = None,
+    visits: bool = False,
 ) -> Path:
     """Write the ADNI-like AD cohort to ``out``; returns the path of its ``cohort.yaml``.
 
@@ -87,9 +89,13 @@ def simulate_ad(
             (the demo and the studies use 2).
         workers: processes rendering subjects in parallel (default: every available core); the files are the
             same bytes for any number.
+        visits: also write follow-up visits (``M``, ``DX``; MCI subjects convert to dementia at a time drawn
+            from their latent stage, see :mod:`hyperfusion.simulate.visits`); off: the files are as without it.
     """
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
+    if not isinstance(visits, bool):
+        raise ValueError(f"visits must be True or False, got {visits!r}")
     checked_mode(interaction_mode)
     checked_effect_scale(effect_scale, interaction_mode)
     checked_workers(workers)
@@ -98,10 +104,14 @@ def simulate_ad(
     cohort = make_ad_cohort(
         n, interaction=interaction, seed=seed, interaction_mode=interaction_mode, effect_scale=effect_scale
     )
+    if visits:
+        cohort = add_visits(cohort)
     renderer = build_renderer(grid, template, phantom_mm=_phantom_mm(voxel_size))
     settings = _settings(
         "ad", n, voxel_size, interaction, seed, region, template, nuisance, interaction_mode, effect_scale
     )
+    if visits:  # the default leaves simulation.json as it always was
+        settings["visits"] = True
     return write_cohort(
         cohort, Path(out), renderer, settings, nuisance=nuisance, progress=progress, workers=workers
     )

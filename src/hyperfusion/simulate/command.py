@@ -64,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="processes rendering subjects in parallel (default: every available core; the files are the same)",
     )
+    parser.add_argument(
+        "--visits",
+        action="store_true",
+        help="ad only: also write follow-up visits (M, DX) in which MCI subjects convert to dementia",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -88,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             region=args.region,
             interaction_mode=args.interaction_mode,
             effect_scale=args.effect_scale,
+            visits=args.visits,
             **common,
         )
     else:
@@ -97,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--interaction-mode location is for the ad cohort only")
         if args.effect_scale != 1.0:
             raise ValueError("--effect-scale is for the ad cohort only")
+        if args.visits:
+            raise ValueError("--visits is for the ad cohort only")
         if args.n is not None:
             common["n"] = args.n
         path = simulate_brain_age(args.out, variability=args.variability, **common)

@@ -83,6 +83,8 @@ class Cohort:
         table: the participants table exactly as written (user-facing columns).
         latents: true hidden variables per subject (never a model input), one row per table row.
         log_f: target log-volume factors (n, structures); cortical: (n, regions); wm_contrast: (n,).
+        visits: every visit (PTID, VISCODE, M, DX) when follow-up is simulated (:mod:`hyperfusion.simulate.visits`),
+            else None.
     """
 
     task: str
@@ -92,6 +94,7 @@ class Cohort:
     log_f: np.ndarray
     cortical: np.ndarray
     wm_contrast: np.ndarray
+    visits: pd.DataFrame | None = None
 
     def effects(self, i: int) -> SubjectEffects:
         return SubjectEffects(self.log_f[i], self.cortical[i], float(self.wm_contrast[i]))

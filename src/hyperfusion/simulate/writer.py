@@ -32,6 +32,7 @@ from hyperfusion.simulate.anatomy import STRUCTURE_NAMES
 from hyperfusion.simulate.effects import Cohort, subject_rng
 from hyperfusion.simulate.files import nifti_gz_bytes
 from hyperfusion.simulate.render import Nuisance, Renderer, SubjectEffects
+from hyperfusion.simulate.visits import visit_table
 from hyperfusion.simulate.volume import one_thread
 
 PROGRESS_FILE = ".progress.tsv"
@@ -225,6 +226,8 @@ def write_cohort(
     table = cohort.table.copy()
     if cohort.task == "ad":
         table["image"] = [image_relpath(cohort, i) for i in range(n)]
+        if cohort.visits is not None:
+            table = visit_table(table, cohort.visits)
         write_text_atomic(out / "latents.csv", latents.to_csv(index=False, float_format="%.6g"))
         write_text_atomic(out / "ADNIMERGE.csv", table.to_csv(index=False))
         spec = {"preset": "adnimerge", "table": "ADNIMERGE.csv", "image": {"column": "image"}}
