@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -266,8 +267,15 @@ def train_model(
     val_loader: DataLoader,
     settings: TrainSettings,
     checkpoint_path: str | os.PathLike[str],
+    *,
+    log_dir: str | os.PathLike[str] | None = None,
+    hyperparameters: dict[str, object] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``settings.epochs`` epochs and keep the best validation epoch.
+
+    With ``log_dir``, Lightning's CSV logger writes ``log_dir/metrics.csv`` (one row per epoch: the ``history``
+    fields, readable while training) and ``log_dir/hparams.yaml`` (``hyperparameters``); the folder is emptied
+    first, so a retrained unit's curves start fresh. Logging draws no random numbers: results are bit-identical.
 
     The best epoch's ``state_dict`` is written to ``checkpoint_path`` (atomically) and loaded back into
     ``model`` before returning. Nothing else is written.
@@ -310,6 +318,7 @@ def train_model(
         train_loader = _sharded_loader(train_loader, settings)
         strategy = _ddp_strategy(kind)
         summary_path(checkpoint_path).unlink(missing_ok=True)
+    logger = _csv_logger(log_dir, hyperparameters) if log_dir is not None else False
     with _quiet_lightning(), _restore_global_torch_state():
         trainer = L.Trainer(
             accelerator=kind,
@@ -318,7 +327,7 @@ def train_model(
             use_distributed_sampler=False,  # training shards through its own sampler; every process validates all
             precision="bf16-mixed" if settings.precision == "bf16" else "32-true",
             max_epochs=settings.epochs,
-            logger=False,
+            logger=logger,
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=settings.progress_bar,
@@ -345,6 +354,15 @@ def train_model(
         skipped_batches=module.skipped_batches,
         seconds=time.perf_counter() - start,
     )
+
+
+def _csv_logger(log_dir: str | os.PathLike[str], hyperparameters: dict[str, object] | None):
+    from lightning.pytorch.loggers import CSVLogger
+
+    shutil.rmtree(log_dir, ignore_errors=True)
+    logger = CSVLogger(log_dir, name="", version="")
+    logger.log_hyperparams(hyperparameters or {})
+    return logger
 
 
 class ShardedShuffleSampler(Sampler[int]):
