@@ -110,3 +110,29 @@ def test_load_ensemble_reproduces_predictions_csv(run):
     expected = table[[f"p_{c}" for c in cohort.classes]].to_numpy()
     got = np.stack([by_subject[s] for s in table["subject_id"]])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_the_default_csv_logger_left_each_units_curves_equal_to_its_history(run):
+    """training.logger: csv (the default) — RUN/logs/<method>/<unit>/metrics.csv, read back with pandas."""
+    import yaml
+
+    directory = FinishedRun(run).directory
+    for fold in (0, 1):
+        unit = Unit(METHOD, 0, 0, fold)
+        rows = pd.read_csv(directory.log_dir(unit) / "metrics.csv")
+        history = pd.DataFrame(directory.read_record(unit)["history"])
+        assert rows["epoch"].tolist() == history["epoch"].tolist()
+        for column in ("train_loss", "val_loss", "val_BA"):
+            np.testing.assert_allclose(rows[column], history[column], rtol=1e-6)
+        hparams = yaml.safe_load((directory.log_dir(unit) / "hparams.yaml").read_text())
+        assert hparams["method"] == METHOD and hparams["fold"] == fold and hparams["epochs"] == 1
+
+
+def test_logger_none_writes_no_logs(cohort_yaml, tmp_path):  # noqa: F811
+    from hyperfusion.cli import main
+
+    config = write_config(
+        tmp_path / "run.yaml", cohort_yaml, methods=("ad-imaging",), warm_start="none", logger="none"
+    )
+    assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "units").is_dir() and not (tmp_path / "run" / "logs").exists()

@@ -1,8 +1,8 @@
 """Train one model on given DataLoaders and predict with it: the engine below the protocol runner.
 
-``train_model`` runs Lightning quietly (no logger, no model summary, no log or checkpoint folders; only the best
-``state_dict`` is written, to the path given), keeps the epoch with the best validation metric (BA for
-classification, MAE for regression), and leaves the model holding those best weights.
+``train_model`` runs Lightning quietly (no model summary, no checkpoint folders; only the best ``state_dict`` is
+written, to the path given, and the CSV training curves when a ``log_dir`` is given), keeps the epoch with the
+best validation metric (BA for classification, MAE for regression), and leaves the model holding those best weights.
 
 Class imbalance (paper §3.2, Table C.7):
 

@@ -11,6 +11,7 @@ Layout (every file written atomically, readable as the umask allows)::
     preprocessing/s<S>_f<F>.json   each fold's tabular preprocessing, fitted on its training rows only
     checkpoints/<method>/<unit>.pt best-validation state_dicts (``torch.load(weights_only=True)``)
     checkpoints/<method>/<unit>.build.json   the exact arguments its model was built with (``load_model``)
+    logs/<method>/<unit>/          training curves (``training.logger: csv``): metrics.csv, hparams.yaml; not records
     units/<method>/<unit>.json     one record per finished model: history, validation and test predictions, and
                                    the sha256 of its checkpoint, partitions and preprocessing files
     results.csv, predictions.csv, skill.csv, report.md, *.png   rebuilt from the records by ``report``
@@ -57,6 +58,7 @@ FREE_KEYS = (
     "training.device",
     "training.progress",
     "training.num_workers",
+    "training.logger",
     "protocol.executor",
     "protocol.address",
     "protocol.num_cpus",
@@ -66,7 +68,7 @@ FREE_KEYS = (
 SCOPE_KEYS = ("methods", "reference_method", "protocol.split_seeds", "protocol.versions", "protocol.folds")
 RECORD_KEYS = ("unit", "history", "validation", "test")
 #: The folders of a run's own files (the image cache and a simulated cohort are not among them).
-OWN_FOLDERS = ("units", "checkpoints", "preprocessing", "ensembles")
+OWN_FOLDERS = ("units", "checkpoints", "preprocessing", "ensembles", "logs")
 
 
 class RunDirectoryError(ValueError):
@@ -100,6 +102,10 @@ class RunDirectory:
 
     def build_path(self, unit: Unit) -> Path:
         return self.root / "checkpoints" / unit.method / f"{unit.key}.build.json"
+
+    def log_dir(self, unit: Unit) -> Path:
+        """Where the unit's training curves go (``training.logger``): data the run made, never read back by it."""
+        return self.root / "logs" / unit.method / unit.key
 
     def record_path(self, unit: Unit) -> Path:
         return self.root / "units" / unit.method / f"{unit.key}.json"

@@ -255,7 +255,16 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         principled_init_from_data_(fused, list(torch.as_tensor(datasets["train"].tabular).split(batch)))
 
     settings = settings_for(config, context.task, len(context.cohort.classes), unit)
-    result = train_model(model, train_loader, val_loader, settings, context.run.checkpoint(unit))
+    logged = config.training.logger == "csv"
+    result = train_model(
+        model,
+        train_loader,
+        val_loader,
+        settings,
+        context.run.checkpoint(unit),
+        log_dir=context.run.log_dir(unit) if logged else None,
+        hyperparameters=_hyperparameters(unit, settings) if logged else None,
+    )
     _write_build(context, unit, preprocessor)
     record = {
         "unit": dataclasses.asdict(unit),
@@ -352,6 +361,12 @@ def _score(
         )
         out[name] = _prediction_record(predictions)
     return out
+
+
+def _hyperparameters(unit: Unit, settings: TrainSettings) -> dict[str, Any]:
+    """The unit and its training settings as plain values, for the logger's hparams.yaml."""
+    fields = {**dataclasses.asdict(unit), **dataclasses.asdict(settings)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 
 
 def _write_build(context: RunContext, unit: Unit, preprocessor: TabularPreprocessor) -> None:
