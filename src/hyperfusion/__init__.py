@@ -7,3 +7,17 @@ preprocessing, partitions), ``simulate`` (built-in simulated cohorts), ``evaluat
 """
 
 __version__ = "0.1.0"
+
+
+def load_model(run_dir, method, split_seed, fold, *, version=0):
+    """One trained unit of a finished run (``hyperfusion.run.portable.load_model``), imported on first use."""
+    from hyperfusion.run.portable import load_model as load
+
+    return load(run_dir, method, split_seed, fold, version=version)
+
+
+def load_ensemble(run_dir, method, split_seed=None):
+    """One method's ensemble of a finished run (``hyperfusion.run.portable.load_ensemble``), imported on first use."""
+    from hyperfusion.run.portable import load_ensemble as load
+
+    return load(run_dir, method, split_seed)

@@ -96,6 +96,8 @@ class TrainingSettings:
     # this many voxels per axis (zero-filled), and a left-right mirror with probability 1/2 (box mode only)
     augment_shift: int = 0
     augment_flip: bool = False
+    # live training curves: csv writes RUN/logs/<method>/<unit>/metrics.csv (one row per epoch) and hparams.yaml
+    logger: str = "csv"  # csv | none
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ _CHOICES = {
     ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse", "cox"),
     ("training", "precision"): PRECISIONS,
     ("training", "warm_start"): ("tabular", "both", "none"),
+    ("training", "logger"): ("csv", "none"),
     ("protocol", "executor"): ("local", "ray"),
 }
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from hyperfusion.run.finished import FinishedRun
 from hyperfusion.run.inference import predict_new_subjects
 from tests.explain.runs import classification_config, make_run, write_cohort
 from tests.faults import fault
@@ -107,3 +108,17 @@ def test_swapped_preprocessing_is_named(cohort, tmp_path):
         RunDirectoryError, match=r"s0_f0\.json is not the preprocessing file the finished models"
     ):
         predict_new_subjects(run, cohort / "table.csv", tmp_path / "p.csv")
+
+
+def test_method_all_predicts_every_method_in_one_table(cohort, tmp_path):
+    config = classification_config(cohort) | {"methods": ["ad-imaging", "ad-hyperfusion"]}
+    two = make_run(config, tmp_path / "two")
+    table = predict_new_subjects(two, cohort / "table.csv", tmp_path / "all.csv", method="all")
+    methods = list(
+        FinishedRun(two).config.methods
+    )  # the run's methods (a crop reader is added to every AD run)
+    assert list(table["method"].unique()) == methods and {"ad-imaging", "ad-hyperfusion"} <= set(methods)
+    assert pd.read_csv(tmp_path / "all.csv", dtype={"subject_id": str}).shape == table.shape
+    for method in methods:
+        alone = predict_new_subjects(two, cohort / "table.csv", tmp_path / f"{method}.csv", method=method)
+        pd.testing.assert_frame_equal(table[table["method"] == method].reset_index(drop=True), alone)

@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="new subjects: table (CSV/TSV) or manifest YAML",
     )
     parser.add_argument("--out", type=Path, required=True, help="CSV to write")
-    parser.add_argument("--method", help="which method's models (default: the run's reference method)")
+    parser.add_argument(
+        "--method",
+        help="which method's models, or 'all': every method, one table with a method column "
+        "(default: the run's reference method)",
+    )
     parser.add_argument("--split-seed", type=int, help="which split seed's models (default: the first)")
     parser.add_argument("--version", type=int, help="which version (default: all versions, averaged)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")

@@ -224,15 +224,17 @@ class TrainingModule(L.LightningModule):
         target = torch.cat(self._val_targets)
         metric = self.kind.selection.compute(values.numpy(), self.kind.target_tensor(target).numpy())
         epoch = self.current_epoch
-        self.history.append(
-            {
-                "epoch": epoch,
-                "train_loss": self._epoch_train_loss(),
-                "val_loss": self.validation_loss(values, target),
-                f"val_{self.metric_name}": metric,
-                "seconds": time.perf_counter() - self._epoch_start,
-            }
-        )
+        row = {
+            "epoch": epoch,
+            "train_loss": self._epoch_train_loss(),
+            "val_loss": self.validation_loss(values, target),
+            f"val_{self.metric_name}": metric,
+            "seconds": time.perf_counter() - self._epoch_start,
+        }
+        self.history.append(row)
+        if self.logger is not None:  # live curves (training.logger); the logger is rank-zero only
+            self.logger.log_metrics(dict(row), step=epoch)
+            self.logger.save()
         if self._is_better(metric):
             self.best_metric, self.best_epoch = metric, epoch
             if self.trainer.is_global_zero:  # every process validates on the whole set; one writes

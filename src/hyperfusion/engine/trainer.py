@@ -1,8 +1,8 @@
 """Train one model on given DataLoaders and predict with it: the engine below the protocol runner.
 
-``train_model`` runs Lightning quietly (no logger, no model summary, no log or checkpoint folders; only the best
-``state_dict`` is written, to the path given), keeps the epoch with the best validation metric (BA for
-classification, MAE for regression), and leaves the model holding those best weights.
+``train_model`` runs Lightning quietly (no model summary, no checkpoint folders; only the best ``state_dict`` is
+written, to the path given, and the CSV training curves when a ``log_dir`` is given), keeps the epoch with the
+best validation metric (BA for classification, MAE for regression), and leaves the model holding those best weights.
 
 Class imbalance (paper §3.2, Table C.7):
 
@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -268,8 +269,14 @@ def train_model(
     checkpoint_path: str | os.PathLike[str],
     *,
     callbacks: list[L.Callback] | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    hyperparameters: dict[str, object] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``settings.epochs`` epochs and keep the best validation epoch.
+
+    With ``log_dir``, Lightning's CSV logger writes ``log_dir/metrics.csv`` (one row per epoch: the ``history``
+    fields, readable while training) and ``log_dir/hparams.yaml`` (``hyperparameters``); the folder is emptied
+    first, so a retrained unit's curves start fresh. Logging draws no random numbers: results are bit-identical.
 
     The best epoch's ``state_dict`` is written to ``checkpoint_path`` (atomically) and loaded back into
     ``model`` before returning. Nothing else is written.
@@ -312,6 +319,7 @@ def train_model(
         train_loader = _sharded_loader(train_loader, settings)
         strategy = _ddp_strategy(kind)
         summary_path(checkpoint_path).unlink(missing_ok=True)
+    logger = _csv_logger(log_dir, hyperparameters) if log_dir is not None else False
     with _quiet_lightning(), _restore_global_torch_state():
         trainer = L.Trainer(
             accelerator=kind,
@@ -320,7 +328,7 @@ def train_model(
             use_distributed_sampler=False,  # training shards through its own sampler; every process validates all
             precision="bf16-mixed" if settings.precision == "bf16" else "32-true",
             max_epochs=settings.epochs,
-            logger=False,
+            logger=logger,
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=settings.progress_bar,
@@ -348,6 +356,15 @@ def train_model(
         skipped_batches=module.skipped_batches,
         seconds=time.perf_counter() - start,
     )
+
+
+def _csv_logger(log_dir: str | os.PathLike[str], hyperparameters: dict[str, object] | None):
+    from lightning.pytorch.loggers import CSVLogger
+
+    shutil.rmtree(log_dir, ignore_errors=True)
+    logger = CSVLogger(log_dir, name="", version="")
+    logger.log_hyperparams(hyperparameters or {})
+    return logger
 
 
 class ShardedShuffleSampler(Sampler[int]):

@@ -24,7 +24,7 @@ from hyperfusion.data import Cohort, TabularPreprocessor, load_manifest, load_ta
 from hyperfusion.data.manifest import spec_from_dict
 from hyperfusion.engine.devices import check_available
 from hyperfusion.run.plan import Unit
-from hyperfusion.run.setup import build_model, load_checkpoint
+from hyperfusion.run.setup import build_model, load_checkpoint, model_from_build
 from hyperfusion.run.store import RunDirectory, fingerprint_cohort
 from hyperfusion.tasks import Task, get_task
 from hyperfusion.yamlio import load_yaml
@@ -238,6 +238,11 @@ class FinishedRun:
                 f"manifest lists {list(classes)} ({order}); list target.classes as the run did, or every "
                 "probability would be reported under another class's name"
             )
-        n_tabular = len(preprocessor.feature_names_out)
+        build = self.directory.read_build(unit)
+        if build is not None:  # the exact arguments it was built with
+            return load_checkpoint(model_from_build(build), checkpoint)
+        n_tabular = len(
+            preprocessor.feature_names_out
+        )  # a run from before build records: rebuilt from its config
         model = build_model(self.config, unit.method, n_tabular=n_tabular, classes=trained)
         return load_checkpoint(model, checkpoint)

@@ -95,6 +95,10 @@ def score_frames(
     return [np.mean(values, axis=0) for values in per_frame_version]
 
 
+#: ``predict --method all``: every method of the run, one table with a ``method`` column.
+ALL_METHODS = "all"
+
+
 def predict_new_subjects(
     run_dir: str | Path,
     manifest: str | Path,
@@ -105,7 +109,10 @@ def predict_new_subjects(
     version: int | None = None,
     device: str = "cpu",
 ) -> pd.DataFrame:
-    """Score the subjects of ``manifest`` with a run's models and write one CSV row per subject.
+    """Score the subjects of ``manifest`` with a run's models and write one CSV row per subject (and method).
+
+    ``method="all"`` scores them with every method of the run: one table, the methods' rows one after another,
+    told apart by the ``method`` column.
 
     Subjects whose scans the models were trained on are named in a warning (`guards.warn_if_seen`).
 
@@ -116,17 +123,22 @@ def predict_new_subjects(
     """
     finished = FinishedRun(run_dir)
     run, config = finished.directory, finished.config
-    method, split_seed = finished.choose(method, split_seed)
+    methods = list(config.methods) if method == ALL_METHODS else [finished.choose(method, split_seed)[0]]
+    split_seed = finished.choose(methods[0], split_seed)[1]
     cohort = finished.new_subjects(manifest)
     check_out(Path(out), run, {Path(manifest), cohort.table_path})
     test = get_task(cohort.task).test_partition(config.protocol)
     warn_if_seen(run, cohort, split_seed, test)
-    values = score_subjects(
-        run_dir, cohort, method=method, split_seed=split_seed, version=version, device=device
-    )
-    frame = pd.DataFrame({"subject_id": cohort.frame["subject_id"].to_numpy()})
-    for name, column in get_task(cohort.task).prediction_columns(values, None, cohort.classes).items():
-        frame[name] = column
-    frame["method"] = method
-    write_text_atomic(Path(out), frame.to_csv(index=False))
-    return frame
+    frames = []
+    for name in methods:
+        values = score_subjects(
+            run_dir, cohort, method=name, split_seed=split_seed, version=version, device=device
+        )
+        frame = pd.DataFrame({"subject_id": cohort.frame["subject_id"].to_numpy()})
+        for column, value in get_task(cohort.task).prediction_columns(values, None, cohort.classes).items():
+            frame[column] = value
+        frame["method"] = name
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    write_text_atomic(Path(out), table.to_csv(index=False))
+    return table

@@ -21,6 +21,7 @@ from hyperfusion.data import Cohort, ImageSpec, TabularPreprocessor
 from hyperfusion.engine.devices import check_available
 from hyperfusion.engine.target import StandardizedRegressor
 from hyperfusion.models import create_model, model_arguments, model_info
+from hyperfusion.run.store import SIZED_BY_COHORT
 from hyperfusion.tasks import get_task
 
 GROUP_COLUMNS = ("sex", "Sex", "PTGENDER", "gender", "Gender")
@@ -82,10 +83,12 @@ def static_model_kwargs(config: RunConfig) -> dict[str, dict[str, Any]]:
 def effective_model_arguments(config: RunConfig, method: str) -> dict[str, Any]:
     """Every keyword argument a method's model is built with: its defaults, then the config's settings.
 
-    The cohort-dependent sizes (``n_tabular``, ``n_classes``, ``input_shape``) are left at their defaults: they are
-    covered by the cohort's fingerprint and the image spec.
+    The cohort-dependent sizes (``n_tabular``, ``n_classes``, ``input_shape``) are left out — their defaults are not
+    what any unit got (``n_tabular`` is counted after preprocessing); each unit's build record holds its own, and
+    the cohort's fingerprint and the image spec cover them.
     """
-    return {**model_arguments(method), **static_kwargs(config, method)}
+    arguments = {**model_arguments(method), **static_kwargs(config, method)}
+    return {k: v for k, v in arguments.items() if k not in SIZED_BY_COHORT}
 
 
 def build_model(
@@ -110,6 +113,27 @@ def build_model(
             return StandardizedRegressor(model)
         return StandardizedRegressor.fit(model, train_targets)
     return model
+
+
+def build_arguments(
+    config: RunConfig, method: str, *, n_tabular: int, classes: tuple[str, ...]
+) -> dict[str, Any]:
+    """What :func:`build_model` needs to rebuild a unit's model with no configuration: the method, the exact keyword
+    arguments ``create_model`` gets (``n_tabular`` after preprocessing included) and whether it is target-scaled."""
+    kwargs = model_kwargs(config, method, n_tabular=n_tabular, n_classes=len(classes))
+    return {
+        "method": method,
+        "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+        "standardized_target": get_task(model_info(method).task).standardises_target,
+        "classes": list(classes),
+    }
+
+
+def model_from_build(build: Mapping[str, Any]) -> nn.Module:
+    """An untrained model exactly as :func:`build_arguments` describes it (its checkpoint loads into it)."""
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in build["kwargs"].items()}
+    model = create_model(build["method"], **kwargs)
+    return StandardizedRegressor(model) if build["standardized_target"] else model
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:

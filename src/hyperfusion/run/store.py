@@ -10,6 +10,8 @@ Layout (every file written atomically, readable as the umask allows)::
     partitions_seed<S>.csv    subject → partition (classification) or train/val/test role (regression)
     preprocessing/s<S>_f<F>.json   each fold's tabular preprocessing, fitted on its training rows only
     checkpoints/<method>/<unit>.pt best-validation state_dicts (``torch.load(weights_only=True)``)
+    checkpoints/<method>/<unit>.build.json   the exact arguments its model was built with (``load_model``)
+    logs/<method>/<unit>/          training curves (``training.logger: csv``): metrics.csv, hparams.yaml; not records
     units/<method>/<unit>.json     one record per finished model: history, validation and test predictions, and
                                    the sha256 of its checkpoint, partitions and preprocessing files
     results.csv, predictions.csv, skill.csv, report.md, *.png   rebuilt from the records by ``report``
@@ -49,11 +51,14 @@ from hyperfusion.yamlio import load_yaml
 
 log = logging.getLogger("hyperfusion")
 
+#: Model arguments sized by the cohort (``setup.SIZED_BY_COHORT``): each unit's build record holds its own.
+SIZED_BY_COHORT = ("n_tabular", "n_classes", "input_shape")
 #: Keys that may change between a run and its resume: they do not change any finished unit's result.
 FREE_KEYS = (
     "training.device",
     "training.progress",
     "training.num_workers",
+    "training.logger",
     "protocol.executor",
     "protocol.address",
     "protocol.num_cpus",
@@ -63,7 +68,7 @@ FREE_KEYS = (
 SCOPE_KEYS = ("methods", "reference_method", "protocol.split_seeds", "protocol.versions", "protocol.folds")
 RECORD_KEYS = ("unit", "history", "validation", "test")
 #: The folders of a run's own files (the image cache and a simulated cohort are not among them).
-OWN_FOLDERS = ("units", "checkpoints", "preprocessing", "ensembles")
+OWN_FOLDERS = ("units", "checkpoints", "preprocessing", "ensembles", "logs")
 
 
 class RunDirectoryError(ValueError):
@@ -94,6 +99,13 @@ class RunDirectory:
 
     def checkpoint(self, unit: Unit) -> Path:
         return self.root / "checkpoints" / unit.method / f"{unit.key}.pt"
+
+    def build_path(self, unit: Unit) -> Path:
+        return self.root / "checkpoints" / unit.method / f"{unit.key}.build.json"
+
+    def log_dir(self, unit: Unit) -> Path:
+        """Where the unit's training curves go (``training.logger``): data the run made, never read back by it."""
+        return self.root / "logs" / unit.method / unit.key
 
     def record_path(self, unit: Unit) -> Path:
         return self.root / "units" / unit.method / f"{unit.key}.json"
@@ -241,6 +253,8 @@ class RunDirectory:
         saved: dict[str, Any] = {}
         if self.models_path.is_file():
             saved = self._verified(self.models_path, "model arguments", {})["methods"]
+            # runs made before build records listed the cohort-sized arguments at their (unused) defaults
+            saved = {m: {k: v for k, v in a.items() if k not in SIZED_BY_COHORT} for m, a in saved.items()}
         else:
             self._absent_since_made(self.models_path)
         for method, args in current.items():
@@ -339,6 +353,35 @@ class RunDirectory:
             "preprocessing_sha256": file_digest(preprocessing) if preprocessing.is_file() else None,
         }
         write_sealed(self.record_path(unit), "unit record", dataclasses.asdict(unit), fields)
+
+    def write_build(self, unit: Unit, build: Mapping[str, Any]) -> None:
+        """Seal how the unit's model was built (``setup.build_arguments``) beside its checkpoint, with the
+        checkpoint's sha256, so the model can be rebuilt without the configuration that made it."""
+        checkpoint = self.checkpoint(unit)
+        fields = {**build, "checkpoint_sha256": file_digest(checkpoint)}
+        write_sealed(self.build_path(unit), "model build arguments", dataclasses.asdict(unit), fields)
+
+    def read_build(self, unit: Unit) -> dict[str, Any] | None:
+        """The unit's build arguments, proven to be its own and to match its verified checkpoint; None when the
+        run predates them.
+
+        Raises:
+            RunDirectoryError: a build record of another unit, edited, or written for another checkpoint.
+        """
+        path = self.build_path(unit)
+        if not path.is_file():
+            return None
+        checkpoint = self.verified_checkpoint(unit)
+        try:
+            build = verified_json(path, "model build arguments", dataclasses.asdict(unit))
+        except RecordError as err:
+            raise RunDirectoryError(str(err)) from None
+        if build.get("checkpoint_sha256") != file_digest(checkpoint):
+            raise RunDirectoryError(
+                f"{path} describes another checkpoint than {checkpoint} (replaced or swapped?); delete both to "
+                "train the model again"
+            )
+        return build
 
     def read_record(self, unit: Unit) -> dict[str, Any] | None:
         """The unit's record, or None when it is unfinished (a truncated record counts as unfinished, with a warning).

@@ -43,7 +43,7 @@ from hyperfusion.engine.target import StandardizedRegressor
 from hyperfusion.engine.trainer import Predictions, TrainSettings, predict, train_model
 from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_start_, warm_start_network_
 from hyperfusion.run.plan import PlannedUnit, Unit
-from hyperfusion.run.setup import build_model, image_spec, load_checkpoint, parameter_count
+from hyperfusion.run.setup import build_arguments, build_model, image_spec, load_checkpoint, parameter_count
 from hyperfusion.run.store import RunDirectory
 from hyperfusion.tasks import get_task
 
@@ -263,7 +263,17 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         principled_init_from_data_(fused, list(torch.as_tensor(datasets["train"].tabular).split(batch)))
 
     settings = settings_for(config, context.task, len(context.cohort.classes), unit)
-    result = train_model(model, train_loader, val_loader, settings, context.run.checkpoint(unit))
+    logged = config.training.logger == "csv"
+    result = train_model(
+        model,
+        train_loader,
+        val_loader,
+        settings,
+        context.run.checkpoint(unit),
+        log_dir=context.run.log_dir(unit) if logged else None,
+        hyperparameters=_hyperparameters(unit, settings) if logged else None,
+    )
+    _write_build(context, unit, preprocessor)
     record = {
         "unit": dataclasses.asdict(unit),
         "classes": list(context.cohort.classes),  # the order of the model's outputs
@@ -306,6 +316,7 @@ def _fit_closed_form(context: RunContext, planned: PlannedUnit) -> dict[str, Any
     )
     model.fit(loader("train"), loader("val"))
     save_state_dict(model, context.run.checkpoint(unit))
+    _write_build(context, unit, preprocessor)
     selection = dict(model.selection)
     record = {
         "unit": dataclasses.asdict(unit),
@@ -358,6 +369,23 @@ def _score(
         )
         out[name] = _prediction_record(predictions)
     return out
+
+
+def _hyperparameters(unit: Unit, settings: TrainSettings) -> dict[str, Any]:
+    """The unit and its training settings as plain values, for the logger's hparams.yaml."""
+    fields = {**dataclasses.asdict(unit), **dataclasses.asdict(settings)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+
+
+def _write_build(context: RunContext, unit: Unit, preprocessor: TabularPreprocessor) -> None:
+    """Record beside the unit's checkpoint the exact arguments its model was built with (``load_model`` reads them)."""
+    build = build_arguments(
+        context.config,
+        unit.method,
+        n_tabular=len(preprocessor.feature_names_out),
+        classes=tuple(context.cohort.classes),
+    )
+    context.run.write_build(unit, build)
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
@@ -437,6 +465,7 @@ def _compose_late_fusion(context: RunContext, planned: PlannedUnit) -> dict[str,
     composed = compose(members_models["imaging"], members_models["tabular"], validation, class_weights)
     weight = float(composed.imaging_weight)
     save_state_dict(composed, context.run.checkpoint(unit))
+    _write_build(context, unit, preprocessor)
 
     def mix(name: str) -> dict[str, Any]:
         a, b = imaging[name], tabular[name]
