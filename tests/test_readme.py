@@ -93,7 +93,7 @@ def check_row(name: str, row: dict[str, str], config: RunConfig) -> list[str]:
     protocol = config.protocol
     expect("protocol", "split seeds", rf"{NUMBER} split seeds?", float(len(protocol.split_seeds)))
     expect("protocol", "versions", rf"{NUMBER} versions?", float(protocol.versions))
-    if config.training.loss != "mse":
+    if config.training.loss not in ("mse", "cox"):  # regression and survival: one train/val/test split
         expect("protocol", "folds", rf"{NUMBER} folds? of \d+ partitions", float(protocol.folds))
         expect("protocol", "partitions", rf"folds? of {NUMBER} partitions", float(protocol.n_partitions))
     else:

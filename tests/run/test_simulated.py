@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from hyperfusion.config import ConfigError, config_from_dict
@@ -37,3 +38,29 @@ def test_classes_and_record_combine(tmp_path):
 def test_an_unknown_record_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"simulate\.record: 'labs' is not allowed; choose one of"):
         ensure_simulated_cohort(config(record="labs"), tmp_path)
+
+
+def test_a_conversion_target_reads_the_baseline_mci_subjects_time_to_dementia(tmp_path):
+    resolved = ensure_simulated_cohort(config(n=60, target="conversion"), tmp_path)
+    assert resolved.cohort.endswith("cohort-conversion.yaml")
+    cohort = load_manifest(resolved.cohort)
+    assert cohort.task == "survival"
+    latents = pd.read_csv(tmp_path / "cohort" / "latents.csv").set_index("PTID")
+    subjects = cohort.frame["subject_id"]
+    assert (
+        len(subjects) > 0 and (latents.loc[subjects, "diagnosis"] == "MCI").all()
+    )  # at risk: MCI at baseline
+    assert latents.loc[subjects, "conversion_months"].notna().all()
+
+
+@pytest.mark.parametrize(
+    ("simulate", "message"),
+    [
+        ({"target": "death"}, r"simulate\.target: 'death' is not allowed; choose one of"),
+        ({"target": "conversion", "visits": False}, r"conversion is read from the visits"),
+        ({"target": "conversion", "classes": ["CN", "AD"]}, r"simulate\.classes: a conversion target"),
+    ],
+)
+def test_a_bad_conversion_target_is_refused(tmp_path, simulate, message):
+    with pytest.raises(ConfigError, match=message):
+        ensure_simulated_cohort(config(**simulate), tmp_path)
