@@ -91,6 +91,12 @@ def effective_model_arguments(config: RunConfig, method: str) -> dict[str, Any]:
     return {k: v for k, v in arguments.items() if k not in SIZED_BY_COHORT}
 
 
+def output_count(classes: tuple[str, ...]) -> int:
+    """A model's outputs: one per class, or one (a risk) for a task without classes trained on a classifier
+    family's network (survival). Training and rebuilding from a build record both ask here."""
+    return len(classes) or 1
+
+
 def build_model(
     config: RunConfig,
     method: str,
@@ -104,10 +110,8 @@ def build_model(
     Regression models learn a standardised target (:class:`StandardizedRegressor`): pass the training rows'
     targets when training; when rebuilding for a checkpoint, leave them out (the checkpoint carries mean and std).
     """
-    n_outputs = (
-        len(classes) or 1
-    )  # a task without classes trains a classifier family's model with one output (risk)
-    model = create_model(method, **model_kwargs(config, method, n_tabular=n_tabular, n_classes=n_outputs))
+    kwargs = model_kwargs(config, method, n_tabular=n_tabular, n_classes=output_count(classes))
+    model = create_model(method, **kwargs)
     if get_task(model_info(method).task).standardises_target:
         if train_targets is None:
             return StandardizedRegressor(model)
@@ -120,7 +124,7 @@ def build_arguments(
 ) -> dict[str, Any]:
     """What :func:`build_model` needs to rebuild a unit's model with no configuration: the method, the exact keyword
     arguments ``create_model`` gets (``n_tabular`` after preprocessing included) and whether it is target-scaled."""
-    kwargs = model_kwargs(config, method, n_tabular=n_tabular, n_classes=len(classes))
+    kwargs = model_kwargs(config, method, n_tabular=n_tabular, n_classes=output_count(classes))
     return {
         "method": method,
         "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
