@@ -194,3 +194,38 @@ def _sum_in_threads(threads: ReadThreads) -> None:
     out = np.zeros(4)
     threads.map(out.__setitem__, range(4), [1.0, 2, 3, 4])
     os._exit(0 if out.sum() == 10.0 else 1)
+
+
+def test_npy_headers_are_never_parsed_by_two_threads_at_once(tmp_path, monkeypatch):
+    """numpy parses a .npy header with ast.literal_eval; CPython 3.11's AST conversion is not thread-safe
+    (gh-106905), so every header read of the data layer (read_layout, load_npy) holds one lock."""
+    import ast
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hyperfusion.data.batches import load_npy, read_layout
+
+    path = tmp_path / "item.npy"
+    np.save(path, np.zeros((2, 3, 4), dtype=np.float32))
+    inside, overlaps, lock = [0], [0], threading.Lock()
+    literal_eval = ast.literal_eval
+
+    def slow_literal_eval(text):  # widens the window two unlocked readers would share
+        with lock:
+            inside[0] += 1
+            overlaps[0] += inside[0] > 1
+        time.sleep(0.002)
+        try:
+            return literal_eval(text)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(ast, "literal_eval", slow_literal_eval)
+    with ThreadPoolExecutor(8) as pool:
+        layouts = list(pool.map(lambda _: read_layout(path), range(40)))
+        arrays = list(pool.map(lambda _: load_npy(path, mmap_mode="r"), range(40)))
+    assert all(layout.shape == (2, 3, 4) for layout in layouts)
+    assert all(array.shape == (2, 3, 4) for array in arrays)
+    assert overlaps[0] == 0

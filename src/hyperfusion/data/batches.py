@@ -15,6 +15,7 @@ workers allocate a fresh shared buffer per batch, as ``default_collate`` does.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,8 +25,20 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
+#: One .npy header parsed at a time in this process. numpy parses a header with ``ast.literal_eval``, and CPython
+#: 3.11's AST conversion keeps its recursion depth in one counter shared by all threads (cpython gh-106905): two
+#: read threads parsing headers at once made ``ast`` raise "SystemError: AST constructor recursion depth mismatch"
+#: in whichever thread parsed next (seen in whole test-suite runs). Headers are tiny; the lock costs nothing.
+NPY_HEADER_LOCK = threading.Lock()
+
 #: the most buffers a pool keeps per dataset (a training loop holds at most two batches at a time)
 POOL_SIZE = 4
+
+
+def load_npy(path: str | Path, mmap_mode: str | None = None) -> np.ndarray:
+    """``np.load`` of a ``.npy`` file, its header parsed under `NPY_HEADER_LOCK` (see there why)."""
+    with NPY_HEADER_LOCK:
+        return np.load(path, mmap_mode=mmap_mode)
 
 
 class NpyLayout:
@@ -57,7 +70,8 @@ def read_layout(path: str | Path) -> NpyLayout | None:
         read = (
             np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         )
-        shape, fortran, dtype = read(handle)
+        with NPY_HEADER_LOCK:
+            shape, fortran, dtype = read(handle)
         layout = NpyLayout(handle.tell(), tuple(int(s) for s in shape))
     if fortran or dtype != np.dtype("<f4") or layout.offset % 4:
         return None

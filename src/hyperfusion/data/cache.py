@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hyperfusion.atomic import save_npy_atomic
+from hyperfusion.data.batches import load_npy
 from hyperfusion.data.images import ImageSpec, preprocess_image
 
 log = logging.getLogger("hyperfusion")
@@ -41,7 +42,7 @@ def file_digest(path: str | Path) -> str:
 def _readable(path: Path, spec: ImageSpec) -> bool:
     """Whether a cached array opens and has the spec's shape (a truncated file fails to map)."""
     try:
-        array = np.load(path, mmap_mode="r")
+        array = load_npy(path, mmap_mode="r")
     except (OSError, ValueError, EOFError):
         return False
     return tuple(array.shape) == tuple(spec.output_shape)
@@ -97,7 +98,7 @@ class ImageCache:
 
     def get(self, image_path: str | Path, spec: ImageSpec) -> np.ndarray:
         """The preprocessed array as a read-only memory map (computed and stored on a miss)."""
-        return np.load(self.ensure(image_path, spec), mmap_mode="r")
+        return load_npy(self.ensure(image_path, spec), mmap_mode="r")
 
     def digest(self, path: str | Path) -> str:
         """sha256 of the file's bytes, computed once per file version (path, mtime, size) for this cache.

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from hyperfusion.data.batches import BufferPool, ItemBatch, MappedFiles, ReadThreads
+from hyperfusion.data.batches import BufferPool, ItemBatch, MappedFiles, ReadThreads, load_npy
 from hyperfusion.data.cache import ImageCache
 from hyperfusion.data.images import ImageSpec
 from hyperfusion.data.manifest import Cohort
@@ -266,7 +266,7 @@ class CohortDataset(Dataset):
     def _array(self, index: int) -> np.ndarray:
         source = self.images[index]
         # copy-on-write map: read in place (torch can wrap it), and nothing an item's user writes reaches the file
-        array = source if isinstance(source, np.ndarray) else np.load(source, mmap_mode="c")
+        array = source if isinstance(source, np.ndarray) else load_npy(source, mmap_mode="c")
         self._check_shape(index, array.shape)
         return array
 
