@@ -137,3 +137,21 @@ def test_bad_input_names_the_row_and_value() -> None:
     with pytest.raises(ValueError, match="censoring survival is 0 at month 5"):
         sv.uno_c(np.zeros(2), np.array([5.0, 6.0]), np.array([1, 0]), np.array([1.0, 2.0]), np.array([1, 0]))
     assert np.isnan(sv.harrell_c(np.zeros(2), np.array([1.0, 2.0]), np.array([0, 0])))  # no event: no pair
+
+
+def test_the_auc_needs_no_weight_for_events_after_the_last_horizon():
+    """A test event later than every training row's follow-up (censoring survival 0 there) is never a case at
+    the horizons asked, so it does not stop the score; the AUC equals the score without that subject's weight."""
+    from hyperfusion.evaluation.survival import cumulative_dynamic_auc
+
+    rng = np.random.default_rng(0)
+    train_t, train_e = rng.uniform(1, 40, 60), rng.integers(0, 2, 60).astype(float)
+    train_t[np.argmax(train_t)], train_e[np.argmax(train_t)] = 40.0, 0.0  # last training row censored at 40
+    t = np.r_[rng.uniform(1, 35, 30), 72.0]
+    e = np.r_[rng.integers(0, 2, 30).astype(float), 1.0]  # one event at 72 months
+    risk = rng.normal(size=31)
+    got = cumulative_dynamic_auc(risk, t, e, train_t, train_e, [12.0, 24.0])
+    as_control = cumulative_dynamic_auc(
+        risk, np.r_[t[:30], 72.0], np.r_[e[:30], 0.0], train_t, train_e, [12.0, 24.0]
+    )
+    np.testing.assert_allclose(got, as_control)  # beyond every horizon it is only ever a control

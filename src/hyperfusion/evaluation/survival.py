@@ -176,7 +176,11 @@ def cumulative_dynamic_auc(
     r = _risks(risk, t.size)
     g_times, g = censoring_survival(train_time, train_event)
     weight = np.zeros_like(t)
-    weight[e] = _inverse_weights(g_times, g, t[e])
+    h = np.asarray(horizons, dtype=np.float64)
+    # only events up to the last horizon are ever cases: a later event (followed past the training rows'
+    # follow-up, where their censoring survival is 0) needs no weight and must not fail the score
+    needed = e & (t <= h.max()) if h.size else np.zeros_like(e)
+    weight[needed] = _inverse_weights(g_times, g, t[needed])
     diff = r[:, None] - r[None, :]
     score = np.where(np.abs(diff) <= tied_tol, 0.5, (diff > 0).astype(float))
     out = []
