@@ -6,7 +6,7 @@ schedule, input normalisation — and scored on the test partition; the crop rea
 logistic regression on the pooled crops, fitted on the same training rows) is the yardstick. JSON lines go to
 ``--out``; ``--plot`` draws the learning-curve figure of docs/evaluation.md from them::
 
-    python benchmarks/image_learning.py COHORT.yaml --grid subjects epochs width dropout shift schedule zscore \
+    python benchmarks/image_learning.py COHORT.yaml --grid base subjects epochs width dropout shift schedule zscore \
         --out benchmarks/results/image_learning.jsonl
     python benchmarks/image_learning.py --plot benchmarks/results/image_learning.jsonl \
         --figure docs/images/image-learning.png
@@ -37,6 +37,7 @@ from hyperfusion.models import create_model
 BASE = {"subjects": None, "epochs": 40, "width": 4, "dropout": "paper", "shift": 0, "schedule": "constant",
         "zscore": True, "lr": 1e-3}  # fmt: skip
 GRID = {
+    "base": [{}],  # the base setting itself: the yardstick of a grid measured in one invocation
     "subjects": [{"subjects": n} for n in (150, 300, 600, None)],  # None: every training row of the fold
     "epochs": [{"epochs": e} for e in (10, 20, 80)],
     "width": [{"width": 8}],
