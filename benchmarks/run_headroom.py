@@ -7,6 +7,10 @@ bootstraps the share ``(method − additive) / (interaction − additive)`` over
 resampled together), per version, and the paired BA difference of a reference method to others::
 
     python benchmarks/run_headroom.py runs/heldout --columns AGE PTEDUCAT APOE4 --out results.json
+
+With several ``--split-seeds`` (one version per split, as in a study cell) it also pools them: each quantity is
+the mean over the splits of its per-split BA (the share from the mean BAs), and each bootstrap replicate resamples
+every split's test subjects within that split — an interval over test subjects with the trained models fixed.
 """
 
 from __future__ import annotations
@@ -109,6 +113,61 @@ def paired_differences(
     return rows
 
 
+def labelled(run: Path, oracles: pd.DataFrame, split_seed: int, method: str) -> tuple[np.ndarray, ...]:
+    """One method's (only version's) test labels beside the oracles' on the same subjects, in the oracles' order."""
+    predictions, columns, names = read_predictions(run, split_seed)
+    frame = predictions[predictions["method"] == method]
+    if frame["version"].nunique() != 1:
+        raise ValueError(f"{run}: {method} has {frame['version'].nunique()} versions in split {split_seed}; pooling "
+                         "over split seeds takes one version per split")  # fmt: skip
+    frame = frame.set_index("subject_id").loc[oracles.index]
+    predicted = names[frame[columns].to_numpy().argmax(1)]
+    return frame["target"].astype(str).to_numpy(), predicted, oracles["additive"].to_numpy(), \
+        oracles["interaction"].to_numpy()  # fmt: skip
+
+
+def pooled(run: Path, oracles: dict[int, pd.DataFrame], methods: list[str], reference: str, resamples: int,
+           seed: int) -> dict:  # fmt: skip
+    """Shares and paired differences to ``reference`` pooled over split seeds (mean of per-split BAs), with
+    intervals from resampling each split's test subjects within that split."""
+    data = {m: {s: labelled(run, o, s, m) for s, o in oracles.items()} for m in methods}
+    rng = np.random.default_rng(seed)
+
+    def mean_bas(method: str, draws: dict[int, np.ndarray]) -> tuple[float, float, float]:
+        values = []
+        for split, rows in draws.items():
+            truth, predicted, additive, interaction = data[method][split]
+            values.append(
+                [balanced_accuracy_score(truth[rows], x[rows]) for x in (predicted, additive, interaction)]
+            )
+        return tuple(np.mean(values, axis=0))
+
+    def statistics(draws: dict[int, np.ndarray]) -> dict[str, tuple[float, float]]:
+        bas = {m: mean_bas(m, draws) for m in methods}
+        out = {}
+        for m, (ba, additive, interaction) in bas.items():
+            share = (ba - additive) / (interaction - additive) if interaction != additive else float("nan")
+            out[m] = (share, bas[reference][0] - ba)
+        return out
+
+    every = {s: np.arange(len(o)) for s, o in oracles.items()}
+    point = statistics(every)
+    boot = [
+        statistics({s: rng.integers(0, len(o), len(o)) for s, o in oracles.items()}) for _ in range(resamples)
+    ]
+    rows = []
+    for m in methods:
+        ba, additive, interaction = mean_bas(m, every)
+        shares_, differences = np.array([b[m][0] for b in boot]), np.array([b[m][1] for b in boot])
+        rows.append({"method": m, "BA": ba, "additive": additive, "interaction": interaction,
+                     "share": point[m][0], "share_low": float(np.nanpercentile(shares_, 2.5)),
+                     "share_high": float(np.nanpercentile(shares_, 97.5)),
+                     "difference_to_reference": point[m][1],
+                     "difference_low": float(np.percentile(differences, 2.5)),
+                     "difference_high": float(np.percentile(differences, 97.5))})  # fmt: skip
+    return {"split_seeds": sorted(oracles), "reference": reference, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -118,6 +177,12 @@ def main() -> None:
         "--columns", nargs="+", default=["AGE", "PTEDUCAT", "APOE4"], help="the record's numbers"
     )
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument(
+        "--split-seeds",
+        type=int,
+        nargs="+",
+        help="several splits of the run: per split, and pooled over them",
+    )
     parser.add_argument("--cohort", type=Path, default=None, help="the cohort folder, if not RUN/cohort")
     parser.add_argument("--test-partition", type=int, default=4)
     parser.add_argument("--resamples", type=int, default=1000)
@@ -128,6 +193,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/run_headroom.json")
     args = parser.parse_args()
     run = Path(args.run)
+    if args.split_seeds:
+        pooled_over_splits(run, args)
+        return
     oracles = split_oracles(run, args.columns, args.split_seed, args.test_partition, args.cohort)
     rows = shares(run, oracles, args.resamples, seed=0, split_seed=args.split_seed)
     for row in rows:
@@ -140,6 +208,26 @@ def main() -> None:
         print(f"{row['reference']} − {row['method']} v{row['version']}: {row['difference']:+.3f} "
               f"[{row['low']:+.3f}, {row['high']:+.3f}]")  # fmt: skip
     Path(args.out).write_text(json.dumps({"run": str(run), "rows": rows, "paired": paired}, indent=1) + "\n")
+
+
+def pooled_over_splits(run: Path, args: argparse.Namespace) -> None:
+    """Every split's own rows and paired differences, then the pooled block; one JSON file."""
+    oracles = {
+        s: split_oracles(run, args.columns, s, args.test_partition, args.cohort) for s in args.split_seeds
+    }
+    per_split = {}
+    for s, o in oracles.items():
+        per_split[s] = {"rows": shares(run, o, args.resamples, seed=0, split_seed=s),
+                        "paired": paired_differences(run, args.reference, args.versus, args.resamples, seed=0,
+                                                     split_seed=s)}  # fmt: skip
+    methods = [r["method"] for r in per_split[args.split_seeds[0]]["rows"]]
+    together = pooled(run, oracles, methods, args.reference, args.resamples, seed=0)
+    for row in together["rows"]:
+        print(f"pooled {row['method']}: BA {row['BA']:.3f}, share {row['share']:+.2f} [{row['share_low']:+.2f}, "
+              f"{row['share_high']:+.2f}], {args.reference} − it {row['difference_to_reference']:+.3f} "
+              f"[{row['difference_low']:+.3f}, {row['difference_high']:+.3f}]")  # fmt: skip
+    result = {"run": str(run), "per_split": per_split, "pooled": together}
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
