@@ -1,9 +1,10 @@
 """Run a study: a grid of cohorts and settings (e.g. simulator interaction 0/1/2) × methods × split seeds × versions.
 
 CONFIG is a study YAML (a run configuration plus a ``study: {grid: {dotted.key: [values]}}`` section) or a shipped
-study preset (study-cpu, study-cpu-1200, study-cpu-dose, study-gpu, study-binary, study-loss, study-layers, study-brain-age). Every cell is an
-ordinary resumable run under OUT/cells/; OUT/summary.md, summary.csv and summary.png compare the methods per cell
-with 95 % intervals and paired tests against the reference method. Rerunning resumes.
+study preset (study-cpu, study-cpu-1200, study-cpu-dose, study-gpu, study-binary, study-loss, study-layers,
+study-brain-age). Every cell is an ordinary resumable run under OUT/cells/; OUT/summary.md, summary.csv and
+summary.png compare the methods per cell with 95 % intervals and paired tests against the reference method.
+Rerunning resumes.
 """
 
 from __future__ import annotations
