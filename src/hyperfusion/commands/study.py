@@ -1,15 +1,18 @@
 """Run a study: a grid of cohorts and settings (e.g. simulator interaction 0/1/2) × methods × split seeds × versions.
 
 CONFIG is a study YAML (a run configuration plus a ``study: {grid: {dotted.key: [values]}}`` section) or a shipped
-study preset (study-cpu, study-cpu-1200, study-cpu-dose, study-gpu, study-binary, study-loss, study-layers, study-brain-age). Every cell is an
-ordinary resumable run under OUT/cells/; OUT/summary.md, summary.csv and summary.png compare the methods per cell
-with 95 % intervals and paired tests against the reference method. Rerunning resumes.
+study preset (study-cpu, study-cpu-1200, study-cpu-dose, study-gpu, study-binary, study-loss, study-layers,
+study-brain-age). Every cell is an ordinary resumable run under OUT/cells/; OUT/summary.md, summary.csv and
+summary.png compare the methods per cell with 95 % intervals and paired tests against the reference method.
+Rerunning resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from hyperfusion.commands.run import add_tracking, tracking_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, help="training epochs per model")
     group.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     group.add_argument("--precision", choices=["fp32", "bf16"])
+    add_tracking(group)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     training = {
         k: getattr(args, k) for k in ("epochs", "device", "precision") if getattr(args, k) is not None
     }
+    training.update(tracking_overrides(args))
     study = load_study(args.config, training=training)
     executor = None
     if args.executor:

@@ -45,6 +45,7 @@ from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_st
 from hyperfusion.run.plan import PlannedUnit, Unit
 from hyperfusion.run.setup import build_arguments, build_model, image_spec, load_checkpoint, parameter_count
 from hyperfusion.run.store import RunDirectory
+from hyperfusion.run.tracking import unit_tracking
 from hyperfusion.tasks import get_task
 
 ROLES = ("train", "val", "test")
@@ -263,15 +264,13 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         principled_init_from_data_(fused, list(torch.as_tensor(datasets["train"].tabular).split(batch)))
 
     settings = settings_for(config, context.task, len(context.cohort.classes), unit)
-    logged = config.training.logger == "csv"
     result = train_model(
         model,
         train_loader,
         val_loader,
         settings,
         context.run.checkpoint(unit),
-        log_dir=context.run.log_dir(unit) if logged else None,
-        hyperparameters=_hyperparameters(unit, settings) if logged else None,
+        tracking=unit_tracking(config, context.run, unit, _hyperparameters(unit, settings)),
     )
     _write_build(context, unit, preprocessor)
     record = {
@@ -372,7 +371,7 @@ def _score(
 
 
 def _hyperparameters(unit: Unit, settings: TrainSettings) -> dict[str, Any]:
-    """The unit and its training settings as plain values, for the logger's hparams.yaml."""
+    """The unit and its training settings as plain values, for the logger (hparams.yaml, MLflow parameters)."""
     fields = {**dataclasses.asdict(unit), **dataclasses.asdict(settings)}
     return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 
