@@ -112,3 +112,20 @@ def test_a_retrained_models_curves_start_fresh(tmp_path):
 def test_a_bad_logger_is_refused_in_one_line(kind, extra, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         Tracking(kind, tmp_path, {}, **extra)
+
+
+def test_a_missing_logger_package_is_named_with_the_extra_that_installs_it(monkeypatch):
+    import importlib.util
+
+    from hyperfusion.engine.loggers import check_installed
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "tensorboard" else real(name)
+    )
+    with pytest.raises(
+        ValueError, match=r"training.logger: tensorboard needs the tensorboard package.*\[tracking\]"
+    ):
+        check_installed("tensorboard")
+    check_installed("csv")
+    check_installed("mlflow")

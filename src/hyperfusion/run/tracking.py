@@ -93,9 +93,9 @@ def start_experiment(config: RunConfig, run: RunDirectory) -> str | None:
     if config.training.logger != "mlflow":
         return None
     uri, name = tracking_uri(config, run), experiment_name(config, run)
-    if uri.startswith("sqlite:///"):
-        Path(urllib.parse.unquote(uri[len("sqlite:///") :])).parent.mkdir(parents=True, exist_ok=True)
     try:
+        if uri.startswith("sqlite:///"):
+            Path(urllib.parse.unquote(uri[len("sqlite:///") :])).parent.mkdir(parents=True, exist_ok=True)
         with quiet_mlflow():
             client = _client(uri)
             experiment = client.get_experiment_by_name(name)
