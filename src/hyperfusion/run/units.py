@@ -38,6 +38,7 @@ from hyperfusion.data import (
     load_manifest,
     read_partitions,
 )
+from hyperfusion.data.manifest import warnings_shown
 from hyperfusion.engine.module import balanced_class_weights, save_state_dict
 from hyperfusion.engine.target import StandardizedRegressor
 from hyperfusion.engine.trainer import Predictions, TrainSettings, predict, train_model
@@ -155,7 +156,9 @@ def _cached_context(run_dir: str, config_text: str) -> RunContext:
 
     run = RunDirectory(run_dir)
     config = config_from_dict(json.loads(config_text), plugin_files=run.recorded_plugins() or {})
-    return RunContext(config, run, load_manifest(config.cohort), ImageCache(run.cache))
+    with warnings_shown():  # the run read this cohort before planning any unit and showed its warnings then
+        cohort = load_manifest(config.cohort)
+    return RunContext(config, run, cohort, ImageCache(run.cache))
 
 
 def _context(run_dir: str, config: RunConfig) -> RunContext:
