@@ -82,6 +82,7 @@ def quiet_mlflow() -> Iterator[None]:
 def make_logger(tracking: Tracking):
     """The Lightning logger ``tracking`` asks for, with the hyper-parameters already logged."""
     if tracking.kind == "mlflow":
+        import mlflow  # noqa: F401 - importing it sets its loggers to INFO: first, so quiet_mlflow can lower them
         from lightning.pytorch.loggers import MLFlowLogger
 
         logger = MLFlowLogger(

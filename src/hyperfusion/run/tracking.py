@@ -92,6 +92,8 @@ def start_experiment(config: RunConfig, run: RunDirectory) -> str | None:
     check_installed(config.training.logger)
     if config.training.logger != "mlflow":
         return None
+    import mlflow  # noqa: F401 - importing it sets its loggers to INFO: first, so quiet_mlflow can lower them
+
     uri, name = tracking_uri(config, run), experiment_name(config, run)
     try:
         if uri.startswith("sqlite:///"):
