@@ -61,6 +61,28 @@ def test_relative_cohort_is_resolved_against_the_config_file(tmp_path):
         ({"protocol": {"val_fraction": 0.7}}, "protocol.val_fraction"),
         ({"tabular": {"impute": "mice"}}, r"tabular.impute: 'mice' is not allowed"),
         ({"model_overrides": {"ad-film": {}}}, "model_overrides: 'ad-film' is not one of the methods"),
+        (
+            {"training": {"logger": "mlflw"}},
+            r"training.logger: 'mlflw' is not allowed.*did you mean 'mlflow'",
+        ),
+        (
+            {"training": {"logger": "mlflow", "tracking_uri": "sqlit:///m.db"}},
+            r"training.tracking_uri: 'sqlit:///m.db' is not a tracking URI \(did you mean 'sqlite'\?\)",
+        ),
+        (
+            {"training": {"logger": "mlflow", "tracking_uri": "sqlite://m.db"}},
+            r"training.tracking_uri: 'sqlite://m.db': a SQLite store is sqlite:/// and a path",
+        ),
+        ({"training": {"logger": "mlflow", "tracking_uri": "http://"}}, r"'http://' names no host"),
+        ({"training": {"logger": "mlflow", "tracking_uri": 5}}, r"training.tracking_uri: expected an MLflow"),
+        (
+            {"training": {"tracking_uri": "http://localhost:5000"}},
+            r"training.tracking_uri: .* is an MLflow setting but training.logger is 'csv'",
+        ),
+        (
+            {"training": {"logger": "tensorboard", "experiment": "e"}},
+            r"training.experiment: 'e' is an MLflow",
+        ),
     ],
 )
 def test_bad_values_name_the_key(change, message):

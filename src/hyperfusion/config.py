@@ -12,6 +12,7 @@ import difflib
 import importlib.resources
 import math
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from hyperfusion.text import nearest
 from hyperfusion.yamlio import DuplicateKeyError, load_yaml
 
 PRESET_PACKAGE = "hyperfusion.presets"
@@ -96,8 +98,11 @@ class TrainingSettings:
     # this many voxels per axis (zero-filled), and a left-right mirror with probability 1/2 (box mode only)
     augment_shift: int = 0
     augment_flip: bool = False
-    # live training curves: csv writes RUN/logs/<method>/<unit>/metrics.csv (one row per epoch) and hparams.yaml
-    logger: str = "csv"  # csv | none
+    # live training curves: csv writes RUN/logs/<method>/<unit>/metrics.csv (one row per epoch) and hparams.yaml,
+    # tensorboard event files in the same folder; mlflow one MLflow run per unit (docs/config.md)
+    logger: str = "csv"  # csv | tensorboard | mlflow | none
+    tracking_uri: str | None = None  # mlflow: unset = a SQLite store RUN/logs/mlflow.db; or a server's URI
+    experiment: str | None = None  # mlflow: unset = the run directory's name (a study: the study's)
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,7 @@ _CHOICES = {
     ("training", "loss"): ("weighted_ce", "oversample", "ce", "mse", "cox"),
     ("training", "precision"): PRECISIONS,
     ("training", "warm_start"): ("tabular", "both", "none"),
-    ("training", "logger"): ("csv", "none"),
+    ("training", "logger"): ("csv", "tensorboard", "mlflow", "none"),
     ("protocol", "executor"): ("local", "ray"),
 }
 
@@ -159,18 +164,26 @@ def _number(value: Any) -> Any:
     return value
 
 
+#: Settings that are a string or unset, and what the string is.
+_OPTIONAL_STRINGS = {
+    "protocol.address": "a Ray cluster address such as 'auto' or 'HOST:6379'",
+    "training.tracking_uri": "an MLflow tracking URI such as 'sqlite:///mlflow.db' or 'http://HOST:5000'",
+    "training.experiment": "an MLflow experiment name",
+}
+#: The MLflow tracking stores a URI may name (``postgresql+psycopg2://`` counts as postgresql).
+TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
+
+
 def _coerce(value: Any, default: Any, key: str) -> Any:
     """Convert a YAML value to the type of the field's default, or fail naming the key."""
     if key == "protocol.age_bins":
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
             return value
         raise ConfigError(f"{key}: expected an integer or 'auto', got {value!r}")
-    if key == "protocol.address":
+    if key in _OPTIONAL_STRINGS:
         if value is None or isinstance(value, str):
             return value
-        raise ConfigError(
-            f"{key}: expected a Ray cluster address such as 'auto' or 'HOST:6379', got {value!r}"
-        )
+        raise ConfigError(f"{key}: expected {_OPTIONAL_STRINGS[key]}, got {value!r}")
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -223,7 +236,9 @@ def _section(cls: type, raw: Any, name: str) -> Any:
         values[key] = _coerce(value, getattr(defaults, key), full)
         allowed = _CHOICES.get((name, key))
         if allowed and values[key] not in allowed:
-            raise ConfigError(f"{full}: {value!r} is not allowed; choose one of {list(allowed)}")
+            raise ConfigError(
+                f"{full}: {value!r} is not allowed; choose one of {list(allowed)}{nearest(str(value), allowed)}"
+            )
     return cls(**values)
 
 
@@ -292,6 +307,35 @@ def _check_training(training: TrainingSettings) -> None:
         raise ConfigError(f"training.num_workers: must be >= 0, got {training.num_workers}")
     if training.augment_shift < 0:
         raise ConfigError(f"training.augment_shift: must be >= 0 voxels, got {training.augment_shift}")
+    _check_tracking(training)
+
+
+def _check_tracking(training: TrainingSettings) -> None:
+    """The MLflow settings only with the MLflow logger, and a URI MLflow can open (or an error naming it)."""
+    for key in ("tracking_uri", "experiment"):
+        if getattr(training, key) is not None and training.logger != "mlflow":
+            raise ConfigError(
+                f"training.{key}: {getattr(training, key)!r} is an MLflow setting but training.logger is "
+                f"{training.logger!r}; set training.logger: mlflow (or remove the key)"
+            )
+    if training.experiment is not None and not training.experiment.strip():
+        raise ConfigError("training.experiment: empty; name the experiment or remove the key")
+    uri = training.tracking_uri
+    if uri is None:
+        return
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+    if scheme not in TRACKING_SCHEMES:
+        raise ConfigError(
+            f"training.tracking_uri: {uri!r} is not a tracking URI{nearest(scheme, TRACKING_SCHEMES)} "
+            f"(schemes: {', '.join(TRACKING_SCHEMES)}; e.g. sqlite:///mlflow.db, http://HOST:5000)"
+        )
+    if scheme == "sqlite" and (not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///")):
+        raise ConfigError(
+            f"training.tracking_uri: {uri!r}: a SQLite store is sqlite:/// and a path "
+            "(sqlite:///mlflow.db, or sqlite:////abs/path/mlflow.db)"
+        )
+    if scheme in ("http", "https") and not urllib.parse.urlparse(uri).netloc:
+        raise ConfigError(f"training.tracking_uri: {uri!r} names no host (e.g. http://HOST:5000)")
 
 
 def _check_image(image: ImageSettings) -> None:

@@ -279,31 +279,3 @@ def test_training_sets_the_epoch_of_datasets_that_draw_per_epoch(tmp_path):
                   tmp_path / "m.pt")  # fmt: skip
     assert epochs == [0, 1, 2]
     np.testing.assert_array_equal(train.targets, targets)
-
-
-def test_a_csv_log_dir_gets_one_row_per_epoch_equal_to_the_history_without_changing_training(
-    tmp_path: Path,
-) -> None:
-    import pandas as pd
-    import yaml
-
-    train, val = classification_data(48, 0), classification_data(24, 1)
-    states, results = [], []
-    for name, log_dir in (("plain", None), ("logged", tmp_path / "logs")):
-        t.seed_everything(0)
-        model = ToyNet()
-        results.append(
-            t.train_model(
-                model, _loader(train), _loader(val, shuffle=False), _cls_settings(epochs=3),
-                tmp_path / f"{name}.pt", log_dir=log_dir, hyperparameters={"lr": 0.01, "method": "toy"},
-            )
-        )  # fmt: skip
-        states.append(_state(model))
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])  # logging changes nothing
-    rows = pd.read_csv(tmp_path / "logs" / "metrics.csv")
-    history = pd.DataFrame(results[1].history)
-    assert rows["epoch"].tolist() == [0, 1, 2]
-    for column in ("train_loss", "val_loss", "val_BA"):
-        np.testing.assert_allclose(rows[column], history[column], rtol=1e-6)
-    assert yaml.safe_load((tmp_path / "logs" / "hparams.yaml").read_text()) == {"lr": 0.01, "method": "toy"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["logged.pt", "logs", "plain.pt"]

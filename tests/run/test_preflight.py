@@ -537,6 +537,33 @@ def test_bf16_on_a_cpu_and_case_variants_are_warned_about(cohort_yaml, tmp_path)
     assert "training.precision is bf16 on a CPU" in section
 
 
+@fault(
+    "validate",
+    "two images at 2 mm in a 4 mm cohort read with image.voxel_mm 4",
+    "a Warnings section naming the 2 mm images' resampling and the mix of voxel sizes; neither is a problem",
+)
+def test_a_resolution_mismatch_and_mixed_grids_are_warned_about_by_the_command(cohort_yaml, tmp_path):
+    spec = copy_cohort(cohort_yaml, tmp_path / "cohort")
+    table = pd.read_csv(spec.parent / "ADNIMERGE.csv", dtype=str, keep_default_na=False)
+    for row in (2, 5):  # the same brain on a 2 mm grid: every 4 mm voxel repeated 2× per axis, same extent
+        path = spec.parent / table["image"].iloc[row]
+        image = nib.load(str(path))
+        data = np.asarray(image.dataobj)
+        finer = np.repeat(np.repeat(np.repeat(data, 2, axis=0), 2, axis=1), 2, axis=2)
+        affine = image.affine.copy()
+        affine[:3, :3] /= 2
+        affine[:3, 3] -= affine[:3, :3] @ np.full(3, 0.5)  # voxel centres a quarter of a 4 mm voxel inwards
+        nib.save(nib.Nifti1Image(finer, affine), str(path))
+    status, out, err = validate(write_yaml(tmp_path / "run.yaml", settings(cohort=str(spec))), "--steps", "0")
+    assert status == 0, err
+    section = out.split("\nWarnings: 2 (the run goes through, but check them)\n", 1)[1].split("\n\n")[0]
+    assert (
+        "2 image(s) have 2×2×2 mm voxels, but image.voxel_mm is 4: each is downsampled 2× per axis" in section
+    )
+    assert "the images come at 2 voxel sizes (38 at 4×4×4 mm, 2 at 2×2×2 mm)" in section
+    assert "Problems" not in out
+
+
 def test_sections_are_printed_before_the_timing_starts(cohort_yaml, tmp_path, monkeypatch):
     import sys
 

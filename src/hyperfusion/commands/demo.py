@@ -1,7 +1,8 @@
 """The main job on the built-in simulated cohort: every AD method under the paper's protocol, on the CPU.
 
-Simulates a small AD cohort (interaction 2, 4 mm voxels), trains every method on 4 folds × 3 versions, ensembles,
-scores, tests for significance and writes report.md with its plots into --out. Rerunning resumes.
+Simulates a small AD cohort (600 subjects, interaction 1, 4 mm voxels), trains every method on 2 folds × 2
+versions, ensembles, scores, tests for significance and writes report.md with its plots into --out. Rerunning
+resumes.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, help="training epochs per model")
     group.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     group.add_argument("--precision", choices=["fp32", "bf16"])
+    add_tracking(group)
     bars = group.add_mutually_exclusive_group()
     bars.add_argument(
         "--progress", action="store_true", help="progress bars on long steps (default: the config's)"
@@ -38,6 +39,30 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_tracking(group) -> None:
+    """--logger and --tracking-uri (run, demo and study take them)."""
+    group.add_argument(
+        "--logger",
+        choices=["csv", "tensorboard", "mlflow", "none"],
+        help="live training curves (training.logger)",
+    )
+    group.add_argument(
+        "--tracking-uri",
+        help="MLflow store or server, e.g. http://HOST:5000 (sets --logger mlflow; default: RUN/logs/mlflow.db)",
+    )
+
+
+def tracking_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """training.logger and training.tracking_uri from the command line (a tracking URI means MLflow)."""
+    values = {}
+    if getattr(args, "logger", None) is not None:
+        values["logger"] = args.logger
+    if getattr(args, "tracking_uri", None) is not None:
+        values["logger"] = values.get("logger", "mlflow")
+        values["tracking_uri"] = args.tracking_uri
+    return values
+
+
 def apply_overrides(config, args: argparse.Namespace):
     """The config with the command line's training and protocol values, each checked as the YAML's would be."""
     from hyperfusion.config import with_settings
@@ -47,6 +72,7 @@ def apply_overrides(config, args: argparse.Namespace):
         for key in ("epochs", "device", "precision")
         if getattr(args, key, None) is not None
     }
+    training.update(tracking_overrides(args))
     if getattr(args, "no_progress", False):
         training["progress"] = False
     if getattr(args, "progress", False):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hyperfusion.commands.run import add_tracking, tracking_overrides
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a study YAML, or a study preset name (see `hyperfusion presets`)")
@@ -24,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, help="training epochs per model")
     group.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     group.add_argument("--precision", choices=["fp32", "bf16"])
+    add_tracking(group)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     training = {
         k: getattr(args, k) for k in ("epochs", "device", "precision") if getattr(args, k) is not None
     }
+    training.update(tracking_overrides(args))
     study = load_study(args.config, training=training)
     executor = None
     if args.executor:

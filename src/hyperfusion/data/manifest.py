@@ -14,10 +14,11 @@ before any training starts.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import copy
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -676,6 +677,17 @@ def _hint(unknown: Iterable[Any], valid: Iterable[str]) -> str:
     guesses = [(u, closest(u, valid)) for u in unknown]
     listed = ", ".join(f"{guess!r} for {u!r}" for u, guess in guesses if guess)
     return f" (did you mean {listed}?)" if listed else ""
+
+
+@contextlib.contextmanager
+def warnings_shown() -> Iterator[None]:
+    """Silence the data layer's warnings while a cohort is read again (the first read showed them once)."""
+    logger = logging.getLogger("hyperfusion")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
 
 
 def load_manifest(spec_path: str | Path, *, require_target: bool = True) -> Cohort:

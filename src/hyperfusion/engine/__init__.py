@@ -4,6 +4,7 @@ It knows nothing of run directories, partitions or cohorts; :mod:`hyperfusion.ru
 loaders and decides what is trained.
 """
 
+from hyperfusion.engine.loggers import Tracking
 from hyperfusion.engine.module import balanced_class_weights
 from hyperfusion.engine.trainer import (
     Predictions,
@@ -17,6 +18,7 @@ from hyperfusion.engine.trainer import (
 
 __all__ = [
     "Predictions",
+    "Tracking",
     "TrainResult",
     "TrainSettings",
     "balanced_class_weights",

@@ -1,7 +1,7 @@
 """Train one model on given DataLoaders and predict with it: the engine below the protocol runner.
 
 ``train_model`` runs Lightning quietly (no model summary, no checkpoint folders; only the best ``state_dict`` is
-written, to the path given, and the CSV training curves when a ``log_dir`` is given), keeps the epoch with the
+written, to the path given, and the training curves when a logger is asked for), keeps the epoch with the
 best validation metric (BA for classification, MAE for regression), and leaves the model holding those best weights.
 
 Class imbalance (paper §3.2, Table C.7):
@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -43,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset, WeightedRando
 
 from hyperfusion.config import PRECISIONS
 from hyperfusion.engine.devices import accelerator, torch_device
+from hyperfusion.engine.loggers import Tracking, make_logger, quiet_mlflow
 from hyperfusion.engine.module import (
     Task,
     TrainingModule,
@@ -269,14 +269,13 @@ def train_model(
     checkpoint_path: str | os.PathLike[str],
     *,
     callbacks: list[L.Callback] | None = None,
-    log_dir: str | os.PathLike[str] | None = None,
-    hyperparameters: dict[str, object] | None = None,
+    tracking: Tracking | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``settings.epochs`` epochs and keep the best validation epoch.
 
-    With ``log_dir``, Lightning's CSV logger writes ``log_dir/metrics.csv`` (one row per epoch: the ``history``
-    fields, readable while training) and ``log_dir/hparams.yaml`` (``hyperparameters``); the folder is emptied
-    first, so a retrained unit's curves start fresh. Logging draws no random numbers: results are bit-identical.
+    With ``tracking``, Lightning's CSV, TensorBoard or MLflow logger (`hyperfusion.engine.loggers`) receives one
+    row per epoch (the ``history`` fields, readable while training) and the hyper-parameters. Logging draws no
+    random numbers: results are bit-identical with any logger or none.
 
     The best epoch's ``state_dict`` is written to ``checkpoint_path`` (atomically) and loaded back into
     ``model`` before returning. Nothing else is written.
@@ -319,8 +318,8 @@ def train_model(
         train_loader = _sharded_loader(train_loader, settings)
         strategy = _ddp_strategy(kind)
         summary_path(checkpoint_path).unlink(missing_ok=True)
-    logger = _csv_logger(log_dir, hyperparameters) if log_dir is not None else False
-    with _quiet_lightning(), _restore_global_torch_state():
+    logger = make_logger(tracking) if tracking is not None else False
+    with _quiet_lightning(), quiet_mlflow(), _restore_global_torch_state():
         trainer = L.Trainer(
             accelerator=kind,
             devices=devices,
@@ -356,15 +355,6 @@ def train_model(
         skipped_batches=module.skipped_batches,
         seconds=time.perf_counter() - start,
     )
-
-
-def _csv_logger(log_dir: str | os.PathLike[str], hyperparameters: dict[str, object] | None):
-    from lightning.pytorch.loggers import CSVLogger
-
-    shutil.rmtree(log_dir, ignore_errors=True)
-    logger = CSVLogger(log_dir, name="", version="")
-    logger.log_hyperparams(hyperparameters or {})
-    return logger
 
 
 class ShardedShuffleSampler(Sampler[int]):

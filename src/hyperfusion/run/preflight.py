@@ -12,12 +12,10 @@ Problems a run would stop at are collected rather than raised one by one, so a u
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from hyperfusion.data import Cohort, ImageCache, load_manifest
 from hyperfusion.data.censor import parse_numeric
 from hyperfusion.data.duplicates import check_duplicate_images
 from hyperfusion.data.intensity import check_intensities, header_warnings
+from hyperfusion.data.manifest import warnings_shown
 from hyperfusion.engine.devices import torch_device
 from hyperfusion.run.cautions import (
     category_cautions,
@@ -277,17 +276,6 @@ def _prepare_folds(
 # rows, labels, columns
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the data layer's warnings while the table is read a second time (they were shown once)."""
-    logger = logging.getLogger("hyperfusion")
-    disabled, logger.disabled = logger.disabled, True
-    try:
-        yield
-    finally:
-        logger.disabled = disabled
-
-
 def raw_rows(cohort: Cohort) -> tuple[pd.DataFrame, pd.Series]:
     """The table as read from its file (text cells, index = line − 2), and which rows the visit filter keeps.
 
@@ -298,7 +286,7 @@ def raw_rows(cohort: Cohort) -> tuple[pd.DataFrame, pd.Series]:
     from hyperfusion.data.tables import read_table
 
     spec = cohort.spec
-    with _quiet():
+    with warnings_shown():
         table = read_table(cohort.table_path, spec.na_values, spec.encoding, reader=spec.table_reader)
     if spec.visit_column is not None:
         keep = (table[spec.visit_column].astype("string").str.strip() == spec.visit_keep).fillna(False)

@@ -37,6 +37,7 @@ from hyperfusion.run.setup import (
     static_model_kwargs,
 )
 from hyperfusion.run.store import RunDirectory, RunDirectoryError, fingerprint_cohort
+from hyperfusion.run.tracking import log_finished_run, start_experiment
 from hyperfusion.run.units import UnitJob, UnitOutcome
 from hyperfusion.tasks import get_task
 
@@ -196,6 +197,7 @@ class Run:
         with self.run.lock():
             planned = self.plan()
             self.prepare(planned, restart=restart)
+            start_experiment(self.config, self.run)  # MLflow: the store opened and the experiment made once
             todo = [p for p in planned if not self.run.is_finished(p.unit)]
             self.echo(
                 f"{len(planned)} models in this run ({len(planned) - len(todo)} already finished); "
@@ -208,7 +210,9 @@ class Run:
             except KeyboardInterrupt:
                 finished = sum(self.run.is_finished(p.unit) for p in planned)
                 raise RunInterrupted(finished, len(planned), self.run.root) from None
-            return self.report()
+            results = self.report()
+            log_finished_run(self.config, self.run, results, get_task(self.task).reported_fold)
+            return results
 
     def report(self) -> pd.DataFrame:
         return build_report(self.config, self.cohort, self.run)

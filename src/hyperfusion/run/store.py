@@ -11,7 +11,9 @@ Layout (every file written atomically, readable as the umask allows)::
     preprocessing/s<S>_f<F>.json   each fold's tabular preprocessing, fitted on its training rows only
     checkpoints/<method>/<unit>.pt best-validation state_dicts (``torch.load(weights_only=True)``)
     checkpoints/<method>/<unit>.build.json   the exact arguments its model was built with (``load_model``)
-    logs/<method>/<unit>/          training curves (``training.logger: csv``): metrics.csv, hparams.yaml; not records
+    logs/<method>/<unit>/          training curves (``training.logger``): csv — metrics.csv, hparams.yaml;
+                                   tensorboard — event files, hparams.yaml; not records
+    logs/mlflow.db, logs/mlflow-artifacts/   ``training.logger: mlflow`` with no tracking_uri: MLflow's own store
     units/<method>/<unit>.json     one record per finished model: history, validation and test predictions, and
                                    the sha256 of its checkpoint, partitions and preprocessing files
     results.csv, predictions.csv, skill.csv, report.md, *.png   rebuilt from the records by ``report``
@@ -59,6 +61,8 @@ FREE_KEYS = (
     "training.progress",
     "training.num_workers",
     "training.logger",
+    "training.tracking_uri",
+    "training.experiment",
     "protocol.executor",
     "protocol.address",
     "protocol.num_cpus",
@@ -106,6 +110,10 @@ class RunDirectory:
     def log_dir(self, unit: Unit) -> Path:
         """Where the unit's training curves go (``training.logger``): data the run made, never read back by it."""
         return self.root / "logs" / unit.method / unit.key
+
+    tracking_store = property(
+        lambda self: self.root / "logs" / "mlflow.db"
+    )  # written by MLflow, never read back
 
     def record_path(self, unit: Unit) -> Path:
         return self.root / "units" / unit.method / f"{unit.key}.json"

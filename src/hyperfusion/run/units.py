@@ -38,6 +38,7 @@ from hyperfusion.data import (
     load_manifest,
     read_partitions,
 )
+from hyperfusion.data.manifest import warnings_shown
 from hyperfusion.engine.module import balanced_class_weights, save_state_dict
 from hyperfusion.engine.target import StandardizedRegressor
 from hyperfusion.engine.trainer import Predictions, TrainSettings, predict, train_model
@@ -45,6 +46,7 @@ from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_st
 from hyperfusion.run.plan import PlannedUnit, Unit
 from hyperfusion.run.setup import build_arguments, build_model, image_spec, load_checkpoint, parameter_count
 from hyperfusion.run.store import RunDirectory
+from hyperfusion.run.tracking import unit_tracking
 from hyperfusion.tasks import get_task
 
 ROLES = ("train", "val", "test")
@@ -154,7 +156,9 @@ def _cached_context(run_dir: str, config_text: str) -> RunContext:
 
     run = RunDirectory(run_dir)
     config = config_from_dict(json.loads(config_text), plugin_files=run.recorded_plugins() or {})
-    return RunContext(config, run, load_manifest(config.cohort), ImageCache(run.cache))
+    with warnings_shown():  # the run read this cohort before planning any unit and showed its warnings then
+        cohort = load_manifest(config.cohort)
+    return RunContext(config, run, cohort, ImageCache(run.cache))
 
 
 def _context(run_dir: str, config: RunConfig) -> RunContext:
@@ -263,15 +267,13 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         principled_init_from_data_(fused, list(torch.as_tensor(datasets["train"].tabular).split(batch)))
 
     settings = settings_for(config, context.task, len(context.cohort.classes), unit)
-    logged = config.training.logger == "csv"
     result = train_model(
         model,
         train_loader,
         val_loader,
         settings,
         context.run.checkpoint(unit),
-        log_dir=context.run.log_dir(unit) if logged else None,
-        hyperparameters=_hyperparameters(unit, settings) if logged else None,
+        tracking=unit_tracking(config, context.run, unit, _hyperparameters(unit, settings)),
     )
     _write_build(context, unit, preprocessor)
     record = {
@@ -372,7 +374,7 @@ def _score(
 
 
 def _hyperparameters(unit: Unit, settings: TrainSettings) -> dict[str, Any]:
-    """The unit and its training settings as plain values, for the logger's hparams.yaml."""
+    """The unit and its training settings as plain values, for the logger (hparams.yaml, MLflow parameters)."""
     fields = {**dataclasses.asdict(unit), **dataclasses.asdict(settings)}
     return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 

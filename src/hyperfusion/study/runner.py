@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from hyperfusion.atomic import write_text_atomic
+from hyperfusion.config import RunConfig, with_settings
 from hyperfusion.models import model_info
 from hyperfusion.run.executors import LocalExecutor, RayExecutor
 from hyperfusion.run.reporting import test_train_ratio
@@ -32,6 +33,18 @@ Echo = Callable[[str], None]
 def _cohort_folder(out: Path, simulate: dict) -> Path:
     digest = hashlib.sha256(json.dumps(simulate, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return out / "cohorts" / f"{simulate.get('task', 'cohort')}-{digest}"
+
+
+def _tracked(config: RunConfig, out: Path) -> RunConfig:
+    """Under ``logger: mlflow`` the study is one experiment in one store (its own SQLite file unless configured)."""
+    if config.training.logger != "mlflow":
+        return config
+    values = {}
+    if config.training.tracking_uri is None:
+        values["tracking_uri"] = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    if config.training.experiment is None:
+        values["experiment"] = out.resolve().name
+    return with_settings(config, "training", values)
 
 
 def run_study(
@@ -57,6 +70,7 @@ def run_study(
         if config.simulate is not None:
             simulated = ensure_simulated_cohort(config, _cohort_folder(out, dict(config.simulate)))
             config = dataclasses.replace(simulated, simulate=None)
+        config = _tracked(config, out)
         cell_start = time.perf_counter()
         results = run_protocol(config, out / "cells" / cell.name, echo=echo, executor=executor)
         timings[cell.name] = time.perf_counter() - cell_start
