@@ -14,18 +14,21 @@ OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
 PYTHON=${PYTHON:-python3}
+# timed LABEL COMMAND...: runs COMMAND and says how long it took (where a short device window goes)
+timed() { local label=$1 start=$SECONDS; shift; "$@"; echo "gpu_check: $label $((SECONDS - start)) s" >&2; }
 if [[ $DRY == 1 ]]; then
     DEVICE=cpu
-    "$PYTHON" benchmarks/hyper_layers.py --device cpu --quick --precision fp32 --rounds 1 --out "$OUT"
-    "$PYTHON" benchmarks/gpu_table.py --dry-run --out "$OUT"
-    "$PYTHON" benchmarks/compile_check.py --device cpu --models ad-hyperfusion > "$OUT/compile_check_cpu.md"
+    timed hyper_layers "$PYTHON" benchmarks/hyper_layers.py --device cpu --quick --precision fp32 --rounds 1 --out "$OUT"
+    timed gpu_table "$PYTHON" benchmarks/gpu_table.py --dry-run --out "$OUT"
+    timed compile_check "$PYTHON" benchmarks/compile_check.py --device cpu --models ad-hyperfusion > "$OUT/compile_check_cpu.md"
 else
     DEVICE=cuda
-    "$PYTHON" benchmarks/hyper_layers.py --device cuda --check --out "$OUT"
-    "$PYTHON" benchmarks/gpu_table.py --device cuda --out "$OUT"
-    "$PYTHON" benchmarks/compile_check.py --backend inductor --device cuda > "$OUT/compile_check_cuda.md" || true
+    timed hyper_layers "$PYTHON" benchmarks/hyper_layers.py --device cuda --check --out "$OUT"
+    timed gpu_table "$PYTHON" benchmarks/gpu_table.py --device cuda --out "$OUT"
+    timed compile_check "$PYTHON" benchmarks/compile_check.py --backend inductor --device cuda > "$OUT/compile_check_cuda.md" || true
 fi
 work=$(mktemp -d)
+start=$SECONDS
 "$PYTHON" - "$work" "$DEVICE" <<'PY'
 import sys, yaml
 from hyperfusion.simulate import simulate_ad
@@ -43,7 +46,8 @@ config = {
 }
 open(f"{work}/gpu.yaml", "w").write(yaml.safe_dump(config))
 PY
-"$PYTHON" -m hyperfusion.cli run "$work/gpu.yaml" --out "$work/run"
+echo "gpu_check: protocol cohort $((SECONDS - start)) s" >&2
+timed protocol_run "$PYTHON" -m hyperfusion.cli run "$work/gpu.yaml" --out "$work/run"
 if [[ $DRY == 1 ]]; then REPORT=protocol_report_dry_run.md; else REPORT=gpu_protocol_report.md; fi
 cp "$work/run/report.md" "$OUT/$REPORT"
 cat "$OUT"/gpu_table*.md

@@ -169,12 +169,16 @@ def main() -> None:
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
     start = time.perf_counter()
     steps = step_rows(device, args.dry_run, models)
+    seconds = {"steps": time.perf_counter() - start}
     with tempfile.TemporaryDirectory() as tmp:
         packing, protocol = packing_rows(Path(tmp), args.dry_run)
+        seconds["packing"] = time.perf_counter() - start - sum(seconds.values())
         loader = loader_row(Path(tmp), args.dry_run)
+        seconds["loader"] = time.perf_counter() - start - sum(seconds.values())
     proj = projection(packing, loader)
     text = table(steps, packing, loader, proj, machine, args.dry_run)
-    print("\n" + text + f"\n\n{time.perf_counter() - start:.0f} s")
+    parts = ", ".join(f"{part} {value:.0f} s" for part, value in seconds.items())
+    print("\n" + text + f"\n\n{time.perf_counter() - start:.0f} s ({parts})")
     args.out.mkdir(parents=True, exist_ok=True)
     name = "gpu_table_dry_run" if args.dry_run else "gpu_table"
     (args.out / f"{name}.md").write_text(text + "\n")

@@ -9,11 +9,16 @@ worker processes, with and without pinned memory and persistent workers, over tw
 
 The same run measures the machine's memory-copy bandwidth (``np.copyto`` of a 256 MB float32 array, best of
 five) and reports each rate as a fraction of the copy limit, the items per second a loader that copies each item
-exactly once would reach.  ``new`` rows read each image with one ``preadv`` into a reused batch buffer
-(``CohortDataset.__getitems__`` + ``collate_items``); for comparison in the same run, ``stacked`` rows time the
-previous path (each item a memory map, stacked into a fresh batch by ``default_collate``) and ``old`` rows the path
-before issue 21 (each item copied out of the map, then again by the collation); ``augmented`` rows use the training
-augmentation (shift 2, mirror) written into the batch slot.
+exactly once would reach, and each rate in GB/s.  ``new`` rows copy each image once, from the file's mapping into
+its slot of a reused batch buffer (``CohortDataset.__getitems__`` + ``collate_items``); for comparison in the same
+run, ``stacked`` rows time the previous path (each item a memory map, stacked into a fresh batch by
+``default_collate``) and ``old`` rows the path before issue 21 (each item copied out of the map, then again by the
+collation); ``augmented`` rows use the training augmentation (shift 2, mirror) written from the mapping into the
+batch slot, ``augmented two copies`` the same through a scratch volume (the augmented path before).
+
+Besides the mean rate over two epochs, each row gives the rate of its fastest batch (0 workers only: with workers
+the main process sees prefetched batches): on a shared machine the mean counts the time other processes took the
+cores, the fastest batch shows what the path does when it has them, as the copy bandwidth (best of five) does.
 
     python benchmarks/loader.py [--subjects 256] [--batch 32] [--workers 0,2,4,8] [--scale 1]
                                 [--out benchmarks/results/loader_cpu.json]
@@ -30,6 +35,7 @@ import json
 import os
 import platform
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -58,6 +64,25 @@ class OldItems(StackedItems):
     def _item(self, image: np.ndarray, index: int):
         return (torch.from_numpy(np.array(image, dtype=np.float32)), self.tabular[index],
                 self._targets[index], self.subject_ids[index])  # fmt: skip
+
+
+class TwoCopyAugmented(CohortDataset):
+    """The augmented batch read before one-copy augmentation: each image copied out of its mapping into a scratch
+    volume of the thread, then augmented from there into its slot."""
+
+    def _fill(self, index: int, slot: np.ndarray) -> None:
+        side = self.side(index) if self.two_sides and self.train else None
+        volume = self._volume(index, side, slot.shape[-3:])
+        scratch = self.__dict__.setdefault("_scratch", threading.local())
+        if getattr(scratch, "volume", None) is None or scratch.volume.shape != volume.shape:
+            scratch.volume = np.empty(volume.shape, np.float32)
+        np.copyto(scratch.volume, volume)
+        self.augment(scratch.volume, np.random.default_rng([self.seed, self.epoch, index, 1]), out=slot[0])
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_scratch", None)
+        return state
 
 
 def copy_bandwidth(megabytes: int = 256, repeats: int = 5, fresh: bool = False) -> float:
@@ -97,8 +122,26 @@ def measure(
     variant: str = "new",
     augment: Augment | None = None,
 ) -> float:
+    """Mean items per second over two epochs after a warm-up epoch (`measure_rates` also gives the fastest batch)."""
+    return measure_rates(paths, two_sides=two_sides, batch=batch, workers=workers, pin=pin, persistent=persistent,
+                         variant=variant, augment=augment)[0]  # fmt: skip
+
+
+def measure_rates(
+    paths: list[Path],
+    *,
+    two_sides: bool,
+    batch: int,
+    workers: int,
+    pin: bool,
+    persistent: bool,
+    variant: str = "new",
+    augment: Augment | None = None,
+) -> tuple[float, float]:
+    """(mean items per second over two epochs after a warm-up epoch, items per second of the fastest batch)."""
     n = len(paths)
-    dataset = {"old": OldItems, "stacked": StackedItems}.get(variant, CohortDataset)(
+    kinds = {"old": OldItems, "stacked": StackedItems, "augmented two copies": TwoCopyAugmented}
+    dataset = kinds.get(variant, CohortDataset)(
         paths,
         np.zeros((n, 16), np.float32),
         np.zeros(n, np.int64),
@@ -119,12 +162,15 @@ def measure(
     )
     collections.deque(loader, maxlen=0)  # warm-up epoch, discarded: page cache, worker start-up
     start = time.perf_counter()
-    seen = 0
+    seen, fastest = 0, 0.0
     for epoch in range(2):
         dataset.set_epoch(epoch + 1)
+        before = time.perf_counter()
         for image, *_ in loader:
             seen += image.shape[0]
-    return seen / (time.perf_counter() - start)
+            now = time.perf_counter()
+            fastest, before = max(fastest, image.shape[0] / (now - before)), now
+    return seen / (time.perf_counter() - start), fastest
 
 
 def main() -> None:
@@ -150,7 +196,9 @@ def main() -> None:
             paths = write_cache(folder, shape, args.subjects)
             two_sides = len(shape) == 4
             limit = bandwidth / (4 * np.prod(shape[-3:]))  # items/s of a loader copying each item once
-            variants = [("new", None), ("stacked", None), ("old", None), ("augmented", Augment(2, True))]
+            item_bytes = 4 * int(np.prod(shape[-3:]))
+            variants = [("new", None), ("stacked", None), ("old", None), ("augmented", Augment(2, True)),
+                        ("augmented two copies", Augment(2, True))]  # fmt: skip
             for count in workers:
                 for pin, persistent in ((False, False), (True, False), (True, True)):
                     if count == 0 and persistent:
@@ -158,12 +206,17 @@ def main() -> None:
                     for variant, augment in variants:
                         if variant != "new" and (pin, persistent) != (True, count > 0):
                             continue  # old and augmented: the configuration a run uses only
-                        rate = measure(paths, two_sides=two_sides, batch=args.batch, workers=count, pin=pin,
-                                       persistent=persistent, variant=variant, augment=augment)  # fmt: skip
+                        rate, fastest = measure_rates(paths, two_sides=two_sides, batch=args.batch, workers=count,
+                                                      pin=pin, persistent=persistent, variant=variant,
+                                                      augment=augment)  # fmt: skip
                         row = {"data": name, "path": variant, "workers": count, "pin_memory": pin,
                                "persistent": persistent, "samples_per_s": round(rate, 1),
+                               "gb_per_s": round(rate * item_bytes / 1e9, 2),
                                "copy_limit_per_s": round(limit, 1),
                                "fraction_of_copy_limit": round(rate / limit, 3)}  # fmt: skip
+                        if count == 0:
+                            row |= {"fastest_batch_samples_per_s": round(fastest, 1),
+                                    "fastest_batch_fraction_of_copy_limit": round(fastest / limit, 3)}  # fmt: skip
                         rows.append(row)
                         print(json.dumps(row), flush=True)
     machine = {

@@ -79,11 +79,14 @@ def test_batched_read_equals_stacked_items(tmp_path: Path, case: str, layout: st
     _assert_same(default_collate(batch), reference)  # any DataLoader's collation sees ordinary items
 
 
+@pytest.mark.parametrize("augment", [None, Augment(1, True)], ids=["plain", "augmented"])
 @pytest.mark.parametrize("workers", [0, 2])
-def test_loader_with_workers_gives_the_reference_batches(tmp_path: Path, workers: int) -> None:
+def test_loader_with_workers_gives_the_reference_batches(
+    tmp_path: Path, workers: int, augment: Augment | None
+) -> None:
     rng = np.random.default_rng(2)
     paths = _save(tmp_path, [rng.standard_normal((2, 4, 5, 3)).astype(np.float32) for _ in range(10)])
-    ds = _dataset(paths, two_sides=True, train=True)
+    ds = _dataset(paths, two_sides=True, train=True, augment=augment)
     order = torch.Generator().manual_seed(0)
     loader = DataLoader(
         ds, batch_size=4, shuffle=True, generator=order, num_workers=workers, collate_fn=collate_items

@@ -14,6 +14,7 @@ workers allocate a fresh shared buffer per batch, as ``default_collate`` does.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -157,16 +158,23 @@ class ReadThreads:
 
     def map(self, function: Callable[..., None], *arguments: Sequence[Any]) -> None:
         """``function`` over ``arguments``, in the threads when there are any; the first error is raised."""
-        if self.count < 2 or get_worker_info() is not None:
-            for values in zip(*arguments):
-                function(*values)
+        rows = list(zip(*arguments))
+        if self.count < 2 or len(rows) < 2 or get_worker_info() is not None:
+            _call_each(function, rows)
             return
         if self._pool is None or self._pid != os.getpid():
             self._pool, self._pid = (
                 ThreadPoolExecutor(self.count, thread_name_prefix="hyperfusion-read"),
                 os.getpid(),
             )
-        list(self._pool.map(function, *arguments))
+        # one hand-off per thread, not per item: a future costs ~30 us, a fifth of copying an AD crop
+        chunks = [rows[start :: self.count] for start in range(min(self.count, len(rows)))]
+        list(self._pool.map(functools.partial(_call_each, function), chunks))
+
+
+def _call_each(function: Callable[..., None], rows: Sequence[tuple]) -> None:
+    for values in rows:
+        function(*values)
 
 
 class ItemBatch(list):

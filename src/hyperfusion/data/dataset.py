@@ -21,7 +21,6 @@ are the usual remedy for brain-age CNNs (e.g. Peng et al. 2021). Draws come from
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,39 +201,34 @@ class CohortDataset(Dataset):
         return (2, 1, *volume) if self.two_sides and not self.train else (1, *volume)
 
     def _fill(self, index: int, slot: np.ndarray) -> None:
-        """Write item ``index``'s image into ``slot`` (the shape `__getitem__`'s image has), reading it once."""
+        """Write item ``index``'s image into ``slot`` (the shape `__getitem__`'s image has), with one copy: the
+        augmentation, where there is one, reads the file's mapping and writes the slot."""
         side = self.side(index) if self.two_sides and self.train else None
+        volume = self._volume(index, side, slot.shape[-3:])
         if self.augment is not None:
-            volume = self._read(index, side, self._scratch(slot.shape[-3:]))
             self.augment(volume, np.random.default_rng([self.seed, self.epoch, index, 1]), out=slot[0])
         else:
-            self._read(
-                index, side, slot.reshape(slot.shape[0], *slot.shape[2:]) if slot.ndim == 5 else slot[0]
-            )
+            np.copyto(slot.reshape(slot.shape[0], *slot.shape[2:]) if slot.ndim == 5 else slot[0], volume)
 
-    def _read(self, index: int, side: int | None, out: np.ndarray) -> np.ndarray:
-        """Item ``index``'s array (side ``side`` of it), copied into ``out`` from the file's mapping; through
-        ``np.load`` where the file is not raw float32, or from the array itself."""
+    def _volume(self, index: int, side: int | None, shape: tuple[int, ...]) -> np.ndarray:
+        """Item ``index``'s array (side ``side`` of it) without a copy: a view of the file's mapping, of ``np.load``'s
+        map where the file is not raw float32, or of the array itself.
+
+        Raises:
+            ValueError: its volume is not ``shape`` (the batch's first item's), naming the item.
+        """
         source = self.images[index]
         array = None
         if not isinstance(source, np.ndarray):
             array = self._mapped.array(source, functools.partial(self._check_shape, index))
         if array is None:
             array = self._array(index)
-        if array.shape[-3:] != out.shape[-3:]:
+        if array.shape[-3:] != tuple(shape):
             raise ValueError(
                 f"item {index} ({_name(source)}): image shape {array.shape}, but the batch's first item has "
-                f"{tuple(out.shape[-3:])} (every image of a cohort is preprocessed to one shape)"
+                f"{tuple(shape)} (every image of a cohort is preprocessed to one shape)"
             )
-        np.copyto(out, array[side] if side is not None else array)
-        return out
-
-    def _scratch(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A reused volume private to the calling thread, to read an item into before augmenting it into its slot."""
-        local = self.__dict__.setdefault("_scratch_volumes", threading.local())
-        if getattr(local, "volume", None) is None or local.volume.shape != tuple(shape):
-            local.volume = np.empty(shape, np.float32)
-        return local.volume
+        return array[side] if side is not None else array
 
     @property
     def _pool(self) -> BufferPool:
@@ -251,7 +245,7 @@ class CohortDataset(Dataset):
     def __getstate__(self) -> dict:
         """Without the batch buffers (a worker or a pickle gets its own)."""
         state = dict(self.__dict__)
-        for private in ("_buffers", "_scratch_volumes", "_read_threads", "_mapped_files"):
+        for private in ("_buffers", "_read_threads", "_mapped_files"):
             state.pop(private, None)
         return state
 
