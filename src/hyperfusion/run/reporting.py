@@ -76,15 +76,16 @@ def treatments(config: RunConfig, records: dict[tuple, dict[str, Any]]) -> pd.Da
             continue
         kinds = {r.get("kind", "train") for r in mine}
         warm = sorted({r.get("warm_start") or "none" for r in mine})
+        training = config.training_for(method)  # its own settings where method_training gives them
         rows.append(
             {
                 "method": method,
                 "parameters": int(np.median([r.get("parameters", 0) for r in mine])),
                 "warm start": ", ".join(warm),
-                "epochs": _epochs(kinds, config.training.epochs),
-                "learning rate": config.training.lr,
+                "epochs": _epochs(kinds, training.epochs),
+                "learning rate": training.lr,
                 "loss": config.training.loss,
-                "batch size": config.training.batch_size,
+                "batch size": training.batch_size,
             }
         )
     return pd.DataFrame(rows)
