@@ -115,6 +115,8 @@ class RunConfig:
     model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per method
     # per method, training settings that replace ``training``'s for that method's models (a tuned.yaml's)
     method_training: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # a tuned.yaml's provenance (``hyperfusion tune``): metric, and per method its budget, scores, best settings
+    tuning: Mapping[str, Any] = field(default_factory=dict)
     simulate: Mapping[str, Any] | None = None  # demo: simulate the cohort first (hyperfusion.simulate args)
     plugins: tuple[str, ...] = ()  # modules (or .py files) imported first, e.g. to register models
     source: str = "<config>"
@@ -395,6 +397,55 @@ def _method_training(
     return out
 
 
+TUNED_KEYS = ("budget", "pruned", "default_score", "best_score", "best_trial", "training", "model")
+
+
+def _check_tuning(raw: Any, config: RunConfig) -> dict[str, Any]:
+    """A tuned.yaml's ``tuning`` section, checked against the settings the config trains with: a tuned.yaml
+    edited after tuning would report a tuning it does not run, so it fails closed instead."""
+    if raw is None or raw == {}:  # a config not made by tune (``{}``: as config.yaml records that)
+        return {}
+    if (
+        not isinstance(raw, Mapping)
+        or set(raw) != {"metric", "methods"}
+        or not isinstance(raw["methods"], Mapping)
+    ):
+        raise ConfigError(
+            "tuning: expected {metric: NAME, methods: {METHOD: ...}} as `hyperfusion tune` writes it"
+        )
+    budgets = set()
+    for method, entry in raw["methods"].items():
+        where = f"tuning.methods.{method}"
+        if method not in config.methods:
+            raise ConfigError(f"{where}: {method!r} is not one of the methods {list(config.methods)}")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {entry!r}")
+        if entry.get("tuned") is False:
+            continue
+        for key in sorted(set(TUNED_KEYS) ^ (set(entry) - {"tuned"})):
+            raise ConfigError(f"{where}: {'missing' if key in TUNED_KEYS else 'unknown'} key {key!r}")
+        budgets.add(entry["budget"])
+        trains = config.training_for(method)
+        model = {**config.model, **config.model_overrides.get(method, {})}
+        stated = [("training", k, v, getattr(trains, k, None), f"method_training.{method}.{k}")
+                  for k, v in (entry["training"] or {}).items()]  # fmt: skip
+        stated += [
+            ("model", k, v, model.get(k), f"model_overrides.{method}.{k}")
+            for k, v in (entry["model"] or {}).items()
+        ]
+        for part, key, best, used, setting in stated:
+            if _plain(best) != _plain(used):
+                raise ConfigError(
+                    f"{where}.{part}.{key}: the tuning's best is {best!r} but the config has {used!r} ({setting}); "
+                    "a tuned config edited after tuning no longer states its tuning: remove `tuning` or tune again"
+                )
+    if len(budgets) > 1:
+        raise ConfigError(
+            f"tuning.methods: unequal budgets {sorted(budgets)}; every method is tuned with the same"
+        )
+    return dict(raw)
+
+
 def section_defaults() -> dict[str, Any]:
     """Every section setting's default as ``{"training.epochs": 250, ...}``.
 
@@ -502,6 +553,7 @@ def config_from_dict(
         source=source,
         plugin_files=files,
     )
+    config = dataclasses.replace(config, tuning=_check_tuning(raw.get("tuning"), config))
     _check_image(config.image)
     _check_protocol(config.protocol)
     if config.training.augment_flip and config.image.mode == "hippocampus":

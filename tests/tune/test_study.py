@@ -195,6 +195,15 @@ def test_a_run_of_tuned_yaml_trains_each_method_at_its_tuned_settings(tuned, tmp
         # the run's model of the tuned fold is the best trial's: same data, seed, member and settings
         assert record["best_metric"] == results[method]["best_score"]
     assert run.read_record(Unit("ad-film", 0, 0, 0))["warm_start"] == "ad-tabular"
+    # the report states the tuning: each method's budget, default and best validation scores
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Tuning (`hyperfusion tune`)" in report
+    for method in METHODS:
+        best = f"{results[method]['best_score']:.3f} (trial {results[method]['best_trial']})"
+        assert (
+            f"| {method} | {TRIALS} | {results[method]['pruned']} | {results[method]['default_score']:.3f} | {best} |"
+            in report
+        )
 
 
 def test_cli_tune_writes_the_study_and_tuned_config(cohort_yaml, tmp_path):

@@ -21,6 +21,7 @@ from hyperfusion.run.finished import FinishedRun
 from hyperfusion.run.setup import group_column
 from hyperfusion.run.store import RunDirectory
 from hyperfusion.run.survival_report import survival_section
+from hyperfusion.run.tuning_report import tuning_section
 from hyperfusion.tasks import get_task
 
 
@@ -147,6 +148,8 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
     sections = []
     if task.reported_fold != ENSEMBLE and (result.results["fold"] == ENSEMBLE).any():
         sections.append(ensemble_section(config.protocol.top_k, task.selection.name))
+    if config.tuning:  # made from a tuned.yaml: how each method was tuned
+        sections.append(tuning_section(config))
     if {"time", "event"} <= set(result.predictions.columns):  # survival predictions: C, AUC and the KM figure
         sections.append(survival_section(finished, cohort, result.predictions))
     write_report(

@@ -151,14 +151,17 @@ def tune(
     write_text_atomic(
         out / "tuning.json", json.dumps({"metric": task.selection.name, "methods": results}, indent=2)
     )
-    write_text_atomic(out / "tuned.yaml", tuned_yaml(config, results))
+    write_text_atomic(out / "tuned.yaml", tuned_yaml(config, results, task.selection.name))
     return results
 
 
-def tuned_yaml(config: RunConfig, results: dict[str, dict[str, Any]]) -> str:
+def tuned_yaml(config: RunConfig, results: dict[str, dict[str, Any]], metric: str) -> str:
     """An ordinary run config: each tuned method's best model settings under ``model_overrides`` and its best
-    training settings (learning rate, epochs, batch size, weight decay) under ``method_training``."""
+    training settings (learning rate, epochs, batch size, weight decay) under ``method_training``; ``tuning``
+    states the tuning (budgets, default and best validation scores) for the run's report, and the config refuses
+    to load if its settings no longer match it."""
     raw = config.to_dict()
+    raw["tuning"] = {"metric": metric, "methods": results}
     for key, part in (("model_overrides", "model"), ("method_training", "training")):
         settings = dict(raw.get(key) or {})
         for method, result in results.items():
@@ -166,7 +169,7 @@ def tuned_yaml(config: RunConfig, results: dict[str, dict[str, Any]]) -> str:
                 settings[method] = {**settings.get(method, {}), **result[part]}
         raw[key] = settings
     raw["simulate"] = None  # the cohort is already on disk
-    header = "# Written by `hyperfusion tune`: each method's best settings (tuning.json has the scores).\n"
+    header = "# Written by `hyperfusion tune`: each method's best settings; `tuning` says how (the report shows it).\n"
     return header + yaml.safe_dump(raw, sort_keys=False)
 
 
