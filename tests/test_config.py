@@ -242,3 +242,110 @@ def test_the_docs_say_a_config_is_code(tmp_path):
     assert os.environ.pop("HF_OUTSIDE_PLUGIN_RAN") == "1"
     docs = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text().lower()
     assert "a config file and a plugin are code" in docs and "a run directory is data" in docs
+
+
+@fault(
+    "configuration",
+    "a per-method training setting (method_training) that is misspelt, not per-method, of another method or invalid",
+    "exit status 2 naming method_training.<method>.<key> (and the nearest valid name)",
+)
+@pytest.mark.parametrize(
+    ("method_training", "message"),
+    [
+        (
+            {"ad-flim": {"lr": 0.01}},
+            r"method_training: 'ad-flim' is not one of the methods \(did you mean 'ad-film'\?\)",
+        ),
+        ({"ad-film": {"lrr": 0.01}}, r"method_training.ad-film: unknown key 'lrr'; did you mean 'lr'\?"),
+        (
+            {"ad-film": {"loss": "ce"}},
+            r"method_training.ad-film.loss: training.loss is the same for every method",
+        ),
+        ({"ad-film": {"epochs": 0}}, r"method_training.ad-film.epochs: must be >= 1, got 0"),
+        ({"ad-film": {"batch_size": 1}}, r"method_training.ad-film.batch_size: must be >= 2"),
+        ({"ad-film": {"lr": "fast"}}, r"method_training.ad-film.lr: expected a number, got 'fast'"),
+        ({"ad-film": [1]}, r"method_training: expected a mapping from method name to training settings"),
+        (
+            {"ad-crop-reader": {"lr": 0.1}},
+            r"method_training.ad-crop-reader: ad-crop-reader is fitted in closed form",
+        ),
+    ],
+)
+def test_bad_method_training_names_the_method_and_key(method_training, message):
+    raw = {**BASE, "methods": ["ad-imaging", "ad-film"], "method_training": method_training}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+
+
+def test_method_training_applies_to_its_method_only():
+    raw = {**BASE, "methods": ["ad-tabular", "ad-film"], "training": {"lr": 0.001, "epochs": 9}}
+    config = config_from_dict({**raw, "method_training": {"ad-film": {"lr": "3e-4", "batch_size": 4}}})
+    film, tabular = config.training_for("ad-film"), config.training_for("ad-tabular")
+    assert (film.lr, film.batch_size, film.epochs) == (0.0003, 4, 9)
+    assert tabular == config.training and tabular.lr == 0.001
+    assert config_from_dict(config.to_dict()) == config  # round trip through config.yaml
+    assert not config_from_dict(raw).method_training  # absent: every method at `training`
+
+
+def tuning_of(**film) -> dict:
+    entry = {"tuned": True, "budget": 4, "pruned": 1, "default_score": 0.4, "best_score": 0.5, "best_trial": 2,
+             "training": {"lr": 0.0003}, "model": {"init_std": 0.1}, **film}  # fmt: skip
+    return {
+        "metric": "BA",
+        "methods": {"ad-film": entry, "ad-crop-reader": {"tuned": False, "why": "closed form"}},
+    }
+
+
+TUNED = {
+    **BASE,
+    "methods": ["ad-imaging", "ad-film"],
+    "method_training": {"ad-film": {"lr": 0.0003}},
+    "model_overrides": {"ad-film": {"init_std": 0.1}},
+}
+
+
+def test_a_tuning_section_that_matches_the_settings_loads_and_round_trips():
+    config = config_from_dict({**TUNED, "tuning": tuning_of()})
+    assert config.tuning["methods"]["ad-film"]["best_score"] == 0.5
+    assert config_from_dict(config.to_dict()) == config
+
+
+@fault(
+    "configuration",
+    "a tuned.yaml edited after tuning (a best setting changed, or unequal budgets in its tuning section)",
+    "exit status 2 naming tuning.methods.<method>.<part>.<key>, both values and the setting",
+)
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"method_training": {"ad-film": {"lr": 0.001}}},
+            r"tuning.methods.ad-film.training.lr: the tuning's best is 0.0003 but the config has 0.001 "
+            r"\(method_training.ad-film.lr\)",
+        ),
+        (
+            {"model_overrides": {"ad-film": {"init_std": 1.0}}},
+            r"tuning.methods.ad-film.model.init_std: the tuning's best is 0.1 but the config has 1.0",
+        ),
+    ],
+)
+def test_a_tuning_section_that_does_not_match_fails_closed(change, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**TUNED, **change, "tuning": tuning_of()})
+
+
+def test_a_tuning_section_is_checked_whole():
+    imaging = {"budget": 3, "pruned": 0, "default_score": 0.3, "best_score": 0.3, "best_trial": 0,
+               "training": {}, "model": {}}  # fmt: skip
+    unequal = tuning_of()
+    unequal["methods"]["ad-imaging"] = imaging
+    with pytest.raises(ConfigError, match=r"tuning.methods: unequal budgets \[3, 4\]"):
+        config_from_dict({**TUNED, "tuning": unequal})
+    missing = tuning_of()
+    del missing["methods"]["ad-film"]["best_trial"]
+    with pytest.raises(ConfigError, match=r"tuning.methods.ad-film: missing key 'best_trial'"):
+        config_from_dict({**TUNED, "tuning": missing})
+    with pytest.raises(ConfigError, match=r"tuning.methods.ad-daft: 'ad-daft' is not one of the methods"):
+        config_from_dict({**TUNED, "tuning": {"metric": "BA", "methods": {"ad-daft": {"tuned": False}}}})
+    with pytest.raises(ConfigError, match=r"tuning: expected \{metric: NAME"):
+        config_from_dict({**TUNED, "tuning": {"methods": {}}})

@@ -118,11 +118,19 @@ class RunConfig:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     model: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments for every model
     model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per method
+    # per method, training settings that replace ``training``'s for that method's models (a tuned.yaml's)
+    method_training: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # a tuned.yaml's provenance (``hyperfusion tune``): metric, and per method its budget, scores, best settings
+    tuning: Mapping[str, Any] = field(default_factory=dict)
     simulate: Mapping[str, Any] | None = None  # demo: simulate the cohort first (hyperfusion.simulate args)
     plugins: tuple[str, ...] = ()  # modules (or .py files) imported first, e.g. to register models
     source: str = "<config>"
     # per plugin entry, the file executed and its sha256 (recorded in the run directory, not in config.yaml)
     plugin_files: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
+
+    def training_for(self, method: str) -> TrainingSettings:
+        """The training settings ``method``'s models are trained with: ``training`` with its ``method_training``."""
+        return dataclasses.replace(self.training, **self.method_training.get(method, {}))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for the run directory's resolved ``config.yaml``."""
@@ -290,17 +298,17 @@ def check_device_name(device: Any, key: str = "training.device") -> str:
     raise ConfigError(f"{key}: {device!r} is not a device{hint} (choose one of {', '.join(DEVICES)})")
 
 
-def _check_training(training: TrainingSettings) -> None:
+def _check_training(training: TrainingSettings, where: str = "training") -> None:
     check_device_name(training.device)
     for key in ("epochs", "batch_size"):
         if getattr(training, key) < 1:
-            raise ConfigError(f"training.{key}: must be >= 1, got {getattr(training, key)}")
+            raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(training, key)}")
     if training.batch_size < 2:
-        raise ConfigError("training.batch_size: must be >= 2 (BatchNorm needs two samples)")
+        raise ConfigError(f"{where}.batch_size: must be >= 2 (BatchNorm needs two samples)")
     if training.lr <= 0:
-        raise ConfigError(f"training.lr: must be > 0, got {training.lr}")
+        raise ConfigError(f"{where}.lr: must be > 0, got {training.lr}")
     if training.weight_decay < 0:
-        raise ConfigError(f"training.weight_decay: must be >= 0, got {training.weight_decay}")
+        raise ConfigError(f"{where}.weight_decay: must be >= 0, got {training.weight_decay}")
     if training.devices < 1:
         raise ConfigError(f"training.devices: must be >= 1, got {training.devices}")
     if training.num_workers < 0:
@@ -388,6 +396,100 @@ def _check_model_keys(model: Mapping[str, Any], overrides: Mapping[str, Mapping[
                 raise unknown_key_error(str(key), f"model_overrides.{method}", accepted[method])
 
 
+#: The training settings a method may set for itself (``method_training``): they change only how its own models
+#: are optimised. The loss, warm start, augmentation, device and precision stay one for every method.
+METHOD_TRAINING_KEYS = ("epochs", "batch_size", "lr", "weight_decay")
+
+
+def _method_training(
+    raw: Any, methods: tuple[str, ...], training: TrainingSettings
+) -> dict[str, dict[str, Any]]:
+    """``method_training`` checked: methods of the run, per-method keys only, values as ``training``'s."""
+    from hyperfusion.models import model_info
+    from hyperfusion.models.registry import canonical_name
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or any(not isinstance(v, Mapping) for v in raw.values()):
+        raise ConfigError("method_training: expected a mapping from method name to training settings")
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in raw.items():
+        method = canonical_name(str(name))
+        if method not in methods:
+            match = difflib.get_close_matches(method, list(methods), n=1, cutoff=0.6)
+            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            raise ConfigError(f"method_training: {method!r} is not one of the methods{hint} {list(methods)}")
+        where = f"method_training.{method}"
+        info = model_info(method)
+        if info.fit == "closed_form" or info.fusion == "late":
+            how = (
+                "fitted in closed form" if info.fit == "closed_form" else "composed from its trained members"
+            )
+            raise ConfigError(
+                f"{where}: {method} is {how}, not trained by gradient; it has no training settings"
+            )
+        for key in values:
+            if key not in METHOD_TRAINING_KEYS:
+                if key in {f.name for f in dataclasses.fields(TrainingSettings)}:
+                    raise ConfigError(
+                        f"{where}.{key}: training.{key} is the same for every method; a method may set only "
+                        f"{', '.join(METHOD_TRAINING_KEYS)}"
+                    )
+                raise unknown_key_error(str(key), where, METHOD_TRAINING_KEYS)
+        out[method] = {k: _coerce(v, getattr(training, k), f"{where}.{k}") for k, v in values.items()}
+        _check_training(dataclasses.replace(training, **out[method]), where)
+    return out
+
+
+TUNED_KEYS = ("budget", "pruned", "default_score", "best_score", "best_trial", "training", "model")
+
+
+def _check_tuning(raw: Any, config: RunConfig) -> dict[str, Any]:
+    """A tuned.yaml's ``tuning`` section, checked against the settings the config trains with: a tuned.yaml
+    edited after tuning would report a tuning it does not run, so it fails closed instead."""
+    if raw is None or raw == {}:  # a config not made by tune (``{}``: as config.yaml records that)
+        return {}
+    if (
+        not isinstance(raw, Mapping)
+        or set(raw) != {"metric", "methods"}
+        or not isinstance(raw["methods"], Mapping)
+    ):
+        raise ConfigError(
+            "tuning: expected {metric: NAME, methods: {METHOD: ...}} as `hyperfusion tune` writes it"
+        )
+    budgets = set()
+    for method, entry in raw["methods"].items():
+        where = f"tuning.methods.{method}"
+        if method not in config.methods:
+            raise ConfigError(f"{where}: {method!r} is not one of the methods {list(config.methods)}")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {entry!r}")
+        if entry.get("tuned") is False:
+            continue
+        for key in sorted(set(TUNED_KEYS) ^ (set(entry) - {"tuned"})):
+            raise ConfigError(f"{where}: {'missing' if key in TUNED_KEYS else 'unknown'} key {key!r}")
+        budgets.add(entry["budget"])
+        trains = config.training_for(method)
+        model = {**config.model, **config.model_overrides.get(method, {})}
+        stated = [("training", k, v, getattr(trains, k, None), f"method_training.{method}.{k}")
+                  for k, v in (entry["training"] or {}).items()]  # fmt: skip
+        stated += [
+            ("model", k, v, model.get(k), f"model_overrides.{method}.{k}")
+            for k, v in (entry["model"] or {}).items()
+        ]
+        for part, key, best, used, setting in stated:
+            if _plain(best) != _plain(used):
+                raise ConfigError(
+                    f"{where}.{part}.{key}: the tuning's best is {best!r} but the config has {used!r} ({setting}); "
+                    "a tuned config edited after tuning no longer states its tuning: remove `tuning` or tune again"
+                )
+    if len(budgets) > 1:
+        raise ConfigError(
+            f"tuning.methods: unequal budgets {sorted(budgets)}; every method is tuned with the same"
+        )
+    return dict(raw)
+
+
 def section_defaults() -> dict[str, Any]:
     """Every section setting's default as ``{"training.epochs": 250, ...}``.
 
@@ -471,6 +573,9 @@ def config_from_dict(
         if method not in methods:
             raise ConfigError(f"model_overrides: {method!r} is not one of the methods {list(methods)}")
     _check_model_keys(model, overrides, methods)
+    training_settings = _section(TrainingSettings, raw.get("training"), "training")
+    _check_training(training_settings)  # before the methods' own settings are checked on top of it
+    method_training = _method_training(raw.get("method_training"), tuple(methods), training_settings)
     simulate = raw.get("simulate")
     if simulate is not None and not isinstance(simulate, Mapping):
         raise ConfigError(f"simulate: expected a mapping of simulator arguments, got {simulate!r}")
@@ -481,19 +586,20 @@ def config_from_dict(
         image=_section(ImageSettings, raw.get("image"), "image"),
         tabular=_section(TabularSettings, raw.get("tabular"), "tabular"),
         protocol=_section(ProtocolSettings, raw.get("protocol"), "protocol"),
-        training=_section(TrainingSettings, raw.get("training"), "training"),
+        training=training_settings,
         model={k: _number_if_numeric(v) for k, v in model.items()},
         model_overrides={
             k: {kk: _number_if_numeric(vv) for kk, vv in v.items()} for k, v in overrides.items()
         },
+        method_training=method_training,
         simulate=dict(simulate) if simulate is not None else None,
         plugins=tuple(files),
         source=source,
         plugin_files=files,
     )
+    config = dataclasses.replace(config, tuning=_check_tuning(raw.get("tuning"), config))
     _check_image(config.image)
     _check_protocol(config.protocol)
-    _check_training(config.training)
     if config.training.augment_flip and config.image.mode == "hippocampus":
         raise ConfigError(
             "training.augment_flip: the hippocampus mode already mirrors (each training item shows the left crop "

@@ -38,6 +38,7 @@ def test_a_trial_changes_one_method_only():
         {"cohort": "c.yaml", "methods": ["ad-film", "ad-daft"], "training": {"lr": 0.001, "epochs": 5}}
     )
     trial = with_trial(config, "ad-film", {"lr": 0.01}, {"init_std": 0.1})
-    assert trial.training.lr == 0.01 and trial.training.epochs == 5
+    assert trial.training_for("ad-film").lr == 0.01 and trial.training_for("ad-film").epochs == 5
+    assert trial.training_for("ad-daft") == trial.training == config.training  # the others keep theirs
     assert dict(trial.model_overrides) == {"ad-film": {"init_std": 0.1}}
-    assert config.training.lr == 0.001 and not config.model_overrides
+    assert config.training.lr == 0.001 and not config.model_overrides and not config.method_training

@@ -4,7 +4,8 @@ Each method gets N trials of a seeded TPE search over the same shared settings (
 epochs, batch size) plus its own knobs (head dropout; FiLM/DAFT conditioner scale and location; HyperFusion's
 embedding size and hyperized layer). A trial trains on the training rows and is scored on the validation rows of
 the protocol's folds; the test partition is never read. The Optuna study lives in OUT/study.sqlite3: rerunning
-resumes, and a different --trials or search space is refused.
+resumes, and a different --trials, search space or setting is refused. OUT/tuned.yaml trains each method at its
+best model and training settings, and its report states the tuning.
 """
 
 from __future__ import annotations

@@ -343,14 +343,16 @@ def estimate_time(
             seconds += times[method].first
         for p in mine if kind == "train" else []:
             unit_roles = roles[(p.unit.split_seed, p.unit.fold)]
-            seconds += unit_seconds(
-                times[method],
-                epochs=training.epochs,
-                batch_size=training.batch_size,
-                n_train=int((unit_roles == "train").sum()),
-                n_val=int((unit_roles == "val").sum()),
-                n_test=int((unit_roles == "test").sum()),
-                overhead=overhead,
+            seconds += (
+                unit_seconds(  # steps timed at the run's batch size: a method's own costs about as much
+                    times[method],
+                    epochs=config.training_for(method).epochs,
+                    batch_size=training.batch_size,
+                    n_train=int((unit_roles == "train").sum()),
+                    n_val=int((unit_roles == "val").sum()),
+                    n_test=int((unit_roles == "test").sum()),
+                    overhead=overhead,
+                )
             )
         helper = method not in config.methods
         out.append(MethodEstimate(method, len(mine), kind, helper, times.get(method), seconds))

@@ -127,7 +127,7 @@ def plan_units(
                 )
             needs += members  # type: ignore[arg-type]
         else:
-            needs += [twin.method for twin in _twins(Unit(method, 0, 0, 0), warm_start, kwargs) if twin]
+            needs += [twin.method for twin in warm_sources(Unit(method, 0, 0, 0), warm_start, kwargs) if twin]
         order += [*needs, method]
     order = list(dict.fromkeys(order))  # each method once, its helpers before it
 
@@ -150,12 +150,12 @@ def _planned(unit: Unit, warm_start: str, kwargs: Mapping[str, Mapping[str, Any]
             "tabular": unit.of(family_member(unit.method, "tabular")),  # type: ignore[arg-type]
         }
         return PlannedUnit(unit, "compose", needs=tuple(members.values()), members=members)
-    tabular, imaging = _twins(unit, warm_start, kwargs)
+    tabular, imaging = warm_sources(unit, warm_start, kwargs)
     needs = tuple(u for u in (tabular, imaging) if u is not None)
     return PlannedUnit(unit, "train", needs=needs, warm_start_from=tabular, warm_network_from=imaging)
 
 
-def _twins(
+def warm_sources(
     unit: Unit, warm_start: str, kwargs: Mapping[str, Mapping[str, Any]]
 ) -> tuple[Unit | None, Unit | None]:
     """The tabular-only and imaging-only units a fused unit starts from under ``warm_start`` (None: not warm)."""

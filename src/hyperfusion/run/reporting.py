@@ -21,6 +21,7 @@ from hyperfusion.run.finished import FinishedRun
 from hyperfusion.run.setup import group_column
 from hyperfusion.run.store import RunDirectory
 from hyperfusion.run.survival_report import survival_section
+from hyperfusion.run.tuning_report import tuning_section
 from hyperfusion.tasks import get_task
 
 
@@ -76,15 +77,16 @@ def treatments(config: RunConfig, records: dict[tuple, dict[str, Any]]) -> pd.Da
             continue
         kinds = {r.get("kind", "train") for r in mine}
         warm = sorted({r.get("warm_start") or "none" for r in mine})
+        training = config.training_for(method)  # its own settings where method_training gives them
         rows.append(
             {
                 "method": method,
                 "parameters": int(np.median([r.get("parameters", 0) for r in mine])),
                 "warm start": ", ".join(warm),
-                "epochs": _epochs(kinds, config.training.epochs),
-                "learning rate": config.training.lr,
+                "epochs": _epochs(kinds, training.epochs),
+                "learning rate": training.lr,
                 "loss": config.training.loss,
-                "batch size": config.training.batch_size,
+                "batch size": training.batch_size,
             }
         )
     return pd.DataFrame(rows)
@@ -146,6 +148,8 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
     sections = []
     if task.reported_fold != ENSEMBLE and (result.results["fold"] == ENSEMBLE).any():
         sections.append(ensemble_section(config.protocol.top_k, task.selection.name))
+    if config.tuning:  # made from a tuned.yaml: how each method was tuned
+        sections.append(tuning_section(config))
     if {"time", "event"} <= set(result.predictions.columns):  # survival predictions: C, AUC and the KM figure
         sections.append(survival_section(finished, cohort, result.predictions))
     write_report(

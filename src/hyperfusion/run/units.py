@@ -168,7 +168,8 @@ def _context(run_dir: str, config: RunConfig) -> RunContext:
 
 
 def settings_for(config: RunConfig, task: str, n_classes: int, unit: Unit) -> TrainSettings:
-    training = config.training
+    """How ``unit`` is trained: the run's training settings with its method's own (``method_training``)."""
+    training = config.training_for(unit.method)
     balance = {
         "weighted_ce": "weighted",
         "oversample": "oversample",
@@ -242,7 +243,7 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         role: context.dataset(rows[role], preprocessor, train=role == "train", seed=unit.seed)
         for role in ROLES
     }
-    batch, workers = config.training.batch_size, config.training.num_workers
+    batch, workers = config.training_for(unit.method).batch_size, config.training.num_workers
     train_loader = _loader(datasets["train"], batch, shuffle=True, seed=unit.seed, workers=workers)
     val_loader = _loader(datasets["val"], batch, shuffle=False, seed=0, workers=workers)
 
@@ -282,6 +283,7 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         "kind": "train",
         "parameters": parameter_count(model),
         "warm_start": _warm_label(planned),
+        "training": trained_with(settings, batch),
         "best_epoch": result.best_epoch,
         "metric_name": result.metric_name,
         "best_metric": result.best_metric,
@@ -371,6 +373,16 @@ def _score(
         )
         out[name] = _prediction_record(predictions)
     return out
+
+
+def trained_with(settings: TrainSettings, batch_size: int) -> dict[str, Any]:
+    """The settings a unit was optimised with, as its record states them (``method_training`` may set them)."""
+    return {
+        "epochs": settings.epochs,
+        "batch_size": batch_size,
+        "lr": settings.lr,
+        "weight_decay": settings.weight_decay,
+    }
 
 
 def _hyperparameters(unit: Unit, settings: TrainSettings) -> dict[str, Any]:

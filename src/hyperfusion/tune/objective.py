@@ -9,6 +9,8 @@ protocol's own (``runner.partitions_of``), so the folds tuned on are the folds t
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,17 @@ from hyperfusion.config import RunConfig
 from hyperfusion.data import Augment, Cohort, CohortDataset, ImageCache, TabularPreprocessor
 from hyperfusion.engine.trainer import train_model
 from hyperfusion.models import model_info
-from hyperfusion.models.registry import family_member
-from hyperfusion.nn import principled_init_from_data_, warm_start_
-from hyperfusion.run.plan import Unit, has_tabular_encoder
+from hyperfusion.nn import principled_init_from_data_, warm_start_, warm_start_network_
+from hyperfusion.run.plan import Unit, warm_sources
 from hyperfusion.run.runner import partitions_of
-from hyperfusion.run.setup import build_model, image_spec, make_preprocessor, static_model_kwargs
-from hyperfusion.run.units import _fused, _loader, _tabular_encoder_of, settings_for
+from hyperfusion.run.setup import (
+    build_model,
+    image_spec,
+    make_preprocessor,
+    static_kwargs,
+    static_model_kwargs,
+)
+from hyperfusion.run.units import _fused, _loader, _tabular_encoder_of, _unwrapped, settings_for
 from hyperfusion.tasks import get_task
 
 
@@ -74,6 +81,8 @@ def fold_data(config: RunConfig, cohort: Cohort, cache: ImageCache, split_seed: 
         cohort.frame[train_rows], source=str(cohort.table_path)
     )
 
+    seed = Unit("", split_seed, 0, fold).seed  # the protocol's unit of this fold: the same views each epoch
+
     def dataset(rows: np.ndarray, train: bool) -> CohortDataset:
         frame = cohort.frame[rows]
         return CohortDataset(
@@ -83,7 +92,7 @@ def fold_data(config: RunConfig, cohort: Cohort, cache: ImageCache, split_seed: 
             frame["subject_id"].tolist(),
             two_sides=spec.mode == "hippocampus",
             train=train,
-            seed=0,
+            seed=seed,
             augment=Augment(config.training.augment_shift, config.training.augment_flip),
         )
 
@@ -93,11 +102,69 @@ def fold_data(config: RunConfig, cohort: Cohort, cache: ImageCache, split_seed: 
 
 
 def with_trial(config: RunConfig, method: str, training: dict[str, Any], model: dict[str, Any]) -> RunConfig:
-    """``config`` with one method's trial settings (training for every model the trial trains)."""
+    """``config`` with one method's trial settings: its ``method_training`` and ``model_overrides`` only, so the
+    members it is warm-started from keep theirs, as in the tuned run."""
     overrides = {**config.model_overrides, method: {**config.model_overrides.get(method, {}), **model}}
-    return dataclasses.replace(
-        config, training=dataclasses.replace(config.training, **training), model_overrides=overrides
+    own = {**config.method_training, method: {**config.method_training.get(method, {}), **training}}
+    return dataclasses.replace(config, model_overrides=overrides, method_training=own)
+
+
+class Members:
+    """The trained members a trial warm-starts from, trained once per fold and settings.
+
+    A member (the tabular-only model whose encoder, the imaging-only model whose network a fused model starts
+    from) is trained with its own settings — the config's, with its tuned ones once its study is done — exactly as
+    the tuned run trains it, so a trial scores what the run will train. Training is seeded by the unit, so a
+    member trained again would be the same model: it is kept for the following trials.
+    """
+
+    def __init__(self) -> None:
+        self._trained: dict[str, torch.nn.Module] = {}
+
+    def trained(
+        self, config: RunConfig, cohort: Cohort, data: FoldData, unit: Unit, workdir: Path
+    ) -> torch.nn.Module:
+        key = json.dumps(
+            [dataclasses.asdict(unit), config.training_for(unit.method).__repr__(),
+             static_kwargs(config, unit.method)], default=str,
+        )  # fmt: skip
+        if key not in self._trained:
+            self._trained[key] = _train_one(config, cohort, data, unit, workdir)[0]
+        return self._trained[key]
+
+
+def _train_one(
+    config: RunConfig,
+    cohort: Cohort,
+    data: FoldData,
+    unit: Unit,
+    workdir: Path,
+    *,
+    start_from: Callable[[torch.nn.Module], None] | None = None,
+    callbacks: list[L.Callback] | None = None,
+) -> tuple[torch.nn.Module, Any]:
+    """One model of ``unit`` trained on the fold with its method's settings (its best-validation weights)."""
+    task = get_task(cohort.task)
+    batch = config.training_for(unit.method).batch_size
+    torch.manual_seed(unit.seed)  # as the protocol's own unit: initial weights from the unit, not the process
+    model = build_model(
+        config,
+        unit.method,
+        n_tabular=len(data.preprocessor.feature_names_out),
+        classes=cohort.classes,
+        train_targets=data.train_targets if task.standardises_target else None,
     )
+    if start_from is not None:
+        start_from(model)
+    result = train_model(
+        model,
+        _loader(data.train, batch, shuffle=True, seed=unit.seed, workers=0),
+        _loader(data.val, batch, shuffle=False, seed=0, workers=0),
+        settings_for(config, cohort.task, len(cohort.classes), unit),
+        workdir / f"{unit.method}.pt",
+        callbacks=callbacks,
+    )
+    return model, result
 
 
 def train_on_fold(
@@ -108,50 +175,25 @@ def train_on_fold(
     unit: Unit,
     workdir: Path,
     callbacks: list[L.Callback] | None = None,
+    members: Members | None = None,
 ) -> tuple[float, list[dict[str, float]]]:
-    """The best validation metric of ``method`` trained on one fold, warm-started as the protocol would, and its
-    per-epoch history (validation loss too: a finer record of the trial than the selection metric)."""
-    batch = config.training.batch_size
-    n_tabular = len(data.preprocessor.feature_names_out)
-    task = get_task(cohort.task)
-    encoder = None
-    tabular = family_member(method, "tabular")
-    if (
-        config.training.warm_start != "none"
-        and tabular
-        and has_tabular_encoder(method, static_model_kwargs(config).get(method))
-    ):
-        torch.manual_seed(
-            unit.seed
-        )  # as the protocol's own unit: initial weights from the unit, not the process
-        source = build_model(config, tabular, n_tabular=n_tabular, classes=cohort.classes)
-        train_model(
-            source,
-            _loader(data.train, batch, shuffle=True, seed=unit.seed, workers=0),
-            _loader(data.val, batch, shuffle=False, seed=0, workers=0),
-            settings_for(config, cohort.task, len(cohort.classes), unit.of(tabular)),
-            workdir / f"{tabular}.pt",
-        )
-        encoder = _tabular_encoder_of(source)
-    torch.manual_seed(unit.seed)
-    model = build_model(
-        config,
-        method,
-        n_tabular=n_tabular,
-        classes=cohort.classes,
-        train_targets=data.train_targets if task.standardises_target else None,
-    )
-    fused = _fused(model)
-    if encoder is not None and fused is not None:
-        warm_start_(fused, encoder)
-    if fused is not None and fused.hyper_layers:
-        principled_init_from_data_(fused, list(torch.as_tensor(data.train.tabular).split(batch)))
-    result = train_model(
-        model,
-        _loader(data.train, batch, shuffle=True, seed=unit.seed, workers=0),
-        _loader(data.val, batch, shuffle=False, seed=0, workers=0),
-        settings_for(config, cohort.task, len(cohort.classes), unit),
-        workdir / f"{method}.pt",
-        callbacks=callbacks,
-    )
+    """The best validation metric of ``method`` trained on one fold, warm-started as the protocol would (from
+    members trained with their own settings), and its per-epoch history (validation loss too: a finer record of
+    the trial than the selection metric)."""
+    members = members or Members()
+    tabular, imaging = warm_sources(unit, config.training.warm_start, static_model_kwargs(config))
+    batch = config.training_for(method).batch_size
+
+    def start_from(model: torch.nn.Module) -> None:
+        fused = _fused(model)
+        if fused is None:
+            return
+        if imaging is not None:  # the image network first, as the protocol's unit
+            warm_start_network_(fused, _unwrapped(members.trained(config, cohort, data, imaging, workdir)))
+        if tabular is not None:
+            warm_start_(fused, _tabular_encoder_of(members.trained(config, cohort, data, tabular, workdir)))
+        if fused.hyper_layers:
+            principled_init_from_data_(fused, list(torch.as_tensor(data.train.tabular).split(batch)))
+
+    _, result = _train_one(config, cohort, data, unit, workdir, start_from=start_from, callbacks=callbacks)
     return float(result.best_metric), result.history

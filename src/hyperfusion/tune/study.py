@@ -5,6 +5,11 @@ methods do not share one sampler state) and the same shared search space. Trial 
 own settings, so "default" and "best" validation scores come from the same study. A trial's sampler is re-seeded
 from its trial number, so the suggestion for trial k depends only on the finished trials before it: an interrupted
 tuning resumed later makes the same suggestions and reaches the same best trial as one that was never stopped.
+
+The members a fused method is warm-started from (its tabular-only model; its imaging-only one too under
+``warm_start: both``) are tuned first, and every trial of the fused method starts from them trained at their best
+settings — what the tuned run trains. A fused method's default (trial 0) score is therefore its own default
+settings on tuned members: the difference to its best is what tuning its own settings bought.
 """
 
 from __future__ import annotations
@@ -23,11 +28,20 @@ from optuna.trial import TrialState
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig
 from hyperfusion.data import ImageCache, load_manifest
-from hyperfusion.run.plan import Unit
+from hyperfusion.run.plan import Unit, warm_sources
 from hyperfusion.run.runner import check_cohort
+from hyperfusion.run.setup import static_kwargs, static_model_kwargs
+from hyperfusion.run.store import FREE_KEYS, resolved_differences
 from hyperfusion.tasks import get_task
 from hyperfusion.tune import space as spaces
-from hyperfusion.tune.objective import PruneOnValidation, fold_data, train_on_fold, tunable, with_trial
+from hyperfusion.tune.objective import (
+    Members,
+    PruneOnValidation,
+    fold_data,
+    train_on_fold,
+    tunable,
+    with_trial,
+)
 
 Echo = Callable[[str], None]
 STORAGE = "study.sqlite3"
@@ -66,7 +80,9 @@ def tune(
     folds = list(range(task.folds(config.protocol)))
     data = {fold: fold_data(config, cohort, cache, split_seed, fold) for fold in folds}
     results: dict[str, dict[str, Any]] = {}
-    for method in config.methods:
+    members = Members()
+    tuned = config  # each finished study's best settings, for the methods warm-started from it
+    for method in members_first(config):
         why = tunable(method)
         if why is not None:
             echo(f"{method}: not tuned ({why})")
@@ -81,24 +97,30 @@ def tune(
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
         )
         _check_budget(study, method, n_trials, space, out)
+        _check_settings(study, method, "config", trial_settings(config), out)
+        _check_settings(study, method, "members", member_settings(tuned, method), out)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
             study._storage.set_trial_state_values(
                 trial._trial_id, TrialState.FAIL
             )  # left by an interrupted run
         if not study.trials:
             study.enqueue_trial(spaces.defaults(config, method, space))
+        # a fold's epochs are reported after the longest the space allows, so step k is one epoch for every trial
+        steps_per_fold = space["training.epochs"].high  # type: ignore[attr-defined]
 
-        def objective(trial: optuna.Trial, method: str = method, space: dict = space) -> float:
+        def objective(
+            trial: optuna.Trial, method: str = method, space: dict = space, base=tuned, steps=steps_per_fold
+        ) -> float:
             params = {name: trial._suggest(name, dist) for name, dist in space.items()}
             training, model = spaces.as_settings(params)
-            trial_config = with_trial(config, method, training, model)
+            trial_config = with_trial(base, method, training, model)
             scores, losses = [], []
             for fold in folds:
                 unit = Unit(method, split_seed, 0, fold)
-                callback = PruneOnValidation(trial, task.selection.name, fold * trial_config.training.epochs)
+                callback = PruneOnValidation(trial, task.selection.name, fold * steps)
                 with tempfile.TemporaryDirectory(dir=out) as workdir:
                     score, history = train_on_fold(
-                        trial_config, cohort, data[fold], method, unit, Path(workdir), [callback]
+                        trial_config, cohort, data[fold], method, unit, Path(workdir), [callback], members
                     )
                 scores.append(score)
                 losses.append([float(h["val_loss"]) for h in history])
@@ -111,6 +133,7 @@ def tune(
         finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
         best = study.best_trial
         training, model = spaces.as_settings(best.params)
+        tuned = with_trial(tuned, method, training, model)
         results[method] = {
             "tuned": True,
             "budget": n_trials,
@@ -124,30 +147,92 @@ def tune(
         echo(
             f"{method}: best validation {task.selection.name} {best.value:.3f} (trial {best.number} of {n_trials})"
         )
+    results = {method: results[method] for method in config.methods}  # reported in the config's order
     write_text_atomic(
         out / "tuning.json", json.dumps({"metric": task.selection.name, "methods": results}, indent=2)
     )
-    write_text_atomic(out / "tuned.yaml", tuned_yaml(config, results))
+    write_text_atomic(out / "tuned.yaml", tuned_yaml(config, results, task.selection.name))
     return results
 
 
-def tuned_yaml(config: RunConfig, results: dict[str, dict[str, Any]]) -> str:
-    """An ordinary run config: each tuned method's best model settings under ``model_overrides``.
-
-    The run config has one training setting for every method (equal treatment), so the tuned training settings
-    (learning rate, epochs, batch size, weight decay) are recorded in ``tuning.json`` but not applied here.
-    """
+def tuned_yaml(config: RunConfig, results: dict[str, dict[str, Any]], metric: str) -> str:
+    """An ordinary run config: each tuned method's best model settings under ``model_overrides`` and its best
+    training settings (learning rate, epochs, batch size, weight decay) under ``method_training``; ``tuning``
+    states the tuning (budgets, default and best validation scores) for the run's report, and the config refuses
+    to load if its settings no longer match it."""
     raw = config.to_dict()
-    overrides = dict(raw.get("model_overrides") or {})
-    for method, result in results.items():
-        if result.get("tuned") and result["model"]:
-            overrides[method] = {**overrides.get(method, {}), **result["model"]}
-    raw["model_overrides"] = overrides
+    raw["tuning"] = {"metric": metric, "methods": results}
+    for key, part in (("model_overrides", "model"), ("method_training", "training")):
+        settings = dict(raw.get(key) or {})
+        for method, result in results.items():
+            if result.get("tuned") and result[part]:
+                settings[method] = {**settings.get(method, {}), **result[part]}
+        raw[key] = settings
     raw["simulate"] = None  # the cohort is already on disk
-    header = (
-        "# Written by `hyperfusion tune`: each method's best model settings (tuning.json has the scores).\n"
-    )
+    header = "# Written by `hyperfusion tune`: each method's best settings; `tuning` says how (the report shows it).\n"
     return header + yaml.safe_dump(raw, sort_keys=False)
+
+
+def members_first(config: RunConfig) -> list[str]:
+    """The config's methods with the members others are warm-started from first: their studies finish before the
+    trials that start from them, which then start from members at their tuned settings, as the tuned run does."""
+    kwargs = static_model_kwargs(config)
+    members = {
+        twin.method
+        for method in config.methods
+        for twin in warm_sources(Unit(method, 0, 0, 0), config.training.warm_start, kwargs)
+        if twin is not None
+    }
+    return sorted(config.methods, key=lambda method: method not in members)
+
+
+def member_settings(config: RunConfig, method: str) -> dict[str, str]:
+    """What the members ``method`` is warm-started from are trained with (a resumed study refuses others)."""
+    kwargs = static_model_kwargs(config)
+    sources = warm_sources(Unit(method, 0, 0, 0), config.training.warm_start, kwargs)
+    return {
+        twin.method: repr(
+            (config.training_for(twin.method), sorted(static_kwargs(config, twin.method).items()))
+        )
+        for twin in sources
+        if twin is not None
+    }
+
+
+def trial_settings(config: RunConfig) -> dict[str, Any]:
+    """The config's settings a study's trials depend on: all but the method list (a study may be resumed with
+    more methods) and the free keys (where and how verbosely the trials run)."""
+    raw = {k: v for k, v in config.to_dict().items() if k not in ("methods", "reference_method")}
+    return json.loads(json.dumps(raw, default=str))  # as the study's storage gives it back
+
+
+def _check_settings(study: optuna.Study, method: str, what: str, settings: dict[str, Any], out: Path) -> None:
+    """Record ``settings`` on a new study; refuse a resumed one whose trials were made with others (named)."""
+    recorded = study.user_attrs.get(what)
+    if recorded is None:
+        study.set_user_attr(what, settings)
+        return
+    if what == "members":
+        changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
+        if changed:
+            raise TuningError(
+                f"{out / STORAGE}: study {method!r} warm-starts from {changed} trained with other settings than "
+                "when it was started (a member's study or the config changed); use a new --out"
+            )
+        return
+    changed = [k for k in resolved_differences(recorded, settings) if k not in FREE_KEYS]
+    if changed:
+        detail = "; ".join(f"{k}: {_dotted(recorded, k)!r} → {_dotted(settings, k)!r}" for k in changed[:4])
+        raise TuningError(
+            f"{out / STORAGE}: study {method!r} was started with other settings ({detail}); use a new --out"
+        )
+
+
+def _dotted(data: dict[str, Any], key: str) -> Any:
+    """``data["training"]["lr"]`` for ``"training.lr"`` (None where absent)."""
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None  # type: ignore[assignment]
+    return data
 
 
 def _counted(study: optuna.Study) -> int:
