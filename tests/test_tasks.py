@@ -4,6 +4,7 @@ them."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -13,9 +14,9 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, mean_absolute_error
 
 from hyperfusion.config import ProtocolSettings
-from hyperfusion.data.splits import fold_roles, make_partitions, make_split
+from hyperfusion.data.splits import fold_roles, make_partitions, make_split, time_strata
 from hyperfusion.evaluation.ensemble import inverse_entropy_ensemble, mean_probabilities
-from hyperfusion.tasks import TASKS, Classification, Metric, Regression, Task, get_task
+from hyperfusion.tasks import TASKS, TIME_STRATUM, Classification, Metric, Regression, Task, get_task
 
 CLASSIFICATION, REGRESSION = get_task("classification"), get_task("regression")
 
@@ -213,17 +214,34 @@ def test_survival_selection_is_harrells_c_by_a_pair_loop() -> None:
     assert (SURVIVAL.selection.name, SURVIVAL.selection.higher_is_better) == ("C", True)
 
 
-def test_survival_partitions_keep_the_event_rate_and_follow_the_split() -> None:
+def test_survival_partitions_keep_the_event_rate_and_the_time_bins_and_follow_the_split() -> None:
     frame, protocol = _survival_frame(200), ProtocolSettings(val_fraction=0.2, test_fraction=0.2)
-    parts = SURVIVAL.partitions(frame, protocol, stratify=["event"], seed=3)
+    parts = SURVIVAL.partitions(frame, protocol, stratify=["event", "age"], seed=3)
+    bins = time_strata(frame["target"], frame["event"], 5)  # 0.6/0.2/0.2: five partitions, tertiles fit
     expected = make_split(
-        frame, (0.6, 0.2, 0.2), stratify=["event"], age_bins=protocol.age_bins, group="subject_id", seed=3
-    )
+        frame.assign(**{TIME_STRATUM: bins}), (0.6, 0.2, 0.2), stratify=["event", TIME_STRATUM, "age"],
+        age_bins=protocol.age_bins, group="subject_id", seed=3,
+    )  # fmt: skip
     pd.testing.assert_series_equal(parts, expected)
-    rate = frame["event"].mean()
-    for role in ("train", "val", "test"):
-        assert abs(frame.loc[parts == role, "event"].mean() - rate) < 0.05
+    assert "event time bin" not in frame.columns  # the caller's frame is left as it was
+    share = {"train": 0.6, "val": 0.2, "test": 0.2}
+    for (event, time_bin), rows in frame.groupby([frame["event"], bins]):  # every event × time-bin stratum
+        counts = parts[rows.index].value_counts()
+        for role, fraction in share.items():  # dealt over 5 partitions: within one subject per partition
+            assert abs(counts.get(role, 0) - fraction * len(rows)) <= round(fraction * 5), (event, time_bin)
     assert SURVIVAL.folds(protocol) == 1 and SURVIVAL.test_partition(protocol) == "test"
+
+
+def test_survival_partitions_fall_back_to_the_event_when_a_status_is_too_small(caplog) -> None:
+    frame = _survival_frame(60, seed=1)
+    frame["event"] = 0.0
+    frame.loc[:6, "event"] = 1.0  # 7 events: too few for two time bins in 5 partitions
+    protocol = ProtocolSettings(val_fraction=0.2, test_fraction=0.2)
+    with caplog.at_level(logging.WARNING, logger="hyperfusion"):
+        parts = SURVIVAL.partitions(frame, protocol, stratify=["event"], seed=0)
+    assert not caplog.records  # no stratum too small to spread, so nothing coarsened
+    events = parts[frame["event"] == 1].value_counts()
+    assert events.get("test", 0) >= 1 and events.get("val", 0) >= 1 and events["train"] >= 3
 
 
 def test_survival_loss_output_and_no_skill() -> None:

@@ -31,7 +31,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from hyperfusion.data.splits import check_stratifiable, fold_roles, make_partitions, make_split
+from hyperfusion.data.splits import (
+    check_stratifiable,
+    fold_roles,
+    make_partitions,
+    make_split,
+    split_partitions,
+    time_strata,
+)
 from hyperfusion.evaluation.calibration import calibration_metrics
 from hyperfusion.evaluation.ensemble import combine_folds, top_k_versions
 from hyperfusion.evaluation.metrics import (
@@ -467,6 +474,8 @@ class Regression(Task):
 
 #: the minimum number of events a survival cohort needs: fewer leave a role without a ranked pair
 MIN_EVENTS = 6
+#: the partitioning's column of each survival row's time bin within its event status
+TIME_STRATUM = "event time bin"
 
 
 def _harrell(values: np.ndarray, targets: np.ndarray) -> float:
@@ -476,8 +485,9 @@ def _harrell(values: np.ndarray, targets: np.ndarray) -> float:
 class Survival(Regression):
     """Time to an event (conversion): one log-risk per subject, the Cox partial likelihood, Harrell's C.
 
-    The protocol is regression's (one stratified train/val/test split per seed, stratified by the event; the
-    top-k versions by validation C averaged, so an ensemble averages log-risks). Targets are float pairs
+    The protocol is regression's (one train/val/test split per seed, stratified by the event and by the time bin
+    within each event status — tertiles where the cohort is large enough; the top-k versions by validation C
+    averaged, so an ensemble averages log-risks). Targets are float pairs
     ``[N, 2]``: months to the event or to censoring, and the event (1 seen, 0 censored). The no-skill model
     gives everyone the same risk (C = 0.5). Uno's C, the time-dependent AUC and the Brier score need the
     training rows' censoring and baseline hazard, so they are computed where those rows are at hand
@@ -492,6 +502,20 @@ class Survival(Regression):
     scores_by_group = False
     summary_metrics = ("C",)
     standardises_target = False
+
+    def partitions(
+        self, frame: pd.DataFrame, protocol: ProtocolSettings, *, stratify: Sequence[str], seed: int
+    ) -> pd.Series:
+        """Regression's split, stratified by the event, then the time bin within it (`time_strata`), then the rest."""
+        train = 1 - protocol.val_fraction - protocol.test_fraction
+        fractions = (train, protocol.val_fraction, protocol.test_fraction)
+        n = split_partitions(fractions)
+        strata = frame.assign(**{TIME_STRATUM: time_strata(frame["target"], frame["event"], n)})
+        first, *rest = stratify or ["event"]
+        return make_split(
+            strata, fractions, stratify=[first, TIME_STRATUM, *rest], age_bins=protocol.age_bins,
+            group="subject_id", seed=seed,
+        )  # fmt: skip
 
     def check_method(self, method: str, info: ModelInfo) -> None:
         if (

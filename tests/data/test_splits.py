@@ -16,6 +16,8 @@ from hyperfusion.data.splits import (
     make_partitions,
     make_split,
     read_partitions,
+    split_partitions,
+    time_strata,
     write_partitions,
 )
 from tests.faults import fault
@@ -327,3 +329,28 @@ def test_grouped_label_sex_age_strata_stay_within_three() -> None:
                 assert _spread(parts, df[column]) <= 3, (seed, split_seed, column, "rows")
                 assert _spread(subjects["p"], subjects[column]) <= 3, (seed, split_seed, column, "subjects")
             assert parts.value_counts().max() - parts.value_counts().min() <= 3
+
+
+def test_time_strata_are_tertiles_within_each_event_status() -> None:
+    time = pd.Series([5.0, 1.0, 3.0, 2.0, 6.0, 4.0, 9.0, 7.0, 8.0, 30.0, 10.0, 20.0])
+    event = pd.Series([1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    # events: times 1..6 -> ranks 0..5 -> bins 0,0,1,1,2,2; censored: 7,8,9,10,20,30 likewise
+    np.testing.assert_array_equal(time_strata(time, event, 2), [2, 0, 1, 0, 2, 1, 1, 0, 0, 2, 1, 2])
+    # with 4 partitions a status of 6 rows has room for one bin only (6 // 4): its time is not stratified
+    np.testing.assert_array_equal(time_strata(time, event, 4), np.zeros(12))
+    rng = np.random.default_rng(0)
+    t, e = pd.Series(rng.exponential(20, 100)), pd.Series((rng.random(100) < 0.3).astype(float))
+    bins = time_strata(t, e, 5)
+    for status in (0.0, 1.0):
+        rows = (e == status).to_numpy()
+        by_bin = [t[rows & (bins == b)] for b in range(3)]
+        assert all(by_bin[b].max() <= by_bin[b + 1].min() for b in range(2))  # ordered by time
+        assert np.ptp([len(x) for x in by_bin]) <= 1 and min(len(x) for x in by_bin) >= 5
+    gaps = time_strata(pd.Series([1.0, np.nan, 2.0]), pd.Series([1.0, 1.0, np.nan]), 2)
+    assert gaps.tolist() == [0, -1, -1]
+
+
+def test_split_partitions_is_the_fractions_common_denominator() -> None:
+    assert split_partitions((0.8, 0.1, 0.1)) == 10 and split_partitions((0.6, 0.2, 0.2)) == 5
+    with pytest.raises(ValueError, match="summing to 1"):
+        split_partitions((0.5, 0.1, 0.1))

@@ -155,3 +155,27 @@ def test_the_auc_needs_no_weight_for_events_after_the_last_horizon():
         risk, np.r_[t[:30], 72.0], np.r_[e[:30], 0.0], train_t, train_e, [12.0, 24.0]
     )
     np.testing.assert_allclose(got, as_control)  # beyond every horizon it is only ever a control
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_calibration_is_each_groups_mean_prediction_beside_its_kaplan_meier(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 45
+    time, event = rng.integers(1, 9, n) * 6.0, rng.random(n) < 0.5
+    survival, groups = rng.random(n), rng.integers(0, 3, n)
+    rows = sv.calibration_at(survival, time, event, groups, 24.0)
+    assert [r[0] for r in rows] == sorted(set(groups.tolist()))
+    for group, count, predicted, observed in rows:
+        mine = groups == group
+        times, km = kaplan_meier_estimator(event[mine], time[mine])
+        assert count == mine.sum() and predicted == pytest.approx(survival[mine].mean())
+        assert observed == pytest.approx(km[times <= 24.0][-1] if (times <= 24.0).any() else 1.0, abs=1e-12)
+
+
+def test_calibration_past_a_groups_follow_up_is_undefined() -> None:
+    time, event = np.array([6.0, 12.0, 18.0, 6.0, 12.0]), np.array([1, 0, 0, 1, 1])
+    rows = sv.calibration_at(np.full(5, 0.5), time, event, np.array([0, 0, 0, 1, 1]), 24.0)
+    assert np.isnan(rows[0][3])  # group 0: followed to 18 months at most, its curve still above 0
+    assert rows[1][3] == 0.0  # group 1: every subject converted by 12 months, so S(24) = 0 is known
+    with pytest.raises(ValueError, match="one per subject"):
+        sv.calibration_at(np.ones(4), time, event, np.zeros(5), 24.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 import yaml
@@ -10,7 +12,8 @@ from scipy import stats
 from hyperfusion.cli import main
 from hyperfusion.config import ConfigError, preset_names
 from hyperfusion.study import load_study, study_from_dict
-from hyperfusion.study.summary import interaction_contrasts
+from hyperfusion.study.runner import cell_task
+from hyperfusion.study.summary import cell_summary, interaction_contrasts
 from tests.faults import fault
 
 STUDY = {
@@ -120,3 +123,37 @@ def test_interaction_contrasts_compare_each_cell_with_its_control():
     welch = stats.ttest_ind([-0.05, -0.04, -0.06, -0.03], [0.0, 0.01, -0.01, 0.02], equal_var=False)
     assert first["corrected_p"] == pytest.approx(welch.pvalue)
     assert set(table["method"]) == {"x"}  # neither the reference nor no-skill
+
+
+def test_a_survival_cells_summary_scores_c(tmp_path):
+    """The summary's task is the cohort's, not the reference model family's (classification for the AD models)."""
+    survival = tmp_path / "survival.yaml"
+    survival.write_text(
+        yaml.safe_dump(
+            {
+                "table": "t.csv",
+                "subject": "id",
+                "image": {"column": "image"},
+                "target": {"task": "survival", "time": "months", "event": "converted"},
+            }
+        )
+    )
+    task = cell_task(SimpleNamespace(cohort=str(survival)))
+    assert task.name == "survival" and task.summary_metrics == ("C",) and task.reported_fold == "0"
+    runs = [0.61, 0.66, 0.70, 0.64]
+    results = pd.DataFrame(
+        [
+            {"method": m, "split_seed": s, "version": "0", "fold": "0", "metric": "C", "value": v}
+            for s, base in enumerate(runs)
+            for m, v in (("ad-hyperfusion", base), ("ad-tabular", base - 0.02 * (s + 1)), ("no-skill", 0.5))
+        ]
+    )
+    summary = cell_summary(
+        results, reference="ad-hyperfusion", metrics=task.summary_metrics, fold=task.reported_fold,
+        test_train_ratio=0.33,
+    ).set_index("method")  # fmt: skip
+    assert summary.loc["ad-hyperfusion", "mean"] == pytest.approx(sum(runs) / 4)
+    tabular = summary.loc["ad-tabular"]
+    assert tabular["metric"] == "C" and tabular["runs"] == 4
+    assert tabular["difference"] == pytest.approx(-0.05)  # tabular − reference: −0.02·(1+2+3+4)/4
+    assert 0 < tabular["wilcoxon_p"] <= 1

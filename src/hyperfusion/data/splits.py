@@ -211,6 +211,19 @@ def make_split(
     Raises:
         ValueError: fractions that are not three non-negative numbers summing to 1 with a positive train part.
     """
+    n = split_partitions(fractions)
+    counts = [int(Fraction(f).limit_denominator(100) * n) for f in fractions]
+    partitions = make_partitions(df, n, stratify=stratify, age_bins=age_bins, group=group, seed=seed)
+    roles = np.array(["train"] * counts[0] + ["val"] * counts[1] + ["test"] * counts[2], dtype=object)
+    return pd.Series(roles[partitions.to_numpy()], index=df.index, name="role")
+
+
+def split_partitions(fractions: Sequence[float]) -> int:
+    """How many stratified partitions `make_split` cuts the data into: the fractions' common denominator (≤ 100).
+
+    Raises:
+        ValueError: fractions that are not three non-negative numbers summing to 1 with a positive train part.
+    """
     if (
         len(fractions) != 3
         or any(f < 0 for f in fractions)
@@ -218,12 +231,28 @@ def make_split(
         or fractions[0] <= 0
     ):
         raise ValueError(f"fractions must be (train, val, test) >= 0 summing to 1, got {tuple(fractions)}")
-    parts = [Fraction(f).limit_denominator(100) for f in fractions]
-    n = int(np.lcm.reduce([p.denominator for p in parts]))
-    counts = [int(p * n) for p in parts]
-    partitions = make_partitions(df, n, stratify=stratify, age_bins=age_bins, group=group, seed=seed)
-    roles = np.array(["train"] * counts[0] + ["val"] * counts[1] + ["test"] * counts[2], dtype=object)
-    return pd.Series(roles[partitions.to_numpy()], index=df.index, name="role")
+    return int(np.lcm.reduce([Fraction(f).limit_denominator(100).denominator for f in fractions]))
+
+
+def time_strata(time: pd.Series, event: pd.Series, n_partitions: int, *, bins: int = 3) -> np.ndarray:
+    """Per row, the time bin (0 = earliest) of its time among the rows of its event status, for stratifying a
+    survival split by event × time: every partition then gets early and late converters, and short and long
+    follow-up, in the cohort's proportions.
+
+    Each status gets ``bins`` equal-count bins (tertiles), or fewer when it has too few rows for every bin to
+    reach all ``n_partitions`` (``⌊rows / n_partitions⌋``, at least 1: then its time is not stratified), so no
+    stratum is too small to spread. Tied times are binned by row order; a row without a time or event gets -1.
+    """
+    t = pd.to_numeric(time, errors="coerce").to_numpy(np.float64)
+    e = pd.to_numeric(event, errors="coerce").to_numpy(np.float64)
+    out = np.full(t.size, -1, dtype=np.int64)
+    known = np.isfinite(t) & np.isfinite(e)
+    for status in np.unique(e[known]):
+        rows = np.flatnonzero(known & (e == status))
+        k = max(1, min(bins, rows.size // n_partitions))
+        order = rows[np.argsort(t[rows], kind="stable")]
+        out[order] = np.arange(order.size) * k // order.size
+    return out
 
 
 def fold_roles(partitions: pd.Series, *, test: int, val: int | None) -> pd.Series:

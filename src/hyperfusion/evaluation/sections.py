@@ -62,20 +62,35 @@ def _confidence(skill: pd.DataFrame) -> str:
     return "95 %"
 
 
-def skill_section(skill: pd.DataFrame, *, digits: int = 3) -> str:
+#: what the no-skill baseline predicts, and how the bootstrap is stratified (classification and regression)
+NO_SKILL_BASELINE = (
+    "predicts, for\nevery subject, the training rows' class prior (classification) "
+    "or their mean target (regression)"
+)
+BOOTSTRAP_STRATA = "stratified by class for classification"
+
+
+def skill_section(
+    skill: pd.DataFrame,
+    *,
+    digits: int = 3,
+    baseline: str = NO_SKILL_BASELINE,
+    strata: str = BOOTSTRAP_STRATA,
+) -> str:
     """Each method's difference to the no-skill baseline with its interval, and the flags.
 
     A run is **not better than no skill** when its interval includes zero (**worse** when it lies below).
+    ``baseline`` says what the baseline predicts and ``strata`` how the bootstrap resamples (a task's own words,
+    e.g. survival's).
     """
     df = check_skill(skill)
     level = _confidence(df)
     text = (
         "\n## Better than no skill?\n\n"
-        "Each run is compared with the no-skill baseline on the same test subjects. The baseline predicts, for\n"
-        "every subject, the training rows' class prior (classification) or their mean target (regression).\n"
+        f"Each run is compared with the no-skill baseline on the same test subjects. The baseline {baseline}.\n"
         "**A positive difference always means better than no skill**: it is method − baseline for metrics\n"
         "where higher is better, and baseline − method for MAE, ECE and Brier. The interval is a paired\n"
-        f"bootstrap {level} interval over the test subjects (stratified by class for classification).\n"
+        f"bootstrap {level} interval over the test subjects ({strata}).\n"
         f"A run is flagged **{NOT_BETTER}** when its interval includes zero, and **worse than no skill** when\n"
         "it lies entirely below zero.\n\n"
     )

@@ -28,8 +28,10 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "HORIZONS",
     "BreslowBaseline",
     "brier_scores",
+    "calibration_at",
     "censoring_survival",
     "check_survival",
     "cumulative_dynamic_auc",
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 TIED_TOL = 1e-8
+#: months at which the report and ``predict`` give survival probabilities: the visits every ADNI phase has
+HORIZONS = (12.0, 24.0, 36.0)
 
 
 def check_survival(
@@ -256,6 +260,28 @@ class BreslowBaseline:
         self.times = times
         self.cumulative_hazard = np.cumsum(events / at_risk)
 
+    @classmethod
+    def from_arrays(
+        cls, times: Sequence[float], cumulative_hazard: Sequence[float], what: str = "baseline hazard"
+    ) -> BreslowBaseline:
+        """A baseline stored as its event times and cumulative hazard (a unit record's), checked.
+
+        Raises:
+            ValueError: naming ``what``: lengths that differ, no time, times not increasing or negative, or a
+                hazard that is not finite, negative or decreasing.
+        """
+        t = np.asarray(times, dtype=np.float64)
+        h = np.asarray(cumulative_hazard, dtype=np.float64)
+        if t.ndim != 1 or t.size == 0 or h.shape != t.shape:
+            raise ValueError(f"{what}: times and cumulative hazard must be two non-empty lists of one length")
+        if not np.isfinite(t).all() or t[0] < 0 or np.any(np.diff(t) <= 0):
+            raise ValueError(f"{what}: times must be finite, >= 0 and strictly increasing")
+        if not np.isfinite(h).all() or h[0] < 0 or np.any(np.diff(h) < 0):
+            raise ValueError(f"{what}: the cumulative hazard must be finite, >= 0 and non-decreasing")
+        baseline = cls.__new__(cls)
+        baseline.times, baseline.cumulative_hazard = t, h
+        return baseline
+
     def survival(self, risk: np.ndarray, horizons: Sequence[float]) -> np.ndarray:
         """Survival probabilities ``[N, H]`` of subjects with log-risks ``risk`` at the horizons."""
         r = np.asarray(risk, dtype=np.float64)
@@ -270,3 +296,23 @@ def noskill_survival(
     """The training rows' Kaplan–Meier survival at the horizons, the same for each of ``n`` subjects."""
     times, surv = kaplan_meier(train_time, train_event)
     return np.tile(step_at(times, surv, horizons), (n, 1))
+
+
+def calibration_at(
+    survival: np.ndarray, time: np.ndarray, event: np.ndarray, groups: np.ndarray, horizon: float
+) -> list[tuple[int, int, float, float]]:
+    """Calibration at one horizon: per group (sorted), its subjects, their mean predicted S(horizon) and the
+    Kaplan–Meier estimate of their S(horizon) — NaN when none of them is followed to it and the curve has not
+    reached 0 (the estimate is undefined past the last follow-up)."""
+    t, e = check_survival(time, event, "calibration subjects")
+    s = np.asarray(survival, dtype=np.float64)
+    g = np.asarray(groups)
+    if s.shape != t.shape or g.shape != t.shape:
+        raise ValueError(f"survival {s.shape} and groups {g.shape} must be one per subject ({t.size})")
+    out = []
+    for group in np.unique(g):
+        rows = g == group
+        times, km = kaplan_meier(t[rows], e[rows])
+        observed = float(step_at(times, km, horizon)) if times[-1] >= horizon or km[-1] == 0 else float("nan")
+        out.append((group.item(), int(rows.sum()), float(s[rows].mean()), observed))
+    return out

@@ -14,13 +14,19 @@ from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig
 from hyperfusion.data import Cohort
 from hyperfusion.evaluation.aggregate import ENSEMBLE, Aggregate, Scoring, aggregate, difference_table
-from hyperfusion.evaluation.report import ReportContext, Section, markdown_table, write_report
+from hyperfusion.evaluation.report import (
+    REPORT_SECTIONS,
+    ReportContext,
+    Section,
+    markdown_table,
+    write_report,
+)
 from hyperfusion.models import model_info
 from hyperfusion.models.registry import family_member
 from hyperfusion.run.finished import FinishedRun
 from hyperfusion.run.setup import group_column
 from hyperfusion.run.store import RunDirectory
-from hyperfusion.run.survival_report import survival_section
+from hyperfusion.run.survival_report import survival_section, survival_skill_section
 from hyperfusion.run.tuning_report import tuning_section
 from hyperfusion.tasks import get_task
 
@@ -150,8 +156,10 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
         sections.append(ensemble_section(config.protocol.top_k, task.selection.name))
     if config.tuning:  # made from a tuned.yaml: how each method was tuned
         sections.append(tuning_section(config))
-    if {"time", "event"} <= set(result.predictions.columns):  # survival predictions: C, AUC and the KM figure
+    layout = REPORT_SECTIONS
+    if {"time", "event"} <= set(result.predictions.columns):  # survival predictions: C, AUC, KM, Brier
         sections.append(survival_section(finished, cohort, result.predictions))
+        layout = tuple(survival_skill_section() if s.name == "skill" else s for s in REPORT_SECTIONS)
     write_report(
         result.results,
         run.root,
@@ -167,6 +175,7 @@ def build_report(config: RunConfig, cohort: Cohort, run: RunDirectory) -> pd.Dat
         image_method=image_method,
         reader_method=family_member(config.reference_method, "reader"),
         sections=sections,
+        layout=layout,
         members=members_table(
             config, result, scoring_for(config, cohort), tuple(m for m in (image_method, tabular_method) if m)
         ),

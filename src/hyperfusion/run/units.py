@@ -43,6 +43,7 @@ from hyperfusion.engine.module import balanced_class_weights, save_state_dict
 from hyperfusion.engine.target import StandardizedRegressor
 from hyperfusion.engine.trainer import Predictions, TrainSettings, predict, train_model
 from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_start_, warm_start_network_
+from hyperfusion.run.hazards import BASELINE, baseline_field
 from hyperfusion.run.plan import PlannedUnit, Unit
 from hyperfusion.run.setup import build_arguments, build_model, image_spec, load_checkpoint, parameter_count
 from hyperfusion.run.store import RunDirectory
@@ -348,10 +349,9 @@ def _score(
     unit: Unit,
     device: str,
 ) -> dict[str, Any]:
-    """Validation and test predictions, and test predictions with tabular rows or images permuted."""
-    batch = context.config.training.batch_size
+    """Validation and test predictions, and test predictions with tabular rows or images permuted; a survival
+    model's baseline hazard of its training rows (`hyperfusion.run.hazards`)."""
     n_test = int(rows["test"].sum())
-    out = {}
     variants = {
         "validation": ("val", {}),
         "test": ("test", {}),
@@ -361,17 +361,23 @@ def _score(
         ),
         "test_image_permuted": ("test", {"permute_images": permutation(n_test, unit.split_seed, "image")}),
     }
-    for name, (role, permuted) in variants.items():
+
+    def scored(role: str, permuted: dict[str, np.ndarray]) -> Predictions:
         dataset = context.dataset(rows[role], preprocessor, train=False, seed=0, **permuted)
-        loader = _loader(dataset, batch, shuffle=False, seed=0, workers=0)
-        predictions = predict(
+        return predict(
             model,
-            loader,
+            _loader(dataset, context.config.training.batch_size, shuffle=False, seed=0, workers=0),
             task=context.task,  # type: ignore[arg-type]
             device=device,
             precision=context.config.training.precision,  # type: ignore[arg-type]
         )
-        out[name] = _prediction_record(predictions)
+
+    out: dict[str, Any] = {
+        name: _prediction_record(scored(role, permuted)) for name, (role, permuted) in variants.items()
+    }
+    if get_task(context.task).time_to_event:  # the training rows' baseline hazard, from the state that scored
+        train = scored("train", {})  # every view, unaugmented, as the test rows
+        out[BASELINE] = baseline_field(train.values, train.targets)
     return out
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig, with_settings
 from hyperfusion.models import model_info
+from hyperfusion.data.manifest import read_spec
 from hyperfusion.run.executors import LocalExecutor, RayExecutor
 from hyperfusion.run.reporting import test_train_ratio
 from hyperfusion.run.runner import run_protocol
@@ -25,9 +26,15 @@ from hyperfusion.run.simulated import ensure_simulated_cohort
 from hyperfusion.study.grid import Study
 from hyperfusion.study.oracle import cell_oracles, headroom_shares
 from hyperfusion.study.summary import cell_summary, interaction_contrasts, share_summary, write_summary
-from hyperfusion.tasks import get_task
+from hyperfusion.tasks import Task, get_task
 
 Echo = Callable[[str], None]
+
+
+def cell_task(config) -> Task:
+    """The task a cell's summary scores: its cohort's (a survival cohort trains the AD family with one risk
+    output, so the reference model's family would name classification; the summary's metric is then C)."""
+    return get_task(read_spec(config.cohort).task)
 
 
 def _cohort_folder(out: Path, simulate: dict) -> Path:
@@ -74,7 +81,7 @@ def run_study(
         cell_start = time.perf_counter()
         results = run_protocol(config, out / "cells" / cell.name, echo=echo, executor=executor)
         timings[cell.name] = time.perf_counter() - cell_start
-        task = get_task(model_info(config.reference_method).task)
+        task = cell_task(config)
         metrics = study.metrics or task.summary_metrics
         fold = task.reported_fold
         ratio = test_train_ratio(config, task.name)
