@@ -17,7 +17,6 @@ import pandas as pd
 
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig, with_settings
-from hyperfusion.models import model_info
 from hyperfusion.data.manifest import read_spec
 from hyperfusion.run.executors import LocalExecutor, RayExecutor
 from hyperfusion.run.reporting import test_train_ratio
