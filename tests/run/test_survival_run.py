@@ -199,3 +199,17 @@ def test_late_fusion_is_refused_for_survival(survival_yaml, tmp_path) -> None:
     config = load_config(_config(tmp_path / "run.yaml", survival_yaml, ["ad-late-fusion"]))
     with pytest.raises(ValueError, match="late fusion of class probabilities does not apply to survival"):
         run_protocol(config, tmp_path / "run", echo=lambda _: None)
+
+
+def test_explain_works_on_a_survival_run(survival_run, tmp_path) -> None:
+    """Every part of explain on a survival run: C is the metric permutations worsen, risk the value they move."""
+    run, _ = survival_run
+    out = tmp_path / "explain"
+    argv = ["explain", str(run), "--out", str(out), "--repeats", "1", "--points", "3", "--ig-steps", "4"]
+    assert main([*argv, "--image-subjects", "1", "--permutations", "2", "--no-plots"]) == 0
+    importance = pd.read_csv(out / "permutation_importance.csv")
+    assert not importance.empty and np.isfinite(importance["importance"]).all()
+    counterfactual = pd.read_csv(out / "counterfactual.csv")
+    assert np.isfinite(counterfactual["predicted"]).all()  # a log-risk for every subject and value
+    summary = (out / "summary.md").read_text()
+    assert "the drop of C when the attribute is permuted" in summary

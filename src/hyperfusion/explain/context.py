@@ -186,6 +186,7 @@ def load_context(
 
 
 def labelled(cohort: Cohort) -> np.ndarray:
-    """Which rows carry a target (new subjects may come without one: class ``-1`` or NaN)."""
-    targets = cohort.frame["target"].to_numpy(dtype=np.float64)
+    """Which rows carry a target (new subjects may come without one: class ``-1`` or NaN; survival's
+    target is the (time, event) pair, so it is read as the task reads it)."""
+    targets = np.asarray(cohort.targets, dtype=np.float64)
     return get_task(cohort.task).labelled(targets)

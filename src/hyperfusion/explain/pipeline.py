@@ -434,7 +434,12 @@ def _finish(context: ExplainContext, settings: ExplainSettings, writer: _Writer,
             if name in tables:
                 lines += [*flip_lines(attribute.name, tables[name], attribute.levels), ""]
     if "tabular_attribution.csv" in tables:
-        lines += ["## Tabular attribution", "", markdown(tables["tabular_attribution.csv"]), ""]
+        metric = headline(context.task)
+        worse = "drop" if metric.higher_is_better else "rise"
+        lines += ["## Tabular attribution", "",
+                  f"`importance`: the {worse} of {metric.name} when the attribute is permuted among the subjects; "
+                  "`attribution`: integrated gradients of the prediction.", "",
+                  markdown(tables["tabular_attribution.csv"]), ""]  # fmt: skip
     if "image_attribution.csv" in tables:
         images = tables["image_attribution.csv"]
         count = images["subject_id"].nunique()
