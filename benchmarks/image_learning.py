@@ -55,9 +55,15 @@ def images(manifest: str, work: Path, *, zscore: bool) -> tuple:
     return cohort, np.stack([np.load(p) for p in paths]).astype(np.float32)
 
 
+ENGINE_OPTIMISERS = engine_module.TrainingModule.configure_optimizers  # the engine's own, read once at import
+
+
 def with_schedule(kind: str):
-    """Wrap the engine's optimiser in a schedule for this measurement (``constant``: leave it)."""
-    original = engine_module.TrainingModule.configure_optimizers
+    """Wrap the engine's optimiser in a schedule for this measurement (``constant``: the engine's own).
+
+    The wrapper always wraps the engine's own method, never what is patched in now: restoring with the patched
+    method in place would wrap a wrapper, and the second schedule run would schedule a Lightning dict."""
+    original = ENGINE_OPTIMISERS
     if kind == "constant":
         return original
 
