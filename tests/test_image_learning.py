@@ -43,5 +43,7 @@ def test_a_second_schedule_run_after_a_restore_still_schedules_an_optimiser(monk
         configured = patched(_Module())
         assert isinstance(configured["optimizer"], torch.optim.Optimizer)
         assert isinstance(configured["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.OneCycleLR)
-        monkeypatch.setattr(engine_module.TrainingModule, "configure_optimizers", script.with_schedule("constant"))
+        monkeypatch.setattr(
+            engine_module.TrainingModule, "configure_optimizers", script.with_schedule("constant")
+        )
         assert engine_module.TrainingModule.configure_optimizers is own
