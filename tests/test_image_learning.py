@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
 from hyperfusion.engine import module as engine_module
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "image_learning.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("image_learning", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_benchmark
 
 
 class _Trainer:
@@ -35,7 +24,7 @@ class _Module:
 
 
 def test_a_second_schedule_run_after_a_restore_still_schedules_an_optimiser(monkeypatch):
-    script = load_script()
+    script = load_benchmark("image_learning")
     own = engine_module.TrainingModule.configure_optimizers
     for _ in range(2):  # what two seeds of the schedule axis do: patch, train, restore
         patched = script.with_schedule("onecycle")

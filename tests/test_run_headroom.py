@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run_headroom.py"
+from tests.scripts import load_benchmark
+
 CLASSES = np.array(["AD", "CN", "MCI"])
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("run_headroom", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def fake_run(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, dict[int, pd.DataFrame], dict]:
@@ -43,7 +36,7 @@ def fake_run(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, dict[int, 
 
 
 def test_pooled_shares_and_differences_are_the_means_over_splits(tmp_path):
-    module = load_script()
+    module = load_benchmark("run_headroom")
     run, oracles, labels = fake_run(tmp_path, np.random.default_rng(0))
     result = module.pooled(
         run, oracles, ["ad-hyperfusion", "ad-concat"], "ad-hyperfusion", resamples=50, seed=0
@@ -67,7 +60,7 @@ def test_pooled_shares_and_differences_are_the_means_over_splits(tmp_path):
 
 
 def test_one_split_pooled_equals_that_splits_share(tmp_path):
-    module = load_script()
+    module = load_benchmark("run_headroom")
     run, oracles, _ = fake_run(tmp_path, np.random.default_rng(1))
     pooled = module.pooled(
         run, {1: oracles[1]}, ["ad-hyperfusion", "ad-concat"], "ad-hyperfusion", 20, seed=0
