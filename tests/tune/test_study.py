@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from hyperfusion.config import config_from_dict, load_config
@@ -55,7 +56,12 @@ METHODS = ("ad-tabular", "ad-film")
 def tuned(cohort_yaml, tmp_path_factory) -> Path:
     """The tuning directory of the default config: ad-tabular, then ad-film warm-started from its best."""
     out = tmp_path_factory.mktemp("tuned")
-    tune(config_for(cohort_yaml), out, TRIALS, echo=lambda _: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a Ray task with one core: the Ray tuning below compares like with like
+    try:
+        tune(config_for(cohort_yaml), out, TRIALS, echo=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -218,3 +224,27 @@ def test_cli_tune_writes_the_study_and_tuned_config(cohort_yaml, tmp_path):
     assert (
         main(["tune", str(path), "--trials", "2", "--out", str(tmp_path / "tuning")]) != 0
     )  # budget refused
+
+
+@pytest.mark.slow
+def test_ray_tunes_the_same_trials_with_the_fused_methods_side_by_side(cohort_yaml, tuned, tmp_path):
+    """On Ray each method's study is one task (ad-film and ad-concat at once, after ad-tabular): every trial and the
+    tuned config equal the local tuning's."""
+    import os
+
+    import ray
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        lines: list[str] = []
+        config = config_for(cohort_yaml, methods=("ad-tabular", "ad-film", "ad-concat"))
+        results = tune(config, tmp_path / "ray", TRIALS, echo=lines.append, executor="ray")
+    finally:
+        ray.shutdown()
+    assert study_module.method_levels(config) == [["ad-tabular"], ["ad-film", "ad-concat"]]
+    for method in METHODS:
+        assert trial_values(tmp_path / "ray", method) == trial_values(tuned, method)
+        assert results[method] == results_of(tuned)[method]
+    assert results["ad-concat"]["tuned"] and len(trial_values(tmp_path / "ray", "ad-concat")) == TRIALS
+    assert [line.split(":")[0] for line in lines] == ["ad-tabular", "ad-film", "ad-concat"]

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from optuna.trial import TrialState
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig
 from hyperfusion.data import ImageCache, load_manifest
+from hyperfusion.run.executors import _import_ray, _init_ray
 from hyperfusion.run.plan import Unit, warm_sources
 from hyperfusion.run.runner import check_cohort
 from hyperfusion.run.setup import static_kwargs, static_model_kwargs
@@ -57,9 +60,19 @@ def sampler_seed(config: RunConfig, method: str, trial_number: int) -> int:
 
 
 def tune(
-    config: RunConfig, out: str | Path, n_trials: int, *, echo: Echo = print
+    config: RunConfig,
+    out: str | Path,
+    n_trials: int,
+    *,
+    echo: Echo = print,
+    executor: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Tune every trainable method of ``config`` with ``n_trials`` trials each; write ``out/tuned.yaml``.
+
+    ``executor`` (default: ``protocol.executor``): ``local`` tunes the methods one after another in this process;
+    ``ray`` tunes each method's study as one Ray task (``protocol.num_cpus``/``num_gpus`` per task), the members
+    first and then every method warm-started from them side by side. A method's study is sequential either way
+    (its sampler is seeded from the trial number), so both give the same trials.
 
     Returns per method: the budget, the default (trial 0) and best validation scores and the best settings.
 
@@ -68,91 +81,158 @@ def tune(
     """
     if n_trials < 1:
         raise TuningError(f"--trials must be >= 1, got {n_trials}")
+    name = executor or config.protocol.executor
+    if name not in ("local", "ray"):
+        raise TuningError(f"executor must be local or ray, got {name!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     cohort = load_manifest(config.cohort)
     check_cohort(config, cohort)
     task = get_task(cohort.task)
-    storage = f"sqlite:///{(out / STORAGE).resolve()}"
     cache = ImageCache(out / "cache")
     split_seed = config.protocol.split_seeds[0]
     folds = list(range(task.folds(config.protocol)))
     data = {fold: fold_data(config, cohort, cache, split_seed, fold) for fold in folds}
     results: dict[str, dict[str, Any]] = {}
-    members = Members()
-    tuned = config  # each finished study's best settings, for the methods warm-started from it
-    for method in members_first(config):
-        why = tunable(method)
-        if why is not None:
-            echo(f"{method}: not tuned ({why})")
-            results[method] = {"tuned": False, "why": why}
-            continue
-        space = {**spaces.shared_space(config), **spaces.method_space(config, method)}
-        study = optuna.create_study(
-            study_name=method,
-            storage=storage,
-            load_if_exists=True,
-            direction="maximize" if task.selection.higher_is_better else "minimize",
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-        )
-        _check_budget(study, method, n_trials, space, out)
-        _check_settings(study, method, "config", trial_settings(config), out)
-        _check_settings(study, method, "members", member_settings(tuned, method), out)
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            study._storage.set_trial_state_values(
-                trial._trial_id, TrialState.FAIL
-            )  # left by an interrupted run
-        if not study.trials:
-            study.enqueue_trial(spaces.defaults(config, method, space))
-        # a fold's epochs are reported after the longest the space allows, so step k is one epoch for every trial
-        steps_per_fold = space["training.epochs"].high  # type: ignore[attr-defined]
-
-        def objective(
-            trial: optuna.Trial, method: str = method, space: dict = space, base=tuned, steps=steps_per_fold
-        ) -> float:
-            params = {name: trial._suggest(name, dist) for name, dist in space.items()}
-            training, model = spaces.as_settings(params)
-            trial_config = with_trial(base, method, training, model)
-            scores, losses = [], []
-            for fold in folds:
-                unit = Unit(method, split_seed, 0, fold)
-                callback = PruneOnValidation(trial, task.selection.name, fold * steps)
-                with tempfile.TemporaryDirectory(dir=out) as workdir:
-                    score, history = train_on_fold(
-                        trial_config, cohort, data[fold], method, unit, Path(workdir), [callback], members
-                    )
-                scores.append(score)
-                losses.append([float(h["val_loss"]) for h in history])
-            trial.set_user_attr("val_loss", losses)
-            return float(sum(scores) / len(scores))
-
-        while (done := _counted(study)) < n_trials:
-            study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(config, method, done))
-            study.optimize(objective, n_trials=1, catch=())
-        finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
-        best = study.best_trial
-        training, model = spaces.as_settings(best.params)
-        tuned = with_trial(tuned, method, training, model)
-        results[method] = {
-            "tuned": True,
-            "budget": n_trials,
-            "pruned": sum(t.state == TrialState.PRUNED for t in study.trials),
-            "default_score": finished[0].value if finished and finished[0].number == 0 else None,
-            "best_score": best.value,
-            "best_trial": best.number,
-            "training": training,
-            "model": model,
-        }
-        echo(
-            f"{method}: best validation {task.selection.name} {best.value:.3f} (trial {best.number} of {n_trials})"
-        )
+    members = Members()  # local: a member trained once per fold and settings serves every method
+    tuned = config  # the members' best settings, for the methods warm-started from them
+    for level in method_levels(config):
+        jobs = []
+        for method in level:
+            why = tunable(method)
+            if why is not None:
+                echo(f"{method}: not tuned ({why})")
+                results[method] = {"tuned": False, "why": why}
+            else:
+                jobs.append(MethodJob(config, tuned, method, n_trials, out, split_seed, data))
+        outcomes = _on_ray(jobs, config) if name == "ray" else [tune_method(job, members) for job in jobs]
+        for job, (result, line) in zip(jobs, outcomes):
+            echo(line)
+            results[job.method] = result
+        for job in jobs:
+            result = results[job.method]
+            tuned = with_trial(tuned, job.method, result["training"], result["model"])
     results = {method: results[method] for method in config.methods}  # reported in the config's order
     write_text_atomic(
         out / "tuning.json", json.dumps({"metric": task.selection.name, "methods": results}, indent=2)
     )
     write_text_atomic(out / "tuned.yaml", tuned_yaml(config, results, task.selection.name))
     return results
+
+
+@dataclass(frozen=True)
+class MethodJob:
+    """One method's study: the config, the members' tuned settings (``tuned``), the budget and the fold data."""
+
+    config: RunConfig
+    tuned: RunConfig
+    method: str
+    n_trials: int
+    out: Path
+    split_seed: int
+    data: dict[int, Any]
+
+
+def storage_of(out: Path) -> optuna.storages.RDBStorage:
+    """The tuning's SQLite store; a writer waits up to a minute for another's lock (Ray tasks share the file)."""
+    return optuna.storages.RDBStorage(
+        f"sqlite:///{(out / STORAGE).resolve()}", engine_kwargs={"connect_args": {"timeout": 60}}
+    )
+
+
+def tune_method(job: MethodJob, members: Members) -> tuple[dict[str, Any], str]:
+    """Run (or resume) ``job.method``'s study to its budget; its result and the line that reports it."""
+    config, method, out, n_trials, split_seed = job.config, job.method, job.out, job.n_trials, job.split_seed
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cohort = load_manifest(config.cohort)
+    task = get_task(cohort.task)
+    folds = sorted(job.data)
+    space = {**spaces.shared_space(config), **spaces.method_space(config, method)}
+    study = optuna.create_study(
+        study_name=method,
+        storage=storage_of(out),
+        load_if_exists=True,
+        direction="maximize" if task.selection.higher_is_better else "minimize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+    _check_budget(study, method, n_trials, space, out)
+    _check_settings(study, method, "config", trial_settings(config), out)
+    _check_settings(study, method, "members", member_settings(job.tuned, method), out)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # left by an interrupted run
+    if not study.trials:
+        study.enqueue_trial(spaces.defaults(config, method, space))
+    # a fold's epochs are reported after the longest the space allows, so step k is one epoch for every trial
+    steps = space["training.epochs"].high  # type: ignore[attr-defined]
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {name: trial._suggest(name, dist) for name, dist in space.items()}
+        training, model = spaces.as_settings(params)
+        trial_config = with_trial(job.tuned, method, training, model)
+        scores, losses = [], []
+        for fold in folds:
+            unit = Unit(method, split_seed, 0, fold)
+            callback = PruneOnValidation(trial, task.selection.name, fold * steps)
+            with tempfile.TemporaryDirectory(dir=out) as workdir:
+                score, history = train_on_fold(
+                    trial_config, cohort, job.data[fold], method, unit, Path(workdir), [callback], members
+                )
+            scores.append(score)
+            losses.append([float(h["val_loss"]) for h in history])
+        trial.set_user_attr("val_loss", losses)
+        return float(sum(scores) / len(scores))
+
+    while (done := _counted(study)) < n_trials:
+        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(config, method, done))
+        study.optimize(objective, n_trials=1, catch=())
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    best = study.best_trial
+    training, model = spaces.as_settings(best.params)
+    result = {
+        "tuned": True,
+        "budget": n_trials,
+        "pruned": sum(t.state == TrialState.PRUNED for t in study.trials),
+        "default_score": finished[0].value if finished and finished[0].number == 0 else None,
+        "best_score": best.value,
+        "best_trial": best.number,
+        "training": training,
+        "model": model,
+    }
+    line = f"{method}: best validation {task.selection.name} {best.value:.3f} (trial {best.number} of {n_trials})"
+    return result, line
+
+
+def _tune_method_task(job: MethodJob) -> tuple[dict[str, Any], str]:
+    """A Ray task body: one method's study, with its own member cache."""
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    return tune_method(job, Members())
+
+
+def _on_ray(jobs: list[MethodJob], config: RunConfig) -> list[tuple[dict[str, Any], str]]:
+    """Each job as one Ray task with the protocol's resources per unit; results in the jobs' order."""
+    if not jobs:
+        return []
+    ray = _import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        _init_ray(ray, config.protocol.address, None)
+    try:
+        remote = ray.remote(_tune_method_task).options(
+            num_cpus=config.protocol.num_cpus, num_gpus=config.protocol.num_gpus, max_retries=0
+        )
+        return ray.get([remote.remote(job) for job in jobs])
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def method_levels(config: RunConfig) -> list[list[str]]:
+    """The config's methods in two levels: the members others are warm-started from, then the rest. A level's
+    methods do not depend on each other, so they may be tuned side by side."""
+    ordered = members_first(config)
+    members = _members(config)
+    levels = ([m for m in ordered if m in members], [m for m in ordered if m not in members])
+    return [level for level in levels if level]
 
 
 def tuned_yaml(config: RunConfig, results: dict[str, dict[str, Any]], metric: str) -> str:
@@ -176,14 +256,19 @@ def tuned_yaml(config: RunConfig, results: dict[str, dict[str, Any]], metric: st
 def members_first(config: RunConfig) -> list[str]:
     """The config's methods with the members others are warm-started from first: their studies finish before the
     trials that start from them, which then start from members at their tuned settings, as the tuned run does."""
+    members = _members(config)
+    return sorted(config.methods, key=lambda method: method not in members)
+
+
+def _members(config: RunConfig) -> set[str]:
+    """The methods some method of ``config`` is warm-started from."""
     kwargs = static_model_kwargs(config)
-    members = {
+    return {
         twin.method
         for method in config.methods
         for twin in warm_sources(Unit(method, 0, 0, 0), config.training.warm_start, kwargs)
         if twin is not None
     }
-    return sorted(config.methods, key=lambda method: method not in members)
 
 
 def member_settings(config: RunConfig, method: str) -> dict[str, str]:
