@@ -111,20 +111,9 @@ def write_cache(root: Path, shape: tuple[int, ...], n: int, seed: int = 0) -> li
     return paths
 
 
-def measure(
-    paths: list[Path],
-    *,
-    two_sides: bool,
-    batch: int,
-    workers: int,
-    pin: bool,
-    persistent: bool,
-    variant: str = "new",
-    augment: Augment | None = None,
-) -> float:
-    """Mean items per second over two epochs after a warm-up epoch (`measure_rates` also gives the fastest batch)."""
-    return measure_rates(paths, two_sides=two_sides, batch=batch, workers=workers, pin=pin, persistent=persistent,
-                         variant=variant, augment=augment)[0]  # fmt: skip
+def measure(paths: list[Path], **options) -> float:
+    """Mean items per second over two epochs after a warm-up epoch: `measure_rates`' first figure (its options)."""
+    return measure_rates(paths, **options)[0]
 
 
 def measure_rates(

@@ -104,7 +104,7 @@ def tune(
                 echo(f"{method}: not tuned ({why})")
                 results[method] = {"tuned": False, "why": why}
             else:
-                jobs.append(MethodJob(config, tuned, method, n_trials, out, split_seed, data))
+                jobs.append(MethodJob(config, tuned, method, n_trials, out, split_seed, cohort, data))
         outcomes = _on_ray(jobs, config) if name == "ray" else [tune_method(job, members) for job in jobs]
         for job, (result, line) in zip(jobs, outcomes):
             echo(line)
@@ -122,7 +122,8 @@ def tune(
 
 @dataclass(frozen=True)
 class MethodJob:
-    """One method's study: the config, the members' tuned settings (``tuned``), the budget and the fold data."""
+    """One method's study: the config, the members' tuned settings (``tuned``), the budget, the cohort and the fold
+    data."""
 
     config: RunConfig
     tuned: RunConfig
@@ -130,6 +131,7 @@ class MethodJob:
     n_trials: int
     out: Path
     split_seed: int
+    cohort: Any  # the cohort read once by `tune` (a Ray task gets it with the job)
     data: dict[int, Any]
 
 
@@ -144,7 +146,7 @@ def tune_method(job: MethodJob, members: Members) -> tuple[dict[str, Any], str]:
     """Run (or resume) ``job.method``'s study to its budget; its result and the line that reports it."""
     config, method, out, n_trials, split_seed = job.config, job.method, job.out, job.n_trials, job.split_seed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cohort = load_manifest(config.cohort)
+    cohort = job.cohort
     task = get_task(cohort.task)
     folds = sorted(job.data)
     space = {**spaces.shared_space(config), **spaces.method_space(config, method)}
