@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hyperfusion.run.plan import Unit, plan_units
+from hyperfusion.run.plan import Unit, plan_units, warm_start_conflict
 
 
 def test_the_crop_reader_fits_itself_and_waits_for_nothing():
@@ -39,3 +39,13 @@ def test_warm_start_both_waits_for_both_single_modality_models():
     assert film.warm_network_from is None and film.warm_start_from == Unit("ad-tabular", 0, 0, 0)
     cold = plan_units(["ad-film"], split_seeds=[0], versions=1, folds=1, warm_start="none")
     assert [p.unit.method for p in cold] == ["ad-film"] and cold[0].needs == ()
+
+
+def test_a_warm_start_needs_the_members_width_in_the_fused_encoder():
+    wide = {"ad-hyperfusion": {"embedding_dim": 4}}
+    assert "ad-hyperfusion cannot be warm-started from ad-tabular" in warm_start_conflict(
+        "ad-hyperfusion", "tabular", wide
+    )
+    assert warm_start_conflict("ad-hyperfusion", "tabular", {**wide, "ad-tabular": {"hidden": [4]}}) is None
+    assert warm_start_conflict("ad-hyperfusion", "none", wide) is None  # nothing is copied
+    assert warm_start_conflict("ad-late-fusion", "tabular", {"ad-tabular": {"hidden": [4]}}) is None

@@ -170,6 +170,22 @@ def test_a_changed_config_is_refused_in_an_existing_run_directory(cohort_yaml, t
                  "--restart"]) == 0  # fmt: skip
 
 
+def test_an_embedding_the_tabular_member_cannot_fill_is_refused_before_training(
+    cohort_yaml, tmp_path, capsys
+):
+    path = write_config(tmp_path / "a.yaml", cohort_yaml)
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "model_overrides": {"ad-hyperfusion": {"embedding_dim": 4}}}))
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "ad-hyperfusion cannot be warm-started from ad-tabular" in error and "[4, " in error
+    assert not list((tmp_path / "run").glob("**/*.pt"))  # refused before the first model trained
+    raw["model_overrides"] = {"ad-hyperfusion": {"embedding_dim": 4}, "ad-tabular": {"hidden": [4]}}
+    raw["methods"] = [*raw["methods"], "ad-tabular"]
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 0  # the member at the same width
+
+
 @fault(
     "cohort table",
     "rows of the table dropped (or a subject relabelled) after a run, then the run rerun",

@@ -30,11 +30,23 @@ def test_every_method_gets_the_same_shared_space():
 
 def test_each_method_has_its_own_knobs():
     config = make_config()
-    assert set(space.method_space(config, "ad-tabular")) == set()
+    assert set(space.method_space(config, "ad-tabular")) == {"model.hidden"}
     assert {"model.init_std", "model.film_layers"} <= set(space.method_space(config, "ad-film"))
     assert {"model.init_std", "model.daft_layers"} <= set(space.method_space(config, "ad-daft"))
-    assert {"model.embedding_dim", "model.hyper_layers"} <= set(space.method_space(config, "ad-hyperfusion"))
+    assert "model.hyper_layers" in space.method_space(config, "ad-hyperfusion")
     assert "model.head_dropout.0" in space.method_space(config, "ad-imaging")
+
+
+def test_the_embedding_width_is_the_tabular_members_under_a_warm_start():
+    """Warm-started, HyperFusion's embedding is the tabular model's hidden layer: its width is tuned there (for
+    every fused method alike), not in HyperFusion's own study; without a warm start it is HyperFusion's knob."""
+    config = make_config()
+    assert "model.embedding_dim" not in space.method_space(config, "ad-hyperfusion")
+    assert space.method_space(config, "ad-tabular")["model.hidden"].choices == ("8", "4", "16")
+    cold = config_from_dict(
+        {**config.to_dict(), "training": {**config.to_dict()["training"], "warm_start": "none"}}
+    )
+    assert space.method_space(cold, "ad-hyperfusion")["model.embedding_dim"].choices == (4, 8, 16)
 
 
 def test_defaults_lie_in_the_space_and_map_back_to_the_config():
@@ -49,8 +61,9 @@ def test_defaults_lie_in_the_space_and_map_back_to_the_config():
         if method == "ad-hyperfusion":
             assert model == {
                 "head_dropout": [0.6, 0.5],
-                "embedding_dim": 8,
                 "hyper_layers": ["block4.shortcut.conv"],
             }
+        if method == "ad-tabular":
+            assert model == {"hidden": [8]}
         if method == "ad-film":
             assert model["film_layers"] == ["block4.residual"] and model["init_std"] == 1.0

@@ -52,16 +52,21 @@ TRIALS = 3
 METHODS = ("ad-tabular", "ad-film")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Every tuning here on one thread, as a Ray task with one core: the tunings compared bit for bit (poisoned,
+    resumed, on Ray) then sum in the same order, in one process or under xdist alike."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tuned(cohort_yaml, tmp_path_factory) -> Path:
     """The tuning directory of the default config: ad-tabular, then ad-film warm-started from its best."""
     out = tmp_path_factory.mktemp("tuned")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as a Ray task with one core: the Ray tuning below compares like with like
-    try:
-        tune(config_for(cohort_yaml), out, TRIALS, echo=lambda _: None)
-    finally:
-        torch.set_num_threads(threads)
+    tune(config_for(cohort_yaml), out, TRIALS, echo=lambda _: None)
     return out
 
 
@@ -188,8 +193,10 @@ def test_a_run_of_tuned_yaml_trains_each_method_at_its_tuned_settings(tuned, tmp
     results = results_of(tuned)
     config = load_config(tuned / "tuned.yaml")
     assert yaml.safe_load((tuned / "tuned.yaml").read_text())["methods"] == list(METHODS)
+    width = results["ad-tabular"]["model"]["hidden"][-1]  # the encoder ad-film starts from: its width follows
+    follows = {"ad-tabular": {}, "ad-film": {} if width == 8 else {"embedding_dim": width}}
     for method in METHODS:
-        assert dict(config.model_overrides.get(method, {})) == results[method]["model"]
+        assert dict(config.model_overrides.get(method, {})) == {**results[method]["model"], **follows[method]}
         assert dict(config.method_training[method]) == results[method]["training"]
     run_protocol(config, tmp_path / "run", echo=lambda _: None)
     run = RunDirectory(tmp_path / "run")
@@ -210,6 +217,22 @@ def test_a_run_of_tuned_yaml_trains_each_method_at_its_tuned_settings(tuned, tmp
             f"| {method} | {TRIALS} | {results[method]['pruned']} | {results[method]['default_score']:.3f} | {best} |"
             in report
         )
+
+
+def test_fused_methods_follow_the_tuned_members_width():
+    """A member tuned to another hidden width: every method warm-started from it takes that embedding width (the
+    AD demo's first tuning stopped at the first fused trial without this), and nothing else changes."""
+    config = config_for(Path("cohort.yaml"), ("ad-tabular", "ad-film", "ad-hyperfusion", "ad-imaging"))
+    wider = study_module.with_trial(config, "ad-tabular", {}, {"hidden": [16]})
+    followed = study_module.follow_members(wider)
+    assert {m: dict(v) for m, v in followed.model_overrides.items()} == {
+        "ad-tabular": {"hidden": [16]},
+        "ad-film": {"embedding_dim": 16},
+        "ad-hyperfusion": {"embedding_dim": 16},
+    }
+    assert (
+        study_module.follow_members(config).model_overrides == config.model_overrides
+    )  # widths already agree
 
 
 def test_cli_tune_writes_the_study_and_tuned_config(cohort_yaml, tmp_path):

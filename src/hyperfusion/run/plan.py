@@ -89,6 +89,46 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def tabular_encoder_of(tabular_model: Any) -> Any:
+    """The hidden layers of a tabular-only model: the encoder warm start copies into a fused model."""
+    network = getattr(tabular_model, "network", tabular_model)
+    encoder = getattr(network, "embedding", None)
+    if encoder is None:
+        raise ValueError(f"{type(tabular_model).__name__} has no tabular encoder to warm-start from")
+    return encoder
+
+
+def warm_start_conflict(method: str, warm_start: str, kwargs: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Why ``method``'s tabular encoder cannot take its tabular member's trained encoder (None: it can).
+
+    The encoder a fused model is warm-started from is the tabular-only model's hidden layers, so the fused model's
+    embedding width must be the member's hidden width; a mismatch (an ``embedding_dim`` set for one and not the
+    other) would otherwise surface only when the first fused model starts training.
+    """
+    tabular, _ = warm_sources(Unit(method, 0, 0, 0), warm_start, kwargs)
+    if tabular is None:
+        return None
+    items = tuple(sorted((k, _hashable(v)) for k, v in (kwargs.get(method) or {}).items()))
+    member = tuple(sorted((k, _hashable(v)) for k, v in (kwargs.get(tabular.method) or {}).items()))
+    return _warm_start_conflict(method, items, tabular.method, member)
+
+
+@functools.lru_cache(maxsize=256)
+def _warm_start_conflict(
+    method: str, items: tuple[tuple[str, Any], ...], member: str, member_items: tuple[tuple[str, Any], ...]
+) -> str | None:
+    from hyperfusion.nn import warm_start_
+
+    try:  # both built at the registry's default input width: only the configured widths can differ
+        warm_start_(
+            create_model(method, **dict(items)),
+            tabular_encoder_of(create_model(member, **dict(member_items))),
+        )
+    except ValueError as error:
+        return f"{method} cannot be warm-started from {member} ({error})"
+    return None
+
+
 def plan_units(
     methods: Iterable[str],
     *,

@@ -27,13 +27,14 @@ from hyperfusion.data import Cohort, ImageCache, TabularPreprocessor, load_manif
 from hyperfusion.data.duplicates import check_duplicate_images
 from hyperfusion.models import model_info
 from hyperfusion.run.executors import LocalExecutor, RayExecutor, make_executor
-from hyperfusion.run.plan import PlannedUnit, Unit, plan_units
+from hyperfusion.run.plan import PlannedUnit, Unit, plan_units, warm_start_conflict
 from hyperfusion.run.reporting import build_report
 from hyperfusion.run.setup import (
     effective_model_arguments,
     group_column,
     image_spec,
     make_preprocessor,
+    member_kwargs,
     static_model_kwargs,
 )
 from hyperfusion.run.store import RunDirectory, RunDirectoryError, fingerprint_cohort
@@ -66,6 +67,12 @@ def check_cohort(config: RunConfig, cohort: Cohort) -> None:
                 f"method {method!r} is a {model_info(method).task} model but the cohort's task is {cohort.task}"
             )
         task.check_method(method, model_info(method))
+        conflict = warm_start_conflict(method, config.training.warm_start, member_kwargs(config))
+        if conflict is not None:
+            raise ValueError(
+                f"training.warm_start {config.training.warm_start}: {conflict}; give both the same width "
+                "(model_overrides) or set training.warm_start: none"
+            )
     task.check_loss(config.training.loss)
     if task.scores_by_group:  # a named group column the cohort lacks fails now, not at the end
         group_column(cohort, config.protocol.group_by)

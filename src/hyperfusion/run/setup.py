@@ -21,6 +21,7 @@ from hyperfusion.data import Cohort, ImageSpec, TabularPreprocessor
 from hyperfusion.engine.devices import check_available
 from hyperfusion.engine.target import StandardizedRegressor
 from hyperfusion.models import create_model, model_arguments, model_info
+from hyperfusion.models.registry import family_member
 from hyperfusion.run.store import SIZED_BY_COHORT
 from hyperfusion.tasks import get_task
 
@@ -78,6 +79,17 @@ def static_kwargs(config: RunConfig, method: str) -> dict[str, Any]:
 def static_model_kwargs(config: RunConfig) -> dict[str, dict[str, Any]]:
     """:func:`static_kwargs` for every method of the config."""
     return {method: static_kwargs(config, method) for method in config.methods}
+
+
+def member_kwargs(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """:func:`static_model_kwargs` with the tabular members the methods are warm-started from, listed or not (a
+    helper member is built with the config's ``model`` section too)."""
+    kwargs = static_model_kwargs(config)
+    for method in config.methods:
+        member = family_member(method, "tabular")
+        if member is not None and member not in kwargs:
+            kwargs[member] = static_kwargs(config, member)
+    return kwargs
 
 
 def effective_model_arguments(config: RunConfig, method: str) -> dict[str, Any]:

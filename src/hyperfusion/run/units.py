@@ -44,7 +44,7 @@ from hyperfusion.engine.target import StandardizedRegressor
 from hyperfusion.engine.trainer import Predictions, TrainSettings, predict, train_model
 from hyperfusion.nn import ConditionedModel, principled_init_from_data_, warm_start_, warm_start_network_
 from hyperfusion.run.hazards import BASELINE, baseline_field
-from hyperfusion.run.plan import PlannedUnit, Unit
+from hyperfusion.run.plan import PlannedUnit, Unit, tabular_encoder_of
 from hyperfusion.run.setup import build_arguments, build_model, image_spec, load_checkpoint, parameter_count
 from hyperfusion.run.store import RunDirectory
 from hyperfusion.run.tracking import unit_tracking
@@ -264,7 +264,7 @@ def _train(context: RunContext, planned: PlannedUnit) -> dict[str, Any]:
         warm_start_network_(fused, _unwrapped(source))
     if planned.warm_start_from is not None:
         source = _load_trained(context, planned.warm_start_from, preprocessor)
-        warm_start_(fused, _tabular_encoder_of(source))
+        warm_start_(fused, tabular_encoder_of(source))
     if fused is not None and fused.hyper_layers:  # eqs. (1)-(2) with E[e²] on this fold's training rows
         principled_init_from_data_(fused, list(torch.as_tensor(datasets["train"].tabular).split(batch)))
 
@@ -433,15 +433,6 @@ def _load_trained(context: RunContext, unit: Unit, preprocessor: TabularPreproce
         classes=context.cohort.classes,
     )
     return load_checkpoint(model, context.run.verified_checkpoint(unit))
-
-
-def _tabular_encoder_of(tabular_model: nn.Module) -> nn.Module:
-    """The hidden layers of a trained tabular-only model: the encoder warm start copies."""
-    network = getattr(tabular_model, "network", tabular_model)
-    encoder = getattr(network, "embedding", None)
-    if encoder is None:
-        raise ValueError(f"{type(tabular_model).__name__} has no tabular encoder to warm-start from")
-    return encoder
 
 
 # ----------------------------------------------------------------------------------------------------------

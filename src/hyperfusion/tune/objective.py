@@ -24,7 +24,7 @@ from hyperfusion.data import Augment, Cohort, CohortDataset, ImageCache, Tabular
 from hyperfusion.engine.trainer import train_model
 from hyperfusion.models import model_info
 from hyperfusion.nn import principled_init_from_data_, warm_start_, warm_start_network_
-from hyperfusion.run.plan import Unit, warm_sources
+from hyperfusion.run.plan import Unit, tabular_encoder_of, warm_sources
 from hyperfusion.run.runner import partitions_of
 from hyperfusion.run.setup import (
     build_model,
@@ -33,7 +33,7 @@ from hyperfusion.run.setup import (
     static_kwargs,
     static_model_kwargs,
 )
-from hyperfusion.run.units import _fused, _loader, _tabular_encoder_of, _unwrapped, settings_for
+from hyperfusion.run.units import _fused, _loader, _unwrapped, settings_for
 from hyperfusion.tasks import get_task
 
 
@@ -191,7 +191,7 @@ def train_on_fold(
         if imaging is not None:  # the image network first, as the protocol's unit
             warm_start_network_(fused, _unwrapped(members.trained(config, cohort, data, imaging, workdir)))
         if tabular is not None:
-            warm_start_(fused, _tabular_encoder_of(members.trained(config, cohort, data, tabular, workdir)))
+            warm_start_(fused, tabular_encoder_of(members.trained(config, cohort, data, tabular, workdir)))
         if fused.hyper_layers:
             principled_init_from_data_(fused, list(torch.as_tensor(data.train.tabular).split(batch)))
 

@@ -12,7 +12,9 @@ from typing import Any
 import optuna
 
 from hyperfusion.config import RunConfig
-from hyperfusion.models import model_arguments
+from hyperfusion.models import model_arguments, model_info
+from hyperfusion.run.plan import Unit, warm_sources
+from hyperfusion.run.setup import static_model_kwargs
 
 Distributions = dict[str, optuna.distributions.BaseDistribution]
 
@@ -56,9 +58,14 @@ def method_space(config: RunConfig, method: str) -> Distributions:
             space[f"model.{layers_key}"] = _layers(
                 config, method, layers_key, [f"block{depth}.residual", f"block{depth - 1}.residual"]
             )
+    if "hidden" in arguments and is_tabular_only(method):  # the width every warm-started encoder takes
+        space["model.hidden"] = _widths(_model_default(config, method, "hidden"))
     if "hyper_layers" in arguments:
-        dims = sorted({4, 8, 16, _model_default(config, method, "embedding_dim")})
-        space["model.embedding_dim"] = optuna.distributions.CategoricalDistribution(dims)
+        if not warm_started_encoder(
+            config, method
+        ):  # else the embedding is the tabular member's hidden layers
+            dims = sorted({4, 8, 16, _model_default(config, method, "embedding_dim")})
+            space["model.embedding_dim"] = optuna.distributions.CategoricalDistribution(dims)
         space["model.hyper_layers"] = _layers(
             config,
             method,
@@ -66,6 +73,28 @@ def method_space(config: RunConfig, method: str) -> Distributions:
             [f"block{depth}.shortcut.conv", f"block{depth - 1}.shortcut.conv", "fc1"],
         )
     return space
+
+
+def is_tabular_only(method: str) -> bool:
+    info = model_info(method)
+    return info.uses_tabular and not info.uses_image and info.fusion == "none"
+
+
+def warm_started_encoder(config: RunConfig, method: str) -> bool:
+    """Whether ``method``'s tabular encoder starts from its tabular member's hidden layers (its width is then the
+    member's, tuned in the member's study)."""
+    tabular, _ = warm_sources(Unit(method, 0, 0, 0), config.training.warm_start, static_model_kwargs(config))
+    return tabular is not None
+
+
+def _widths(default: Any) -> optuna.distributions.CategoricalDistribution:
+    """The tabular model's hidden widths with the last layer (the encoder's output) at 4, 8 or 16 (the default
+    first); as comma-joined text, since a categorical holds plain values."""
+    layers = [int(width) for width in default]
+    choices = [[*layers[:-1], width] for width in (layers[-1], 4, 8, 16)]
+    return optuna.distributions.CategoricalDistribution(
+        list(dict.fromkeys(",".join(map(str, widths)) for widths in choices))
+    )
 
 
 def _layers(
@@ -84,7 +113,7 @@ def defaults(config: RunConfig, method: str, space: Distributions) -> dict[str, 
         section, key, *index = name.split(".")
         if section == "training":
             values[name] = getattr(config.training, key)
-        elif key.endswith("_layers"):
+        elif key.endswith("_layers") or key == "hidden":
             values[name] = space[name].choices[0]  # type: ignore[attr-defined]
         else:
             value = _model_default(config, method, key)
@@ -105,6 +134,8 @@ def as_settings(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
             dropout[int(index[0])] = float(value)
         elif key.endswith("_layers"):
             model[key] = str(value).split(",")
+        elif key == "hidden":
+            model[key] = [int(width) for width in str(value).split(",")]
         else:
             model[key] = value
     if dropout:

@@ -14,6 +14,7 @@ settings on tuned members: the difference to its best is what tuning its own set
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,10 +31,12 @@ from optuna.trial import TrialState
 from hyperfusion.atomic import write_text_atomic
 from hyperfusion.config import RunConfig
 from hyperfusion.data import ImageCache, load_manifest
+from hyperfusion.models import model_arguments
+from hyperfusion.models.registry import family_member
 from hyperfusion.run.executors import _import_ray, _init_ray
-from hyperfusion.run.plan import Unit, warm_sources
+from hyperfusion.run.plan import Unit, warm_sources, warm_start_conflict
 from hyperfusion.run.runner import check_cohort
-from hyperfusion.run.setup import static_kwargs, static_model_kwargs
+from hyperfusion.run.setup import member_kwargs, static_kwargs, static_model_kwargs
 from hyperfusion.run.store import FREE_KEYS, resolved_differences
 from hyperfusion.tasks import get_task
 from hyperfusion.tune import space as spaces
@@ -112,11 +115,12 @@ def tune(
         for job in jobs:
             result = results[job.method]
             tuned = with_trial(tuned, job.method, result["training"], result["model"])
+        tuned = follow_members(tuned)
     results = {method: results[method] for method in config.methods}  # reported in the config's order
     write_text_atomic(
         out / "tuning.json", json.dumps({"metric": task.selection.name, "methods": results}, indent=2)
     )
-    write_text_atomic(out / "tuned.yaml", tuned_yaml(config, results, task.selection.name))
+    write_text_atomic(out / "tuned.yaml", tuned_yaml(tuned, results, task.selection.name))
     return results
 
 
@@ -237,19 +241,41 @@ def method_levels(config: RunConfig) -> list[list[str]]:
     return [level for level in levels if level]
 
 
-def tuned_yaml(config: RunConfig, results: dict[str, dict[str, Any]], metric: str) -> str:
-    """An ordinary run config: each tuned method's best model settings under ``model_overrides`` and its best
-    training settings (learning rate, epochs, batch size, weight decay) under ``method_training``; ``tuning``
-    states the tuning (budgets, default and best validation scores) for the run's report, and the config refuses
-    to load if its settings no longer match it."""
-    raw = config.to_dict()
+def follow_members(config: RunConfig) -> RunConfig:
+    """``config`` with each warm-started method's embedding width set to its tabular member's hidden width.
+
+    The encoder a fused method starts from is its member's hidden layers (paper §4.3.6), so the width is tuned
+    once, in the member's study, and every method that starts from that member takes it alike.
+
+    Raises:
+        TuningError: a method whose encoder still cannot take the member's after the width is matched.
+    """
+    overrides = {method: dict(settings) for method, settings in config.model_overrides.items()}
+    kwargs = member_kwargs(config)
+    for method in config.methods:
+        member = family_member(method, "tabular")
+        if warm_start_conflict(method, config.training.warm_start, kwargs) is None or member is None:
+            continue
+        arguments = {**model_arguments(member), **kwargs[member]}
+        if "embedding_dim" in model_arguments(method) and "hidden" in arguments:
+            overrides[method] = {**overrides.get(method, {}), "embedding_dim": int(arguments["hidden"][-1])}
+            kwargs[method] = {**kwargs.get(method, {}), "embedding_dim": int(arguments["hidden"][-1])}
+        conflict = warm_start_conflict(method, config.training.warm_start, kwargs)
+        if conflict is not None:
+            raise TuningError(f"tuned settings: {conflict}")
+    return dataclasses.replace(config, model_overrides=overrides)
+
+
+def tuned_yaml(tuned: RunConfig, results: dict[str, dict[str, Any]], metric: str) -> str:
+    """An ordinary run config: ``tuned``, the config with each tuned method's best model settings under
+    ``model_overrides`` and its best training settings (learning rate, epochs, batch size, weight decay) under
+    ``method_training`` (and the embedding widths that follow a tuned member); ``tuning`` states the tuning
+    (budgets, default and best validation scores) for the run's report, and the config refuses to load if its
+    settings no longer match it."""
+    raw = tuned.to_dict()
     raw["tuning"] = {"metric": metric, "methods": results}
-    for key, part in (("model_overrides", "model"), ("method_training", "training")):
-        settings = dict(raw.get(key) or {})
-        for method, result in results.items():
-            if result.get("tuned") and result[part]:
-                settings[method] = {**settings.get(method, {}), **result[part]}
-        raw[key] = settings
+    for key in ("model_overrides", "method_training"):
+        raw[key] = {method: settings for method, settings in (raw.get(key) or {}).items() if settings}
     raw["simulate"] = None  # the cohort is already on disk
     header = "# Written by `hyperfusion tune`: each method's best settings; `tuning` says how (the report shows it).\n"
     return header + yaml.safe_dump(raw, sort_keys=False)
