@@ -33,6 +33,21 @@ def test_pruning_reports_every_epoch_and_stops_a_bad_trial():
     assert study.trials[0].intermediate_values == {10: 0.7, 11: 0.2}
 
 
+def test_no_epoch_of_the_warm_up_is_judged():
+    """Near-chance first epochs are reported but never prune: the pruner judges from epoch ``warmup`` on."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    trial = study.ask()
+    module = _Module()
+    callback = PruneOnValidation(trial, "BA", step_offset=0, warmup=3)
+    for value in (0.2, 0.3, 0.33):  # below the threshold, inside the warm-up
+        module.history.append({"val_BA": value})
+        callback.on_train_epoch_end(None, module)
+    module.history.append({"val_BA": 0.34})
+    with pytest.raises(optuna.TrialPruned):
+        callback.on_train_epoch_end(None, module)
+    assert list(study.trials[0].intermediate_values) == [0, 1, 2, 3]
+
+
 def test_a_trial_changes_one_method_only():
     config = config_from_dict(
         {"cohort": "c.yaml", "methods": ["ad-film", "ad-daft"], "training": {"lr": 0.001, "epochs": 5}}

@@ -159,7 +159,7 @@ def tune_method(job: MethodJob, members: Members) -> tuple[dict[str, Any], str]:
         storage=storage_of(out),
         load_if_exists=True,
         direction="maximize" if task.selection.higher_is_better else "minimize",
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2),  # warm-up per fold: PruneOnValidation
     )
     _check_budget(study, method, n_trials, space, out)
     _check_settings(study, method, "config", trial_settings(config), out)
@@ -170,6 +170,7 @@ def tune_method(job: MethodJob, members: Members) -> tuple[dict[str, Any], str]:
         study.enqueue_trial(spaces.defaults(config, method, space))
     # a fold's epochs are reported after the longest the space allows, so step k is one epoch for every trial
     steps = space["training.epochs"].high  # type: ignore[attr-defined]
+    warmup = space["training.epochs"].low  # type: ignore[attr-defined]  # no fold judged before its shortest schedule
 
     def objective(trial: optuna.Trial) -> float:
         params = {name: trial._suggest(name, dist) for name, dist in space.items()}
@@ -178,7 +179,7 @@ def tune_method(job: MethodJob, members: Members) -> tuple[dict[str, Any], str]:
         scores, losses = [], []
         for fold in folds:
             unit = Unit(method, split_seed, 0, fold)
-            callback = PruneOnValidation(trial, task.selection.name, fold * steps)
+            callback = PruneOnValidation(trial, task.selection.name, fold * steps, warmup)
             with tempfile.TemporaryDirectory(dir=out) as workdir:
                 score, history = train_on_fold(
                     trial_config, cohort, job.data[fold], method, unit, Path(workdir), [callback], members
