@@ -64,7 +64,8 @@ def tuning_section(config: RunConfig) -> Section:
             "Every method was tuned with the same budget on the training folds' validation rows (split seed "
             f"{config.protocol.split_seeds[0]}, version 0); the test rows were never read. Default: the config's own "
             "settings (trial 0); best: the settings this run trains the method with. A fused method's trials start "
-            "from its members at their tuned settings.\n\n"
+            "from its members at their tuned settings, and takes the tabular member's tuned hidden width as its "
+            "embedding width (its encoder is that member's hidden layers).\n\n"
             f"{table}"
         )
 
