@@ -18,9 +18,18 @@ def _score(value: Any) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _shown(value: Any) -> str:
+    """A setting as a reader takes it in: floats to 3 significant figures (the run config keeps them exact)."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return str(value)
+
+
 def _settings(entry: dict[str, Any]) -> str:
     pairs = {**(entry.get("training") or {}), **(entry.get("model") or {})}
-    return ", ".join(f"{k} {v}" for k, v in pairs.items()) or "the defaults"
+    return ", ".join(f"{k} {_shown(v)}" for k, v in pairs.items()) or "the defaults"
 
 
 def tuning_rows(config: RunConfig) -> list[list[str]]:
