@@ -61,9 +61,8 @@ def method_space(config: RunConfig, method: str) -> Distributions:
     if "hidden" in arguments and is_tabular_only(method):  # the width every warm-started encoder takes
         space["model.hidden"] = _widths(_model_default(config, method, "hidden"))
     if "hyper_layers" in arguments:
-        if not warm_started_encoder(
-            config, method
-        ):  # else the embedding is the tabular member's hidden layers
+        own_width = not warm_started_encoder(config, method)  # else it is the tabular member's hidden width
+        if own_width:
             dims = sorted({4, 8, 16, _model_default(config, method, "embedding_dim")})
             space["model.embedding_dim"] = optuna.distributions.CategoricalDistribution(dims)
         space["model.hyper_layers"] = _layers(
@@ -76,6 +75,7 @@ def method_space(config: RunConfig, method: str) -> Distributions:
 
 
 def is_tabular_only(method: str) -> bool:
+    """Whether ``method`` is a tabular-only model (the one whose hidden layers fused encoders start from)."""
     info = model_info(method)
     return info.uses_tabular and not info.uses_image and info.fusion == "none"
 
