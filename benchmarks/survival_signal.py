@@ -143,7 +143,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--interaction-mode", choices=["graded", "location"], default="graded")
     parser.add_argument(
-        "--effect-scale", type=float, default=1.0, help="location mode only (the demos use 2)"
+        "--effect-scale",
+        type=float,
+        default=1.0,
+        help="multiplies the disease's image effects (the demos use 2)",
     )
     parser.add_argument(
         "--rendered", action="store_true", help="render the cohort (4 mm box) and read the realised volumes"

@@ -91,6 +91,27 @@ def test_deterministic_per_seed():
     assert not make_ad_cohort(50, seed=5).table.equals(a.table)
 
 
+def test_effect_scale_multiplies_the_graded_disease_and_lookalike_terms():
+    base, double = make_ad_cohort(300, seed=3), make_ad_cohort(300, seed=3, effect_scale=2.0)
+    pd.testing.assert_frame_equal(base.table, double.table)  # the record is the same draw
+    lat = base.latents
+    s, w_lim, late = (
+        lat["severity"],
+        lat["limbic_weight_pi"],
+        lat["late_lookalike"],
+    )  # at λ = 1 the weight is π
+    # the left hippocampus moves by exactly one more −0.45 × 1.1 × S × w − late (the noise is the same draw)
+    np.testing.assert_allclose(
+        double.log_f[:, 0] - base.log_f[:, 0], -0.45 * 1.1 * s * w_lim - late, atol=1e-12
+    )
+    # the lateral ventricles carry 0.8 S more; the look-alikes double with the disease
+    np.testing.assert_allclose(double.log_f[:, 6] - base.log_f[:, 6], 0.8 * s, atol=1e-12)
+    np.testing.assert_allclose(double.latents["late_lookalike"], 2 * late, atol=1e-12)
+    np.testing.assert_array_equal(double.latents["severity"], s)
+    # a scale of 1 is the default cohort bit for bit
+    assert np.array_equal(make_ad_cohort(300, seed=3, effect_scale=1.0).log_f, base.log_f)
+
+
 @pytest.mark.parametrize(("n", "lam"), [(2, 1.0), (2.5, 1.0), (10, -1.0), (10, float("nan"))])
 def test_bad_arguments(n, lam):
     with pytest.raises(ValueError):

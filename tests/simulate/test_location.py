@@ -299,13 +299,12 @@ def test_effect_scale_multiplies_every_severity_and_lookalike_coefficient():
     )
 
 
-@fault("simulator", "an effect scale that is not a positive number, or one outside the location mode",
+@fault("simulator", "an effect scale that is not a positive number",
        "ValueError naming effect_scale and the value")  # fmt: skip
 def test_effect_scale_is_checked(tmp_path):
-    for bad in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match="effect_scale must be a finite number > 0"):
-            make_ad_cohort(10, interaction_mode="location", effect_scale=bad)
-    with pytest.raises(ValueError, match="effect_scale is for interaction_mode 'location' only"):
-        make_ad_cohort(10, effect_scale=2.0)
+    for mode in ("graded", "location"):
+        for bad in (0.0, -1.0, float("nan"), True):
+            with pytest.raises(ValueError, match="effect_scale must be a finite number > 0"):
+                make_ad_cohort(10, interaction_mode=mode, effect_scale=bad)
     simulate_ad(tmp_path / "s", n=3, seed=2, interaction_mode="location", effect_scale=2.0, **KW)
     assert json.loads((tmp_path / "s" / "simulation.json").read_text())["effect_scale"] == 2.0

@@ -82,7 +82,8 @@ def make_ad_cohort(
         seed: everything is deterministic from it.
         interaction_mode: ``graded`` (the default image model) or ``location`` (sex decides where the disease
             shows; a stress test with a large interaction gain, see :mod:`hyperfusion.simulate.location`).
-        effect_scale: ``location`` mode only: multiplies the disease's (and its look-alike's) image effects.
+        effect_scale: multiplies the disease's (and its look-alikes') image effects in either mode: every
+            severity coefficient of the image model and the look-alike terms alike (1: the values below).
 
     Raises:
         ValueError: on n < 3, a negative / non-finite interaction, an unknown interaction mode or a bad
@@ -90,7 +91,7 @@ def make_ad_cohort(
     """
     n, lam = checked_cohort_args(n, interaction, minimum=3)
     checked_mode(interaction_mode)
-    effect_scale = checked_effect_scale(effect_scale, interaction_mode)
+    effect_scale = checked_effect_scale(effect_scale)
     rng = table_rng(seed, "ad")
     cells = [(g, sex) for g in GROUPS for sex in (1, 0)]
     counts = allocate(n, np.array([TABLE2_COUNTS[g][1 - sex] for g, sex in cells]))
@@ -177,13 +178,14 @@ def make_ad_cohort(
         return Cohort("ad", int(seed), table, latents, fx.log_f, fx.cortical, fx.wm_contrast)
     a = bio - 45
     lam1 = min(lam, 1.0)
+    s = effect_scale * severity  # what the image shows of the disease (× 1.0 leaves every value bit for bit)
     pi = sigmoid(2 * lam * (1.6 * (e4 >= 1) + 0.08 * (age - 72) - 0.6 + 0.5 * female))
     w_lim = (1 - lam1) * 0.65 + lam1 * pi
     w_ctx = (1 - lam1) * 0.65 + lam1 * (1 - pi)
     hip_age = -(0.003 * a + 0.00015 * a**2) - 0.002 * lam * np.maximum(0, bio - 52) * female
     ven_age = (0.010 * a + 0.0003 * a**2) * (1 + 0.25 * lam * np.where(male == 1, 1.0, -1.0))
-    late = lam * (amyloid == 0) * sigmoid((age - 76) / 3) * rng.exponential(0.15, n)
-    vasc = lam * (e4 == 0) * male * rng.exponential(0.10, n)
+    late = effect_scale * lam * (amyloid == 0) * sigmoid((age - 76) / 3) * rng.exponential(0.15, n)
+    vasc = effect_scale * lam * (e4 == 0) * male * rng.exponential(0.10, n)
     noise = rng.normal(size=(12, n))
     lv_common = 0.3 * noise[8]
     log_f = {

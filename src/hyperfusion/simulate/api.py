@@ -85,8 +85,8 @@ def simulate_ad(
         progress: show a progress bar.
         interaction_mode: ``graded`` (default image model) or ``location`` (sex decides where the disease shows:
             a stress test whose interaction is large enough to detect; ``interaction`` >= 1 makes it complete).
-        effect_scale: ``location`` mode only: multiplies the disease's (and its look-alike's) image effects
-            (the demo and the studies use 2).
+        effect_scale: multiplies the disease's (and its look-alikes') image effects, in either mode (the
+            demos and the studies use 2).
         workers: processes rendering subjects in parallel (default: every available core); the files are the
             same bytes for any number.
         visits: also write follow-up visits (``M``, ``DX``; MCI subjects convert to dementia at a time drawn
@@ -97,7 +97,7 @@ def simulate_ad(
     if not isinstance(visits, bool):
         raise ValueError(f"visits must be True or False, got {visits!r}")
     checked_mode(interaction_mode)
-    checked_effect_scale(effect_scale, interaction_mode)
+    checked_effect_scale(effect_scale)
     checked_workers(workers)
     nuisance = nuisance or Nuisance()
     grid = output_grid(voxel_size, region)

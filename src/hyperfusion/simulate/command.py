@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--effect-scale",
         type=float,
         default=1.0,
-        help="ad location mode only: multiplies the disease's image effects (the demo and the studies use 2)",
+        help="ad only: multiplies the disease's image effects (the demos and the studies use 2)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed (everything is deterministic from it)"

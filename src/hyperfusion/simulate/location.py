@@ -80,16 +80,14 @@ def limbic_probability(female: np.ndarray, interaction: float) -> np.ndarray:
     return 0.5 + 0.5 * min(float(interaction), 1.0) * np.where(np.asarray(female) == 1, 1.0, -1.0)
 
 
-def checked_effect_scale(scale: float, mode: str) -> float:
-    """``scale`` if it is a finite number > 0, and 1 unless the mode is ``location``.
+def checked_effect_scale(scale: float) -> float:
+    """``scale`` as a float if it is a finite number > 0 (either interaction mode takes it).
 
     Raises:
         ValueError: naming the bad value.
     """
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"effect_scale must be a finite number > 0, got {scale!r}")
-    if mode != "location" and scale != 1:
-        raise ValueError(f"effect_scale is for interaction_mode 'location' only, got {scale!r} with {mode!r}")
     return float(scale)
 
 
